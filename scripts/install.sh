@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs citesearch and everything it needs into ./.venv (idempotent; a second run is quick).
+# Usage: bash scripts/install.sh [--with-browser]
+#   --with-browser also installs Debian's chromium and chromium-driver for the page tests (needs root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating virtualenv .venv"
+  "$PYTHON" -m venv .venv
+fi
+echo "== installing Python packages"
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build; 2.13.0 is the CPU build.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[test]"
+
+if [ "${1:-}" = "--with-browser" ]; then
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    echo "== chromium and chromedriver already installed"
+  else
+    echo "== installing chromium and chromium-driver (Debian packages)"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+fi
+echo "== installed: $(.venv/bin/citesearch --help | head -1)"
