@@ -7,6 +7,7 @@ people is readable text; ``--json`` output is one JSON object on stdout for prog
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import textwrap
@@ -28,6 +29,10 @@ from indexer.embedder import EmbedderError, SentenceTransformerEmbedder
 from indexer.errors import IngestError
 from indexer.loaders import load_documents
 from indexer.pipeline import BuildOptions, apply_changes
+
+# Subcommands that live with their feature. Each module has ``register(subparsers)`` that adds its parsers with
+# ``set_defaults(handler=fn)`` where ``fn(args, settings) -> exit code``; heavy imports happen inside the handler.
+COMMAND_MODULES = ("service.commands", "eval.commands")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -65,6 +70,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         batch_size=settings.embed_batch_size,
         show_progress=not args.json and sys.stderr.isatty() or args.progress,
         lock_timeout=args.wait,
+        keyword=settings.keyword_settings(),
+        record={"fusion": settings.fusion_settings().to_dict()},
     )
     report = apply_changes(
         index_dir,
@@ -160,13 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--offset", type=_non_negative_int, default=0, help="skip this many results")
     search.add_argument("--section", choices=SECTIONS, help="only passages of this part of a document")
     search.add_argument("--doc-id", help="only passages of this document")
-    search.add_argument("--mode", choices=MODES, default="dense", help="retrieval mode")
+    search.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode (default hybrid)")
     search.add_argument("--explain", action="store_true", help="show each ranking's rank and score per result")
     search.add_argument("--per-doc-cap", type=_positive_int, help="at most N passages per document")
     search.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
     search.add_argument("--json", action="store_true", help="print results as one JSON object")
     search.set_defaults(handler=cmd_search)
 
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
+from citesearch.fusion import FusionSettings, fuse, ranks_of
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
 
@@ -37,7 +38,7 @@ class SearchRequest:
     offset: int = 0
     section: str | None = None
     doc_id: str | None = None
-    mode: Mode = "dense"
+    mode: Mode = "hybrid"
     explain: bool = False
     per_doc_cap: int | None = None  # at most this many passages of one document in the returned ranking
 
@@ -81,6 +82,8 @@ class SearchResult:
     mode: str
     hits: list[Hit] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The embedded query (1 x dim, L2-normalised), so callers can score sentences without encoding it again.
+    query_vector: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
         """The documented JSON shape of ``citesearch search --json`` (and the core of ``GET /search``)."""
@@ -100,16 +103,33 @@ class SearchResult:
 
 @dataclass(frozen=True, slots=True)
 class ScoredCandidate:
+    """A passage in the ranking of one mode, with what each retriever thought of it (for ``explain``)."""
+
     passage_id: int
     score: float
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    bm25_rank: int | None = None
+    bm25_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranking:
+    candidates: list[ScoredCandidate]
+    exhausted: bool  # every retriever returned fewer than asked: looking deeper finds nothing new
 
 
 class Searcher:
-    """Search one opened index version with one embedder. Thread-safe for concurrent searches."""
+    """Search one opened index version with one embedder. Thread-safe for concurrent searches.
 
-    def __init__(self, reader: IndexReader, embedder: Embedder) -> None:
+    ``fusion`` defaults to what the index's manifest records (``extra.fusion``), else ``FusionSettings()``.
+    """
+
+    def __init__(self, reader: IndexReader, embedder: Embedder, fusion: FusionSettings | None = None) -> None:
         self.reader = reader
         self.embedder = embedder
+        recorded = reader.manifest.extra.get("fusion")
+        self.fusion = fusion or (FusionSettings(**recorded) if isinstance(recorded, dict) else FusionSettings())
 
     @property
     def index_version(self) -> str:
@@ -124,14 +144,18 @@ class Searcher:
             raise InvalidSearchRequest("offset", f"must be 0 or more, got {request.offset}")
         if request.mode not in MODES:
             raise InvalidSearchRequest("mode", f"must be one of {', '.join(MODES)}, got {request.mode!r}")
+        if request.per_doc_cap is not None and request.per_doc_cap < 1:
+            raise InvalidSearchRequest("per_doc_cap", f"must be at least 1, got {request.per_doc_cap}")
         if request.section is not None and request.section not in SECTIONS:
             raise InvalidSearchRequest(
                 "section", f"must be one of {', '.join(SECTIONS)}, got {request.section!r}"
             )
         if request.doc_id is not None and self.reader.document(request.doc_id) is None:
             raise InvalidSearchRequest("doc_id", f"no document {request.doc_id!r} in the index", not_found=True)
-        if request.mode != "dense":
-            raise InvalidSearchRequest("mode", f"{request.mode!r} is not available in this index; use 'dense'")
+        if request.mode != "dense" and self.reader.keyword is None:
+            raise InvalidSearchRequest(
+                "mode", f"index {self.reader.version} has no keyword index; use mode 'dense' or re-index"
+            )
 
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.encode([query])
@@ -141,25 +165,25 @@ class Searcher:
         timings: dict[str, float] = {}
         allowed = self._allowed_ids(request)
         wanted = request.offset + request.k
-        t0 = time.perf_counter()
-        query_vector = self.embed_query(request.query)
-        timings["encode"] = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        depth = max(wanted * 4, 100)
+        query_vector = None
+        if request.mode != "bm25":
+            t0 = time.perf_counter()
+            query_vector = self.embed_query(request.query)
+            timings["encode"] = (time.perf_counter() - t0) * 1000
+        depth = max(wanted, self.fusion.candidates)
         while True:
-            candidates = self._dense_candidates(query_vector, depth, allowed)
-            ranked = _cap_per_document(self.reader, candidates, request.per_doc_cap)
-            exhausted = len(candidates) < depth
-            if len(ranked) >= wanted or exhausted:
+            ranking = self._rank(request, query_vector, depth, allowed, timings)
+            t0 = time.perf_counter()
+            ranked = _cap_per_document(self.reader, ranking.candidates, request.per_doc_cap)
+            timings["store_lookup"] = timings.get("store_lookup", 0.0) + (time.perf_counter() - t0) * 1000
+            if len(ranked) >= wanted or ranking.exhausted:
                 break
             depth *= 4  # the per-document cap threw too many away; look deeper
-        timings["vector_search"] = (time.perf_counter() - t0) * 1000
         page = ranked[request.offset : wanted]
-        t0 = time.perf_counter()
         hits = self._hits(page, request)
-        timings["store_lookup"] = (time.perf_counter() - t0) * 1000
         return SearchResult(
-            query=request.query, index_version=self.reader.version, mode=request.mode, hits=hits, timings_ms=timings
+            query=request.query, index_version=self.reader.version, mode=request.mode, hits=hits, timings_ms=timings,
+            query_vector=query_vector,
         )
 
     def _allowed_ids(self, request: SearchRequest) -> np.ndarray | None:
@@ -167,24 +191,108 @@ class Searcher:
             return None
         return self.reader.passage_ids(section=request.section, doc_id=request.doc_id)
 
-    def _dense_candidates(
-        self, query_vector: np.ndarray, depth: int, allowed: np.ndarray | None
-    ) -> list[ScoredCandidate]:
+    def _rank(
+        self,
+        request: SearchRequest,
+        query_vector: np.ndarray | None,
+        depth: int,
+        allowed: np.ndarray | None,
+        timings: dict[str, float],
+    ) -> _Ranking:
         if allowed is not None and len(allowed) == 0:
-            return []
-        found = self.reader.search_vectors(query_vector, depth, allowed_ids=allowed)
+            return _Ranking([], exhausted=True)
+        dense_ids = dense_scores = bm25_ids = bm25_scores = np.zeros(0)
+        if query_vector is not None:
+            t0 = time.perf_counter()
+            found = self.reader.search_vectors(query_vector, depth, allowed_ids=allowed)
+            keep = found.ids[0] >= 0  # padding when fewer passages than asked for pass the filter
+            dense_ids, dense_scores = found.ids[0][keep], found.scores[0][keep]
+            timings["vector_search"] = timings.get("vector_search", 0.0) + (time.perf_counter() - t0) * 1000
+        all_bm25: np.ndarray | None = None
+        if request.mode != "dense" or (request.explain and self.reader.keyword is not None):
+            t0 = time.perf_counter()
+            keyword = self.reader.keyword
+            assert keyword is not None  # validate() rejected modes that need it
+            all_bm25 = keyword.scores(request.query)
+            found = keyword.top(all_bm25, depth, allowed_ids=allowed)
+            bm25_ids, bm25_scores = found.ids[0], found.scores[0]
+            timings["bm25"] = timings.get("bm25", 0.0) + (time.perf_counter() - t0) * 1000
+        exhausted = len(dense_ids) < depth and len(bm25_ids) < depth
+        if request.mode == "dense":
+            return _Ranking(self._explained(dense_ids, dense_scores, query_vector, all_bm25, request), exhausted)
+        if request.mode == "bm25":
+            return _Ranking(self._explained(bm25_ids, bm25_scores, query_vector, all_bm25, request), exhausted)
+        t0 = time.perf_counter()
+        candidates = self._fused(dense_ids, bm25_ids, query_vector, all_bm25)
+        timings["fusion"] = timings.get("fusion", 0.0) + (time.perf_counter() - t0) * 1000
+        return _Ranking(candidates, exhausted)
+
+    def _exact_scores(
+        self, ids: np.ndarray, query_vector: np.ndarray | None, all_bm25: np.ndarray | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Both retrievers' scores for these passages, computed exactly (not only for those each one found)."""
+        dense = None
+        if query_vector is not None:
+            dense = self.reader.vectors.vectors_for(ids) @ query_vector[0]
+        bm25 = None
+        if all_bm25 is not None and self.reader.keyword is not None:
+            bm25 = all_bm25[self.reader.keyword.positions(ids)]
+        return dense, bm25
+
+    def _fused(
+        self, dense_ids: np.ndarray, bm25_ids: np.ndarray, query_vector: np.ndarray | None, all_bm25: np.ndarray | None
+    ) -> list[ScoredCandidate]:
+        union = np.unique(np.concatenate([dense_ids, bm25_ids]).astype(np.int64))
+        dense, bm25 = self._exact_scores(union, query_vector, all_bm25)
+        assert dense is not None and bm25 is not None
+        fused = fuse(dense, bm25, self.fusion)
+        dense_ranks, bm25_ranks = ranks_of(dense), ranks_of(bm25)
+        order = np.argsort(-fused, kind="stable")
         return [
-            ScoredCandidate(int(pid), float(score)) for score, pid in zip(found.scores[0], found.ids[0], strict=True)
+            ScoredCandidate(
+                int(union[i]), float(fused[i]), int(dense_ranks[i]), float(dense[i]), int(bm25_ranks[i]),
+                float(bm25[i]),
+            )
+            for i in order
         ]
+
+    def _explained(
+        self,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        query_vector: np.ndarray | None,
+        all_bm25: np.ndarray | None,
+        request: SearchRequest,
+    ) -> list[ScoredCandidate]:
+        """A single retriever's ranking; with ``explain``, also the other retriever's exact score."""
+        ids = ids.astype(np.int64)
+        dense, bm25 = self._exact_scores(ids, query_vector, all_bm25) if request.explain else (None, None)
+        candidates = []
+        for i, (pid, score) in enumerate(zip(ids, scores, strict=True)):
+            candidates.append(
+                ScoredCandidate(
+                    passage_id=int(pid),
+                    score=float(score),
+                    dense_rank=i + 1 if request.mode == "dense" else None,
+                    dense_score=float(dense[i]) if dense is not None else None,
+                    bm25_rank=i + 1 if request.mode == "bm25" else None,
+                    bm25_score=float(bm25[i]) if bm25 is not None else None,
+                )
+            )
+        return candidates
 
     def _hits(self, page: list[tuple[ScoredCandidate, StoredPassage]], request: SearchRequest) -> list[Hit]:
         hits = []
         for rank, (candidate, stored) in enumerate(page, start=request.offset + 1):
-            explain = (
-                Explanation(dense_rank=rank, dense_score=candidate.score, fused_score=candidate.score)
-                if request.explain
-                else None
-            )
+            explain = None
+            if request.explain:
+                explain = Explanation(
+                    dense_rank=candidate.dense_rank,
+                    dense_score=candidate.dense_score,
+                    bm25_rank=candidate.bm25_rank,
+                    bm25_score=candidate.bm25_score,
+                    fused_score=candidate.score,
+                )
             hits.append(
                 Hit(
                     rank=rank,

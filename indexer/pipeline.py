@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from index_store import EmbeddingCache, IndexWriter, ModelInfo, StoredPassage
+from index_store import EmbeddingCache, IndexWriter, KeywordSettings, ModelInfo, StoredPassage
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import SECTIONS, Document, Passage
 from indexer.embedder import Embedder
@@ -67,7 +67,10 @@ class BuildOptions:
     show_progress: bool = False
     lock_timeout: float = 0.0
     vector_backend: str = "faiss"
+    keyword: KeywordSettings | None = field(default_factory=KeywordSettings)  # None: no BM25 (dense search only)
     derived_indexes: tuple[DerivedIndexBuilder, ...] = ()
+    # Query-time settings to record in the manifest (e.g. the hybrid fusion), so every reader uses the same ones.
+    record: dict[str, object] = field(default_factory=dict)
 
 
 def _embed_with_cache(
@@ -116,7 +119,9 @@ def apply_changes(
             model=model,
             chunker=options.chunker.to_dict(),
             vector_backend=options.vector_backend,
+            keyword=options.keyword,
             lock_timeout=options.lock_timeout,
+            allow_model_change=replace_all,
         ) as writer,
     ):
         existing = writer.document_hashes()
@@ -163,7 +168,7 @@ def apply_changes(
             passages = passages_by_doc[doc.doc_id]
             writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
             offset += len(passages)
-        extra: dict[str, object] = {}
+        extra: dict[str, object] = dict(options.record)
         for build_derived in options.derived_indexes:
             extra.update(build_derived(writer.version_dir, writer.iter_passages()))
         report.seconds["total"] = time.perf_counter() - started

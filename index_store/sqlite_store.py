@@ -1,0 +1,219 @@
+"""SQLite storage of documents and passages: the exact text every citation points into.
+
+One database file per index version. Documents keep their full text and units; passages keep their span into that
+text and a copy of the passage text (so a result needs one lookup, and a test can check the copy equals the slice).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FILE_NAME = "passages.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT NOT NULL,
+    url TEXT,
+    metadata TEXT NOT NULL,       -- JSON object
+    units TEXT NOT NULL,          -- JSON list of [section, char_start, char_end, comment_no]
+    content_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS passages (
+    passage_id INTEGER PRIMARY KEY,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id),
+    ordinal INTEGER NOT NULL,
+    section TEXT NOT NULL,
+    comment_no INTEGER,
+    char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_by_doc ON passages(doc_id, ordinal);
+CREATE INDEX IF NOT EXISTS passages_by_section ON passages(section);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUnit:
+    section: str
+    char_start: int
+    char_end: int
+    comment_no: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    doc_id: str
+    title: str
+    text: str
+    source: str
+    url: str | None
+    metadata: dict[str, Any]
+    units: tuple[StoredUnit, ...]
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPassage:
+    """A passage as stored, with what a citation needs from its document."""
+
+    passage_id: int
+    doc_id: str
+    ordinal: int
+    section: str
+    comment_no: int | None
+    char_start: int
+    char_end: int
+    text: str
+    title: str
+    source: str
+    url: str | None
+
+
+_PASSAGE_COLUMNS = (
+    "p.passage_id, p.doc_id, p.ordinal, p.section, p.comment_no, p.char_start, p.char_end, p.text, "
+    "d.title, d.source, d.url"
+)
+
+
+def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    """Open the store. A published version never changes, so readers open it immutable: no locks, no journal."""
+    if read_only:
+        connection = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    else:
+        connection = sqlite3.connect(path, check_same_thread=False)
+        connection.executescript(SCHEMA)
+    return connection
+
+
+class PassageStore:
+    """Queries and updates over one store connection. Not thread-safe by itself; callers serialise access."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def passages(self, passage_ids: Sequence[int]) -> list[StoredPassage]:
+        """Passages in the order asked for; ids that do not exist are left out."""
+        if not passage_ids:
+            return []
+        found: dict[int, StoredPassage] = {}
+        ids = [int(i) for i in passage_ids]
+        for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
+            batch = ids[start : start + 900]
+            marks = ",".join("?" * len(batch))
+            rows = self.connection.execute(
+                f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d USING (doc_id) "
+                f"WHERE p.passage_id IN ({marks})",
+                batch,
+            )
+            found.update((row[0], StoredPassage(*row)) for row in rows)
+        return [found[i] for i in ids if i in found]
+
+    def iter_passages(self) -> Iterator[StoredPassage]:
+        rows = self.connection.execute(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d USING (doc_id) ORDER BY p.passage_id"
+        )
+        for row in rows:
+            yield StoredPassage(*row)
+
+    def passage_ids(self, *, section: str | None = None, doc_id: str | None = None) -> np.ndarray:
+        clauses, params = [], []
+        if section is not None:
+            clauses.append("section = ?")
+            params.append(section)
+        if doc_id is not None:
+            clauses.append("doc_id = ?")
+            params.append(doc_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.connection.execute(f"SELECT passage_id FROM passages{where} ORDER BY passage_id", params)
+        return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def document(self, doc_id: str) -> StoredDocument | None:
+        row = self.connection.execute(
+            "SELECT doc_id, title, text, source, url, metadata, units, content_hash FROM documents WHERE doc_id = ?",
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        units = tuple(StoredUnit(*unit) for unit in json.loads(row[6]))
+        return StoredDocument(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), units, row[7])
+
+    def document_passages(self, doc_id: str) -> list[StoredPassage]:
+        rows = self.connection.execute(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d USING (doc_id) "
+            "WHERE p.doc_id = ? ORDER BY p.ordinal",
+            (doc_id,),
+        )
+        return [StoredPassage(*row) for row in rows]
+
+    def document_ids(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
+        rows = self.connection.execute(
+            "SELECT doc_id FROM documents ORDER BY doc_id LIMIT ? OFFSET ?", (-1 if limit is None else limit, offset)
+        )
+        return [row[0] for row in rows]
+
+    def document_hashes(self) -> dict[str, str]:
+        return dict(self.connection.execute("SELECT doc_id, content_hash FROM documents"))
+
+    def counts(self) -> dict[str, int]:
+        counts = {"documents": self.connection.execute("SELECT COUNT(*) FROM documents").fetchone()[0]}
+        counts["passages"] = 0
+        for section, count in self.connection.execute("SELECT section, COUNT(*) FROM passages GROUP BY section"):
+            counts[f"passages_{section}"] = count
+            counts["passages"] += count
+        return counts
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    # -- writes --------------------------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        self.connection.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def delete_document(self, doc_id: str) -> list[int]:
+        """Delete a document and its passages; returns the passage ids removed (empty if it was not there)."""
+        removed = [row[0] for row in self.connection.execute("SELECT passage_id FROM passages WHERE doc_id = ?", (doc_id,))]
+        self.connection.execute("DELETE FROM passages WHERE doc_id = ?", (doc_id,))
+        self.connection.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+        return removed
+
+    def insert_document(
+        self,
+        *,
+        doc_id: str,
+        title: str,
+        text: str,
+        source: str,
+        url: str | None,
+        metadata: dict[str, Any],
+        units: Iterable[tuple[str, int, int, int | None]],
+        content_hash: str,
+    ) -> None:
+        self.connection.execute(
+            "INSERT INTO documents(doc_id, title, text, source, url, metadata, units, content_hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc_id, title, text, source, url, json.dumps(metadata, ensure_ascii=False), json.dumps(list(units)),
+             content_hash),
+        )
+
+    def insert_passages(self, rows: Iterable[tuple[int, str, int, str, int | None, int, int, str, str]]) -> None:
+        """Rows of (passage_id, doc_id, ordinal, section, comment_no, char_start, char_end, text, content_hash)."""
+        self.connection.executemany(
+            "INSERT INTO passages(passage_id, doc_id, ordinal, section, comment_no, char_start, char_end, text, "
+            "content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )

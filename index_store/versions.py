@@ -1,0 +1,519 @@
+"""Versioned index folders: one writer at a time builds a new version aside, then publishes it atomically.
+
+Layout of an index folder::
+
+    CURRENT                  name of the published version (replaced atomically)
+    versions/v000007/        one immutable version: manifest.json, passages.sqlite, vectors.faiss, derived indexes
+    versions/.tmp-<uuid>/    a version being built; never read, removed if its writer dies
+    cache/embeddings.sqlite  embedding cache shared by all versions
+    write.lock               flock held by the one writer, with its pid
+
+A writer starts from a copy of the current version, applies changes, writes and fsyncs every file, renames the
+folder into place and only then switches ``CURRENT``. A reader opens whatever ``CURRENT`` names and checks every file
+against the manifest; killing a writer at any point leaves the previous version intact and in use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import numpy as np
+
+from index_store.errors import (
+    IndexCorruptError,
+    IndexIncompatibleError,
+    IndexLockedError,
+    IndexNotFoundError,
+    IndexStoreError,
+)
+from index_store.keyword import DIR_NAME as KEYWORD_DIR
+from index_store.keyword import KeywordIndex, KeywordSettings
+from index_store.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, ModelInfo, checksum_files, verify_files
+from index_store.sqlite_store import FILE_NAME as STORE_FILE
+from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
+from index_store.vectors import VectorHits, VectorIndex, create_vector_index, load_vector_index
+
+log = logging.getLogger(__name__)
+
+CURRENT_NAME = "CURRENT"
+VERSIONS_DIR = "versions"
+LOCK_NAME = "write.lock"
+TMP_PREFIX = ".tmp-"
+
+
+class UnitLike(Protocol):
+    section: str
+    char_start: int
+    char_end: int
+    comment_no: int | None
+
+
+class DocumentLike(Protocol):
+    doc_id: str
+    title: str
+    text: str
+    source: str
+    url: str | None
+    metadata: dict[str, Any]
+    units: Sequence[UnitLike]
+
+    @property
+    def content_hash(self) -> str: ...
+
+
+class PassageLike(Protocol):
+    ordinal: int
+    section: str
+    comment_no: int | None
+    char_start: int
+    char_end: int
+    text: str
+
+    @property
+    def content_hash(self) -> str: ...
+
+
+# -- folder helpers ----------------------------------------------------------------------------------------------
+def current_version(index_dir: Path) -> str | None:
+    """The published version's name, or None if nothing was ever published."""
+    try:
+        name = (Path(index_dir) / CURRENT_NAME).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def list_versions(index_dir: Path) -> list[str]:
+    """Published version folders, oldest first."""
+    root = Path(index_dir) / VERSIONS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(TMP_PREFIX))
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        _fsync_path(path)
+    _fsync_path(root)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+@contextlib.contextmanager
+def write_lock(index_dir: Path, timeout: float = 0.0) -> Iterator[None]:
+    """Hold the index's writer lock. Waits up to ``timeout`` seconds, then names the process holding it."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    handle = (index_dir / LOCK_NAME).open("a+", encoding="utf-8")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise IndexLockedError(
+                        f"index {index_dir} is being updated by process {holder}; wait for it to finish "
+                        f"(or retry with a longer wait, e.g. --wait 600)"
+                    ) from None
+                time.sleep(0.1)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the flock
+
+
+# -- reading -----------------------------------------------------------------------------------------------------
+class IndexReader:
+    """One opened, verified, immutable index version. Safe to share between threads."""
+
+    def __init__(self, index_dir: Path, version_dir: Path, manifest: Manifest, connection: sqlite3.Connection,
+                 vectors: VectorIndex, keyword: KeywordIndex | None, skipped_versions: list[str]) -> None:
+        self.index_dir = index_dir
+        self.version_dir = version_dir
+        self.manifest = manifest
+        self.vectors = vectors
+        self.keyword = keyword  # None for a version built without a keyword index
+        # Versions newer than this one that failed to load, with why: the service logs them and stays up.
+        self.skipped_versions = skipped_versions
+        self._store = PassageStore(connection)
+        self._lock = threading.Lock()  # one sqlite connection, many request threads
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: Path | str,
+        version: str | None = None,
+        *,
+        verify: bool = True,
+        fallback: bool = True,
+        expect_model: ModelInfo | None = None,
+    ) -> IndexReader:
+        """Open ``version`` (default: the published one). With ``fallback``, a version that fails its checks is
+        skipped for the newest older version that passes them; the failures are kept in ``skipped_versions``."""
+        index_dir = Path(index_dir)
+        wanted = version or current_version(index_dir)
+        if wanted is None:
+            raise IndexNotFoundError(
+                f"no index in {index_dir}; build one with: citesearch index PATH --index-dir {index_dir}"
+            )
+        candidates = [wanted]
+        if fallback:
+            candidates += [v for v in reversed(list_versions(index_dir)) if v < wanted]
+        problems: list[str] = []
+        for name in candidates:
+            try:
+                reader = cls._open_version(index_dir, name, verify=verify, skipped=problems)
+            except IndexStoreError as exc:
+                problems.append(f"{name}: {exc}")
+                log.warning("index version %s not usable: %s", name, exc)
+                continue
+            if expect_model is not None:
+                reader.check_model(expect_model)
+            return reader
+        raise IndexCorruptError(f"no intact index version in {index_dir}: " + "; ".join(problems))
+
+    @classmethod
+    def _open_version(cls, index_dir: Path, name: str, *, verify: bool, skipped: list[str]) -> IndexReader:
+        version_dir = index_dir / VERSIONS_DIR / name
+        try:
+            manifest = Manifest.read(version_dir)
+        except FileNotFoundError:
+            raise IndexCorruptError(f"version folder or its {MANIFEST_NAME} is missing") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IndexCorruptError(f"{MANIFEST_NAME} is unreadable ({exc})") from None
+        if manifest.format_version != FORMAT_VERSION:
+            raise IndexIncompatibleError(
+                f"format version {manifest.format_version}, this citesearch reads {FORMAT_VERSION}; re-index"
+            )
+        if verify and (problems := verify_files(version_dir, manifest.files)):
+            raise IndexCorruptError(", ".join(problems))
+        try:
+            vectors = load_vector_index(manifest.vector_backend, version_dir)
+            keyword = KeywordIndex.load(version_dir)
+            connection = connect(version_dir / STORE_FILE, read_only=True)
+            connection.execute("SELECT COUNT(*) FROM passages").fetchone()
+        except (RuntimeError, ValueError, KeyError, sqlite3.Error, OSError) as exc:
+            raise IndexCorruptError(f"cannot load: {exc}") from None
+        return cls(index_dir, version_dir, manifest, connection, vectors, keyword, list(skipped))
+
+    def check_model(self, expected: ModelInfo) -> None:
+        model = self.manifest.model
+        if (model.name, model.dim) != (expected.name, expected.dim):
+            raise IndexIncompatibleError(
+                f"index {self.version} was built with model {model.name!r} (dim {model.dim}), not {expected.name!r} "
+                f"(dim {expected.dim}); configure that model or re-index"
+            )
+
+    def search_vectors(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> VectorHits:
+        return self.vectors.search(queries, k, allowed_ids=allowed_ids)
+
+    def passages(self, passage_ids: Sequence[int]) -> list[StoredPassage]:
+        with self._lock:
+            return self._store.passages(passage_ids)
+
+    def passage_ids(self, *, section: str | None = None, doc_id: str | None = None) -> np.ndarray:
+        with self._lock:
+            return self._store.passage_ids(section=section, doc_id=doc_id)
+
+    def iter_passages(self) -> Iterator[StoredPassage]:
+        with self._lock:
+            passages = list(self._store.iter_passages())
+        return iter(passages)
+
+    def document(self, doc_id: str) -> StoredDocument | None:
+        with self._lock:
+            return self._store.document(doc_id)
+
+    def document_passages(self, doc_id: str) -> list[StoredPassage]:
+        with self._lock:
+            return self._store.document_passages(doc_id)
+
+    def document_ids(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
+        with self._lock:
+            return self._store.document_ids(limit=limit, offset=offset)
+
+    def document_hashes(self) -> dict[str, str]:
+        with self._lock:
+            return self._store.document_hashes()
+
+    def close(self) -> None:
+        with self._lock:
+            self._store.connection.close()
+
+    def __enter__(self) -> IndexReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def open_index(index_dir: Path | str, **options: Any) -> IndexReader:
+    """Open the published version of an index folder (see ``IndexReader.open``)."""
+    return IndexReader.open(index_dir, **options)
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+class IndexWriter:
+    """Builds the next version from the current one. Use ``IndexWriter.begin(...)`` as a context manager; leaving
+    it without ``publish()`` (an error, a kill) discards the work and the published version stays as it was."""
+
+    def __init__(self, index_dir: Path, version_dir: Path, *, model: ModelInfo, chunker: dict[str, Any],
+                 vector_backend: str, keyword: KeywordSettings | None, base: Manifest | None, keep_versions: int,
+                 before_switch: Callable[[Path], None] | None) -> None:
+        self.index_dir = index_dir
+        self.version_dir = version_dir
+        self.model = model
+        self.chunker = chunker
+        self.vector_backend = vector_backend
+        self.keyword = keyword
+        self.base = base
+        self.keep_versions = keep_versions
+        self.before_switch = before_switch
+        self.published: Manifest | None = None
+        self._connection = connect(version_dir / STORE_FILE, read_only=False)
+        self.store = PassageStore(self._connection)
+        if base is not None:
+            self.vectors = load_vector_index(vector_backend, version_dir)
+        else:
+            self.vectors = create_vector_index(vector_backend, model.dim)
+        self._next_id = int(self.store.get_meta("next_passage_id", "0") or 0)
+
+    @property
+    def base_chunker(self) -> dict[str, Any] | None:
+        """Chunker settings of the version this one starts from (None for a first build)."""
+        return None if self.base is None else self.base.chunker
+
+    @classmethod
+    @contextlib.contextmanager
+    def begin(
+        cls,
+        index_dir: Path,
+        *,
+        model: ModelInfo,
+        chunker: dict[str, Any],
+        vector_backend: str = "faiss",
+        keyword: KeywordSettings | None = KeywordSettings(),
+        lock_timeout: float = 0.0,
+        rebuild: bool = False,
+        allow_model_change: bool = False,
+        keep_versions: int = 3,
+        before_switch: Callable[[Path], None] | None = None,
+    ) -> Iterator[IndexWriter]:
+        """Lock the index and start a new version from the current one (or empty, with ``rebuild``).
+
+        A current version built with another model is an error unless ``allow_model_change`` (a full re-index,
+        which re-embeds everything anyway), in which case the new version starts empty.
+        """
+        index_dir = Path(index_dir)
+        with write_lock(index_dir, lock_timeout):
+            versions_root = index_dir / VERSIONS_DIR
+            versions_root.mkdir(parents=True, exist_ok=True)
+            for stale in versions_root.glob(f"{TMP_PREFIX}*"):  # left by a writer that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            base = None if rebuild else _intact_base(index_dir)
+            if base is not None and (base.model.name, base.model.dim) != (model.name, model.dim):
+                if not allow_model_change:
+                    raise IndexIncompatibleError(
+                        f"index {base.version} was built with model {base.model.name!r} (dim {base.model.dim}); "
+                        f"adding documents embedded by {model.name!r} would mix models; re-index everything"
+                    )
+                base = None
+            version_dir = versions_root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+            version_dir.mkdir()
+            if base is not None:
+                _copy_version(versions_root / base.version, version_dir)
+            writer = cls(index_dir, version_dir, model=model, chunker=chunker, vector_backend=vector_backend,
+                         keyword=keyword, base=base, keep_versions=keep_versions, before_switch=before_switch)
+            try:
+                yield writer
+            finally:
+                writer._connection.close()
+                if writer.published is None:
+                    shutil.rmtree(version_dir, ignore_errors=True)
+
+    # -- changes -------------------------------------------------------------------------------------------------
+    def document_hashes(self) -> dict[str, str]:
+        return self.store.document_hashes()
+
+    def iter_passages(self) -> Iterator[StoredPassage]:
+        return self.store.iter_passages()
+
+    def delete_document(self, doc_id: str) -> bool:
+        removed = self.store.delete_document(doc_id)
+        if not removed and self.store.document(doc_id) is None:
+            return False
+        self.vectors.remove(np.asarray(removed, dtype=np.int64))
+        return True
+
+    def upsert_document(self, doc: DocumentLike, passages: Sequence[PassageLike], vectors: np.ndarray) -> None:
+        if len(passages) != len(vectors):
+            raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors for {doc.doc_id!r}")
+        old_ids = self.store.delete_document(doc.doc_id)
+        self.vectors.remove(np.asarray(old_ids, dtype=np.int64))
+        self.store.insert_document(
+            doc_id=doc.doc_id, title=doc.title, text=doc.text, source=doc.source, url=doc.url,
+            metadata=doc.metadata, units=[(u.section, u.char_start, u.char_end, u.comment_no) for u in doc.units],
+            content_hash=doc.content_hash,
+        )
+        ids = np.arange(self._next_id, self._next_id + len(passages), dtype=np.int64)
+        self._next_id += len(passages)
+        self.store.insert_passages(
+            (int(pid), doc.doc_id, p.ordinal, p.section, p.comment_no, p.char_start, p.char_end, p.text,
+             p.content_hash)
+            for pid, p in zip(ids, passages, strict=True)
+        )
+        self.vectors.add(ids, vectors)
+
+    # -- publishing ----------------------------------------------------------------------------------------------
+    def publish(self, *, build: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Manifest:
+        """Write, checksum and fsync the new version, then make it the current one."""
+        self.store.set_meta("next_passage_id", str(self._next_id))
+        counts = self.store.counts()
+        hashes = self.store.document_hashes()
+        if counts["passages"] != len(self.vectors):
+            raise IndexStoreError(
+                f"inconsistent build: {counts['passages']} passages but {len(self.vectors)} vectors; nothing published"
+            )
+        self._connection.commit()
+        keyword_extra = self._build_keyword_index()
+        self._connection.execute("VACUUM")
+        self._connection.close()
+        self.vectors.save(self.version_dir)
+        name = _next_version_name(self.index_dir)
+        fingerprint = hashlib.sha256(
+            "\n".join(f"{doc_id}\t{h}" for doc_id, h in sorted(hashes.items())).encode("utf-8")
+        ).hexdigest()
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            version=name,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            model=self.model,
+            vector_backend=self.vector_backend,
+            chunker=self.chunker,
+            counts=counts,
+            corpus_fingerprint=fingerprint,
+            files=checksum_files(self.version_dir),
+            build=build or {},
+            extra={**(self.base.extra if self.base else {}), **keyword_extra, **(extra or {})},
+            base_version=self.base.version if self.base else None,
+        )
+        (self.version_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        _fsync_tree(self.version_dir)
+        final_dir = self.version_dir.parent / name
+        os.rename(self.version_dir, final_dir)
+        _fsync_path(final_dir.parent)
+        self.version_dir = final_dir
+        self.published = manifest
+        if self.before_switch is not None:
+            self.before_switch(final_dir)  # tests use this to die between the rename and the switch
+        _write_atomically(self.index_dir / CURRENT_NAME, name + "\n")
+        _prune(self.index_dir, keep=self.keep_versions)
+        return manifest
+
+
+    def _build_keyword_index(self) -> dict[str, Any]:
+        """Rebuild BM25 over every passage of the new version (the copy inherited from the base is stale)."""
+        shutil.rmtree(self.version_dir / KEYWORD_DIR, ignore_errors=True)
+        if self.keyword is None:
+            return {"keyword": None}
+        settings = self.keyword
+        index = KeywordIndex.build(
+            ((p.passage_id, KeywordIndex.text_for(p.title, p.text, settings)) for p in self.store.iter_passages()),
+            settings,
+        )
+        index.save(self.version_dir)
+        return {"keyword": {"backend": "bm25s", **settings.to_dict()}}
+
+
+def _intact_base(index_dir: Path) -> Manifest | None:
+    """The manifest of the newest intact version (normally the current one), or None for an empty folder."""
+    if current_version(index_dir) is None:
+        return None
+    try:
+        with IndexReader.open(index_dir) as reader:
+            return reader.manifest
+    except IndexCorruptError as exc:
+        log.warning("starting a fresh index: %s", exc)
+        return None
+
+
+def _copy_version(source: Path, target: Path) -> None:
+    """Copy a version's files to start the next one; SQLite through its backup API, the rest byte for byte."""
+    for path in source.rglob("*"):
+        relative = path.relative_to(source)
+        if path.name == MANIFEST_NAME or path.name == STORE_FILE or path.is_dir():
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / relative)
+    with contextlib.closing(connect(source / STORE_FILE, read_only=True)) as src, contextlib.closing(
+        sqlite3.connect(target / STORE_FILE)
+    ) as dst:
+        src.backup(dst)
+
+
+def _next_version_name(index_dir: Path) -> str:
+    existing = [int(name[1:]) for name in list_versions(index_dir) if name[1:].isdigit()]
+    current = current_version(index_dir)
+    if current and current[1:].isdigit():
+        existing.append(int(current[1:]))
+    return f"v{max(existing, default=0) + 1:06d}"
+
+
+def _prune(index_dir: Path, *, keep: int) -> None:
+    """Remove old versions beyond the newest ``keep``. Readers that still hold one keep working: the SQLite file
+    stays open and vectors are in memory."""
+    current = current_version(index_dir)
+    for name in list_versions(index_dir)[:-keep] if keep > 0 else []:
+        if name != current:
+            shutil.rmtree(index_dir / VERSIONS_DIR / name, ignore_errors=True)
+
+
+__all__ = [
+    "IndexReader",
+    "IndexWriter",
+    "current_version",
+    "list_versions",
+    "open_index",
+    "write_lock",
+]
