@@ -6,7 +6,9 @@ with exact citations: each hit's text is the stored document text at the cited s
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Literal, get_args
 
@@ -125,9 +127,19 @@ class Searcher:
     ``fusion`` defaults to what the index's manifest records (``extra.fusion``), else ``FusionSettings()``.
     """
 
-    def __init__(self, reader: IndexReader, embedder: Embedder, fusion: FusionSettings | None = None) -> None:
+    def __init__(
+        self,
+        reader: IndexReader,
+        embedder: Embedder,
+        fusion: FusionSettings | None = None,
+        *,
+        query_cache_size: int = 1024,
+    ) -> None:
         self.reader = reader
         self.embedder = embedder
+        self.query_cache_size = query_cache_size
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         recorded = reader.manifest.extra.get("fusion")
         self.fusion = fusion or (FusionSettings(**recorded) if isinstance(recorded, dict) else FusionSettings())
 
@@ -158,7 +170,19 @@ class Searcher:
             )
 
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.encode([query])
+        """The query's embedding (1 x dim). Repeated queries (paging, the page's ask-then-search) hit a small LRU."""
+        with self._cache_lock:
+            cached = self._query_cache.get(query)
+            if cached is not None:
+                self._query_cache.move_to_end(query)
+                return cached
+        vector = self.embedder.encode([query])
+        vector.setflags(write=False)  # shared between requests
+        with self._cache_lock:
+            self._query_cache[query] = vector
+            while len(self._query_cache) > self.query_cache_size:
+                self._query_cache.popitem(last=False)
+        return vector
 
     def search(self, request: SearchRequest) -> SearchResult:
         self.validate(request)
@@ -166,7 +190,7 @@ class Searcher:
         allowed = self._allowed_ids(request)
         wanted = request.offset + request.k
         query_vector = None
-        if request.mode != "bm25":
+        if request.mode != "bm25" or request.explain:  # explain shows the dense score in bm25 mode too
             t0 = time.perf_counter()
             query_vector = self.embed_query(request.query)
             timings["encode"] = (time.perf_counter() - t0) * 1000
@@ -202,7 +226,7 @@ class Searcher:
         if allowed is not None and len(allowed) == 0:
             return _Ranking([], exhausted=True)
         dense_ids = dense_scores = bm25_ids = bm25_scores = np.zeros(0)
-        if query_vector is not None:
+        if request.mode != "bm25" and query_vector is not None:
             t0 = time.perf_counter()
             found = self.reader.search_vectors(query_vector, depth, allowed_ids=allowed)
             keep = found.ids[0] >= 0  # padding when fewer passages than asked for pass the filter

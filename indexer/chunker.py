@@ -44,6 +44,10 @@ class ChunkerSettings:
         return asdict(self)
 
 
+# Cost of cutting a passage inside a paragraph, against the squared unused fraction of the target per passage.
+MID_PARAGRAPH_PENALTY = 0.5
+
+
 @dataclass(slots=True)
 class ChunkStats:
     """Counts for the build report."""
@@ -105,28 +109,49 @@ class Chunker:
         return passages
 
     def _unit_spans(self, text: str, unit: Unit) -> list[Span]:
-        """Greedy packing of sentences up to the target, with whole-sentence overlap."""
+        """Sentences packed into passages of about the target size, cut where paragraphs end when possible.
+
+        The cut points minimise, over the whole unit, the sum per passage of its squared unused fraction of the
+        target plus a penalty for cutting inside a paragraph (a paragraph ending in a colon belongs with the list
+        it introduces). Greedy packing would cut "two conditions:" from its second condition; this does not.
+        A passage that starts inside a paragraph repeats whole sentences before it, up to the overlap budget.
+        """
         pieces = self._sentence_pieces(text, unit)
         if not pieces:
             return []
         sizes = [self._tokens(text[p.start : p.end]) for p in pieces]
+        groups = _paragraph_groups(text, pieces)
         target, overlap = self.settings.target_tokens, self.settings.overlap_tokens
+        n = len(pieces)
+        best = [0.0] + [float("inf")] * n  # best[i]: cost of cutting pieces[:i]
+        cut_from = [0] * (n + 1)
+        for end in range(1, n + 1):
+            size = 0
+            for start in range(end - 1, -1, -1):
+                size += sizes[start]
+                if size > target and start < end - 1:
+                    break  # a single oversized piece is still allowed (it was cut to fit at word level)
+                inside_paragraph = end < n and groups[end - 1] == groups[end]
+                fill_cost = (max(target - size, 0) / target) ** 2
+                cost = best[start] + fill_cost + (MID_PARAGRAPH_PENALTY if inside_paragraph else 0.0)
+                if cost < best[end]:
+                    best[end], cut_from[end] = cost, start
+        bounds: list[tuple[int, int]] = []
+        end = n
+        while end > 0:
+            bounds.append((cut_from[end], end))
+            end = cut_from[end]
         chunks: list[Span] = []
-        first = 0
-        while first < len(pieces):
-            last, total = first, sizes[first]
-            while last + 1 < len(pieces) and total + sizes[last + 1] <= target:
-                last += 1
-                total += sizes[last]
-            chunks.append(Span(pieces[first].start, pieces[last].end))
-            if last + 1 >= len(pieces):
-                break
-            # Step back over trailing sentences that fit in the overlap budget, but always move forward.
-            next_first, carried = last + 1, 0
-            while next_first - 1 > first and carried + sizes[next_first - 1] <= overlap:
-                next_first -= 1
-                carried += sizes[next_first]
-            first = next_first
+        previous_start = -1
+        for start, end in reversed(bounds):
+            first, carried = start, 0
+            # Overlap only inside a paragraph, and never back to where the previous passage began.
+            while (first - 1 > previous_start and groups[first - 1] == groups[start]
+                   and carried + sizes[first - 1] <= overlap):
+                first -= 1
+                carried += sizes[first]
+            chunks.append(Span(pieces[first].start, pieces[end - 1].end))
+            previous_start = start
         return chunks
 
     def _sentence_pieces(self, text: str, unit: Unit) -> list[Span]:
@@ -188,6 +213,17 @@ class Chunker:
         middle = (span.start + span.end) / 2
         cut = min(range(1, len(sentences)), key=lambda i: abs(sentences[i].start - middle))
         return [Span(sentences[0].start, sentences[cut - 1].end), Span(sentences[cut].start, sentences[-1].end)]
+
+
+def _paragraph_groups(text: str, pieces: list[Span]) -> list[int]:
+    """For each piece, the number of its paragraph group: a blank line between pieces starts a new paragraph,
+    unless the paragraph before ends with a colon (it introduces what follows)."""
+    groups = [0]
+    for previous, piece in zip(pieces, pieces[1:]):
+        gap = text[previous.end : piece.start]
+        new_paragraph = gap.count("\n") >= 2 and not text[previous.start : previous.end].rstrip().endswith(":")
+        groups.append(groups[-1] + 1 if new_paragraph else groups[-1])
+    return groups
 
 
 def chunk_documents(chunker: Chunker, documents: Sequence[Document]) -> dict[str, list[Passage]]:

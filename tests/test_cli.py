@@ -96,4 +96,4 @@ def test_console_script_runs_end_to_end(tmp_path: Path) -> None:
     report = json.loads(built.stdout)
     assert report["documents"] == 2 and report["passages"] > 10
     found = _run("search", ALIYEV, "--k", "1", "--index-dir", str(index_dir))
-    assert found.returncode == 0 and "Minsk Group" in found.stdout
+    assert found.returncode == 0 and "Constitutional amendments" in found.stdout and "article, chars" in found.stdout

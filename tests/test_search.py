@@ -72,7 +72,7 @@ def test_each_mode_ranks_and_explains(tiny_searcher: Searcher, mode: str) -> Non
         assert hit.explain.dense_score is not None and hit.explain.bm25_score is not None
     if mode == "bm25":
         assert all(h.explain.bm25_score > 0 for h in result.hits)  # no passage without a shared term
-        assert result.query_vector is None
+        assert result.query_vector is not None  # explain needs it for the dense score
     if mode == "hybrid":
         assert all(h.explain.dense_rank and h.explain.bm25_rank for h in result.hits)
 
@@ -96,6 +96,11 @@ def test_filters_and_per_document_cap(tiny_searcher: Searcher) -> None:
     capped = tiny_searcher.search(SearchRequest("zebras savanna river", k=10, per_doc_cap=1))
     doc_ids = [h.citation.doc_id for h in capped.hits]
     assert len(doc_ids) == len(set(doc_ids)) == 3
+
+
+def test_bm25_mode_without_explain_does_not_embed_the_query(tiny_searcher: Searcher) -> None:
+    result = tiny_searcher.search(SearchRequest("zebras", k=3, mode="bm25"))
+    assert result.query_vector is None and "encode" not in result.timings_ms
 
 
 @pytest.mark.parametrize(
