@@ -1,0 +1,240 @@
+"""Page structure: the headline, article body, author bio and numbered reader comments of a page's text.
+
+News pages saved as text (seeds/003_… is one) carry a site's furniture around the article: a headline marker, the
+author box (name, bio, "Latest posts by … (see all)", often printed twice), an "N Comments" header, a numbered
+comment list and the reply form. An HTML extractor (trafilatura, used by the loaders for .html) cannot help once the
+markup is gone, so the structure is read from the shape of the lines instead, never from one site's wording:
+
+- the headline is the line after a headline marker line;
+- the comment list is what follows a comments header, cut into comments at its list numbers ("  1. ", "  2. ", …);
+- the author bio is a long paragraph the page prints more than once (kept once), or failing that the paragraph
+  before "Latest posts by NAME (see all)" that names the author, and only the author box may follow it (so a pull
+  quote the article repeats is not taken for a bio);
+- lines that are only page chrome (``CHROME_LINES``) are never inside a unit, and ``END_OF_CONTENT`` ends the page.
+
+Every unit is a span into the unchanged text, stripped of surrounding whitespace, so citations stay exact. A page
+without this structure (seeds/000_…) is one article unit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from indexer.documents import Section, Unit
+from indexer.sentences import sentence_spans
+
+MAX_TITLE_CHARS = 120
+# A line this long that occurs twice is a repeated paragraph (the author box), not a coincidence.
+MIN_PARAGRAPH_WORDS = 12
+# Lines this short just before the bio are the author box's name lines, not the end of the article.
+MAX_BYLINE_WORDS = 6
+
+# All patterns are matched against a whole line with surrounding whitespace removed (``fullmatch``).
+HEADLINE_MARKER = re.compile(r"(?:news\s*)?headline:?", re.IGNORECASE)
+COMMENTS_HEADER = re.compile(r"(?:(?:\d+|no|one)\s+)?(?:comments?|responses?|replies)", re.IGNORECASE)
+AUTHOR_LINE = re.compile(r"latest posts by\s+(?P<name>.+?)\s*\(see all\)", re.IGNORECASE)
+# A comment's list number at the start of its first line; the number is numbering, not comment text.
+COMMENT_NUMBER = re.compile(r"(?P<no>\d{1,4})[.)](?:\s+|$)")
+
+# Page chrome: furniture of WordPress-style news sites that is never content. Generic phrases only, so that a page
+# from another site loses its buttons and forms but never a sentence of its article.
+END_OF_CONTENT: tuple[re.Pattern[str], ...] = (
+    re.compile(r"leave a (?:reply|comment)(?: cancel reply)?", re.IGNORECASE),  # the reply form follows
+    re.compile(r"your email address will not be published\..*", re.IGNORECASE),
+    re.compile(r"back to top(?: button)?", re.IGNORECASE),
+)
+CHROME_LINES: tuple[re.Pattern[str], ...] = (
+    *END_OF_CONTENT,
+    HEADLINE_MARKER,
+    COMMENTS_HEADER,
+    AUTHOR_LINE,
+    re.compile(r"required fields are marked \*?", re.IGNORECASE),
+    re.compile(r"(?:share|share this(?: article| story)?|tweet|print|email|reply|cancel reply|log in to reply):?",
+               re.IGNORECASE),
+    re.compile(r"(?:share on )?(?:facebook|twitter|x|linkedin|whatsapp|telegram|reddit|pinterest|tumblr|vk)",
+               re.IGNORECASE),
+    re.compile(r"(?:related (?:articles|posts|stories)|read more|advertisement):?", re.IGNORECASE),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPage:
+    title: str
+    units: tuple[Unit, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One non-blank line: its span without surrounding whitespace, its indent and whether a blank line precedes it."""
+
+    start: int
+    end: int
+    indent: int
+    text: str
+    after_blank: bool
+
+
+def _lines(text: str) -> list[_Line]:
+    lines: list[_Line] = []
+    offset, blank = 0, True
+    for raw in text.split("\n"):
+        stripped = raw.strip()  # str.strip and str.isspace agree, so spans are stripped like sentence spans
+        if stripped:
+            indent = len(raw) - len(raw.lstrip())
+            lines.append(_Line(offset + indent, offset + indent + len(stripped), indent, stripped, blank))
+        blank = not stripped
+        offset += len(raw) + 1
+    return lines
+
+
+def _matches(line: _Line, patterns: Sequence[re.Pattern[str]]) -> bool:
+    return any(pattern.fullmatch(line.text) for pattern in patterns)
+
+
+def _first(lines: list[_Line], lo: int, hi: int, patterns: Sequence[re.Pattern[str]]) -> int | None:
+    return next((i for i in range(lo, hi) if _matches(lines[i], patterns)), None)
+
+
+def _words(line: _Line) -> int:
+    return len(line.text.split())
+
+
+def _runs(lines: Sequence[_Line], section: Section) -> list[Unit]:
+    """Runs of consecutive non-chrome lines, one unit each: a chrome line in between splits the run."""
+    units: list[Unit] = []
+    run: list[_Line] = []
+    for line in [*lines, None]:
+        if line is not None and not _matches(line, CHROME_LINES):
+            run.append(line)
+        elif run:
+            units.append(Unit(section, run[0].start, run[-1].end))
+            run = []
+    return units
+
+
+def _author_name(lines: list[_Line], lo: int, hi: int) -> tuple[int, str] | None:
+    """Where "Latest posts by NAME (see all)" is, and NAME."""
+    at = _first(lines, lo, hi, (AUTHOR_LINE,))
+    if at is None:
+        return None
+    match = AUTHOR_LINE.fullmatch(lines[at].text)
+    assert match is not None
+    return at, match.group("name")
+
+
+def _is_byline(line: _Line, counts: Counter[str], name: str | None) -> bool:
+    """A name line of the author box: the author's name, or a short line the page repeats."""
+    return line.text == name or (counts[line.text] > 1 and _words(line) <= MAX_BYLINE_WORDS)
+
+
+def _only_author_box_after(lines: list[_Line], at: int, hi: int, name: str | None) -> bool:
+    """Whether everything after ``lines[at]`` up to ``hi`` is chrome, name lines or repeats of what came before.
+
+    This is what tells a bio from a paragraph the article itself repeats (a pull quote): article text follows that.
+    """
+    counts = Counter(line.text for line in lines)
+    seen = {line.text for line in lines[: at + 1]}
+    for line in lines[at + 1 : hi]:
+        if not (line.text in seen or _is_byline(line, counts, name) or _matches(line, CHROME_LINES)):
+            return False
+        seen.add(line.text)
+    return True
+
+
+def _find_bio(lines: list[_Line], lo: int, hi: int, author: tuple[int, str] | None) -> int | None:
+    """Index of the author bio's first occurrence in ``lines[lo:hi]``, or None.
+
+    The bio is a long paragraph the page prints more than once, or (printed once) the long paragraph just before
+    "Latest posts by NAME" if it names the author; either way only the author box may follow it.
+    """
+    long_lines = [i for i in range(lo, hi) if _words(lines[i]) >= MIN_PARAGRAPH_WORDS]
+    counts = Counter(lines[i].text for i in long_lines)
+    candidates = [i for i in long_lines if counts[lines[i].text] > 1]
+    if author is not None:
+        before = [i for i in long_lines if i < author[0]]
+        if before and author[1] in lines[before[-1]].text:
+            candidates.append(before[-1])
+    name = author[1] if author is not None else None
+    return next((i for i in sorted(candidates) if _only_author_box_after(lines, i, hi, name)), None)
+
+
+def _author_box_start(lines: list[_Line], lo: int, bio_at: int, author: tuple[int, str] | None) -> int:
+    """Walk back from the bio over the author box's name lines: the article ends where they begin."""
+    counts = Counter(line.text for line in lines)
+    name = author[1] if author is not None else None
+    start = bio_at
+    while start > lo and (_is_byline(lines[start - 1], counts, name) or _matches(lines[start - 1], CHROME_LINES)):
+        start -= 1
+    return start
+
+
+def _comment_starts(region: list[_Line]) -> list[tuple[int, int]]:
+    """(line index, chars of numbering to skip) where each comment begins.
+
+    Numbered lists are followed number by number at the first number's indent, so a "2020." starting a line inside
+    a comment does not split it. A list without numbers falls back to one comment per paragraph.
+    """
+    starts: list[tuple[int, int]] = []
+    indent = None
+    for i, line in enumerate(region):
+        match = COMMENT_NUMBER.match(line.text)
+        if match and int(match.group("no")) == len(starts) + 1 and indent in (None, line.indent):
+            starts.append((i, match.end()))
+            indent = line.indent
+    if starts:
+        return starts
+    return [(i, 0) for i, line in enumerate(region) if line.after_blank and not _matches(line, CHROME_LINES)]
+
+
+def _comments(region: list[_Line]) -> list[Unit]:
+    """Each comment as a unit, numbered 1.. in page order (a page's "N Comments" header may count differently)."""
+    starts = _comment_starts(region)
+    units: list[Unit] = []
+    for n, (i, skip) in enumerate(starts):
+        stop = starts[n + 1][0] if n + 1 < len(starts) else len(region)
+        content = [line for line in region[i + 1 : stop] if not _matches(line, CHROME_LINES)]
+        first = region[i]
+        start = first.start + skip if skip < len(first.text) else (content[0].start if content else None)
+        if start is not None:
+            end = content[-1].end if content else first.end
+            units.append(Unit("comment", start, end, comment_no=len(units) + 1))
+    return units
+
+
+def _first_sentence(text: str, units: Sequence[Unit]) -> str | None:
+    """The first sentence of the first unit, whitespace folded, if short enough to be a title."""
+    if not units:
+        return None
+    spans = sentence_spans(text, units[0].char_start, units[0].char_end)
+    if not spans:
+        return None
+    sentence = re.sub(r"^#+\s*", "", " ".join(text[spans[0].start : spans[0].end].split()))  # a Markdown heading
+    return sentence if 0 < len(sentence) <= MAX_TITLE_CHARS else None
+
+
+def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> ParsedPage:
+    """Units of a page, in page order, and its title: ``title`` if given, else the headline, else the first
+    sentence (if at most ``MAX_TITLE_CHARS``), else ``fallback_title``."""
+    lines = _lines(text)
+    body_from, headline = 0, None
+    marker = _first(lines, 0, len(lines), (HEADLINE_MARKER,))
+    if marker is not None and marker + 1 < len(lines):
+        headline, body_from = " ".join(lines[marker + 1].text.split()), marker + 2
+    content_end = _first(lines, body_from, len(lines), END_OF_CONTENT)
+    content_end = len(lines) if content_end is None else content_end
+    comments_at = _first(lines, body_from, content_end, (COMMENTS_HEADER,))
+    body_end = content_end if comments_at is None else comments_at
+
+    author = _author_name(lines, body_from, body_end)
+    bio_at = _find_bio(lines, body_from, body_end, author)
+    article_end = body_end if bio_at is None else _author_box_start(lines, body_from, bio_at, author)
+    units = _runs(lines[body_from:article_end], "article")
+    if bio_at is not None:
+        units.append(Unit("author", lines[bio_at].start, lines[bio_at].end))
+    if comments_at is not None:
+        units += _comments(lines[comments_at + 1 : content_end])
+    given = title.strip() if title else None
+    return ParsedPage(given or headline or _first_sentence(text, units) or fallback_title, tuple(units))
