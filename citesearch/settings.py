@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     fusion_dense_weight: float = Field(0.5, ge=0, le=1)
     fusion_candidates: int = Field(100, ge=1, le=10000, description="Depth of each ranking before fusing")
 
+    # Evaluation (eval/): where benchmark indexes are built (one folder per dataset) and reports are written
+    eval_dir: Path = Field(Path("var/eval"), description="Folder holding one index per evaluated dataset")
+    reports_dir: Path = Field(Path("reports"), description="Folder the evaluation reports (JSON) are written to")
+
     # Search
     default_k: int = Field(10, ge=1)
     max_k: int = Field(100, ge=1)
@@ -48,6 +52,28 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     cors_origins: list[str] = Field(default_factory=list)
     reload_interval_seconds: float = Field(2.0, gt=0, description="How often the service checks for a new version")
+    max_request_bytes: int = Field(65536, ge=1024, description="Largest accepted request body (413 beyond)")
+    page_per_doc_cap: int | None = Field(
+        2, ge=1, description="Per-document cap the search page asks for (the API default is per_doc_cap)"
+    )
+
+    # Answers and highlights (citesearch/answer.py); the threshold is calibrated on eval/data (README)
+    answer_min_score: float = Field(
+        0.30, ge=-1.0, le=1.0, description="Best sentence cosine below which /ask answers null instead of quoting"
+    )
+    answer_passages: int = Field(5, ge=1, description="Top passages /ask draws sentences from by default")
+    answer_max_passages: int = Field(20, ge=1, description="Largest k /ask accepts (each passage is embedded)")
+    answer_max_sentences: int = Field(4, ge=1, le=20, description="Most sentences quoted in one answer")
+    answer_margin: float = Field(
+        0.12, ge=0.0, le=2.0, description="A sentence joins the answer if within this cosine of the best one"
+    )
+    highlight_max_sentences: int = Field(2, ge=1, le=10, description="Most sentences highlighted per passage")
+    highlight_margin: float = Field(0.05, ge=0.0, le=2.0, description="Second highlight within this of the best")
+    sentence_cache_size: int = Field(20000, ge=0, description="Sentence vectors kept in memory (0: no cache)")
+    sentence_warmup: bool = Field(True, description="Embed all sentences of a loaded index ahead if they fit the cache")
+    highlight_encode_budget: int = Field(
+        64, ge=0, description="Uncached sentences one /search may embed; later passages are highlighted by word overlap"
+    )
 
     def keyword_settings(self) -> KeywordSettings:
         return KeywordSettings(k1=self.bm25_k1, b=self.bm25_b)

@@ -1,9 +1,148 @@
-"""``citesearch`` subcommands of the eval package (registered by citesearch.cli)."""
+"""``citesearch eval`` subcommands (registered by citesearch.cli): ``eval beir`` and ``eval questions``.
+
+Both print a table (or, with ``--json``, one JSON object on stdout), write the same report as JSON into the
+reports folder, and with ``--compare REPORT.json`` show the deltas against an earlier run. Progress bars go to
+stderr, only on a terminal unless ``--progress``. Handlers import the model, ranx and the index lazily so that
+``citesearch --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from citesearch.search import MODES
+
+if TYPE_CHECKING:
+    from citesearch.settings import Settings
+    from eval.report import EvalReport
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=MODES, help="retrieval mode (default: the search API's default)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+    parser.add_argument("--compare", type=Path, metavar="REPORT.json", help="print deltas against an earlier report")
+    parser.add_argument("--reports-dir", type=Path, help="where to write the report (default: $CITESEARCH_REPORTS_DIR "
+                                                         "or reports/)")
+    parser.add_argument("--no-write", action="store_true", help="do not write the report file")
+    parser.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this package's subcommands. Handlers import their heavy dependencies lazily."""
+    """Add ``citesearch eval beir`` and ``citesearch eval questions``."""
+    evaluate = subparsers.add_parser("eval", help="measure retrieval quality (BEIR datasets, labelled questions)")
+    kinds = evaluate.add_subparsers(dest="eval_command", required=True)
+
+    beir = kinds.add_parser(
+        "beir",
+        help="index a BEIR dataset and report nDCG@10, Recall@100, MRR@10 and latency",
+        description="Index a BEIR-format dataset (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) into its own folder "
+        "(reused while corpus and settings are unchanged), run every query of the split through the shared search "
+        "and report nDCG@10, Recall@100, MRR@10 and query latency. A document ranks at its best passage.",
+    )
+    beir.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
+    beir.add_argument("--split", required=True, help="qrels split to run: reads DATASET_DIR/qrels/SPLIT.tsv")
+    beir.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_EVAL_DIR/<dataset>, "
+                                                     "var/eval/<dataset>)")
+    beir.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N queries (a quick look)")
+    _add_common(beir)
+    beir.set_defaults(handler=cmd_eval_beir)
+
+    questions = kinds.add_parser(
+        "questions",
+        help="run a labelled question set against the index: success@1, success@5, MRR and the misses",
+    )
+    questions.add_argument("file", type=Path, nargs="?", metavar="FILE",
+                           help="question set (.jsonl; default: the packaged eval/data/seed_questions.jsonl)")
+    questions.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
+    _add_common(questions)
+    questions.set_defaults(handler=cmd_eval_questions)
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return bool(args.progress or sys.stderr.isatty())
+
+
+def _load_embedder(settings: Settings) -> Any:
+    from indexer.embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
+
+
+def _finish(report: EvalReport, args: argparse.Namespace, settings: Settings, extra_text: str = "") -> int:
+    """Compare, write and print a report: the shared tail of both subcommands."""
+    from eval.report import compare_reports, format_comparison, format_report, load_report, write_report
+
+    comparison = None
+    if args.compare is not None:
+        comparison = compare_reports(report, load_report(args.compare), args.compare)
+    path = None
+    if not args.no_write:
+        path = write_report(report, Path(args.reports_dir or settings.reports_dir))
+    if args.json:
+        data: dict[str, Any] = report.to_dict()
+        data["report_path"] = str(path) if path else None
+        if comparison is not None:
+            data["comparison"] = comparison.to_dict()
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    print(format_report(report))
+    if extra_text:
+        print()
+        print(extra_text)
+    if comparison is not None:
+        print()
+        print(format_comparison(comparison))
+    if path is not None:
+        print(f"\nreport written to {path}")
+    return 0
+
+
+def cmd_eval_beir(args: argparse.Namespace, settings: Settings) -> int:
+    from eval.beir import load_beir_dataset, run_beir
+    from eval.report import load_report
+
+    dataset = load_beir_dataset(args.dataset_dir, args.split)  # before loading the model: bad input fails fast
+    if args.compare is not None:
+        load_report(args.compare)  # likewise: a wrong path should not cost an indexing run first
+    embedder = _load_embedder(settings)
+    run = run_beir(
+        dataset,
+        embedder,
+        settings,
+        index_dir=args.index_dir,
+        mode=args.mode,
+        limit=args.limit,
+        show_progress=_show_progress(args),
+    )
+    return _finish(run.report, args, settings)
+
+
+def cmd_eval_questions(args: argparse.Namespace, settings: Settings) -> int:
+    from citesearch.search import Searcher, check_model_matches
+    from eval.questions import PACKAGED_QUESTIONS, load_questions, run_questions
+    from eval.report import format_misses, load_report
+    from index_store import open_index
+
+    path = Path(args.file) if args.file is not None else PACKAGED_QUESTIONS
+    questions = load_questions(path)
+    if args.compare is not None:
+        load_report(args.compare)
+    index_dir = Path(args.index_dir or settings.index_dir)
+    with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
+        embedder = _load_embedder(settings)
+        check_model_matches(reader, embedder)
+        searcher = Searcher(reader, embedder, settings.fusion_settings())
+        run = run_questions(searcher, questions, dataset=path.stem, mode=args.mode,
+                            show_progress=_show_progress(args))
+    return _finish(run.report, args, settings, extra_text=format_misses(run.report.misses))

@@ -27,6 +27,9 @@ from indexer.loaders import LoadResult, Skipped, load_documents
 DerivedIndexBuilder = Callable[[Path, Iterable[StoredPassage]], dict[str, object]]
 
 
+EMBED_SLICE = 1024  # passages embedded between two writes to the embedding cache
+
+
 @dataclass(slots=True)
 class BuildReport:
     """What a build did, for people (``summary``) and programs (``to_dict``)."""
@@ -82,12 +85,16 @@ def _embed_with_cache(
     missing = sorted({h for h in hashes if h not in cached})
     if missing:
         text_by_hash = {p.content_hash: p.embed_text for p in passages}
-        computed = embedder.encode(
-            [text_by_hash[h] for h in missing], batch_size=options.batch_size, show_progress=options.show_progress
-        )
-        fresh = dict(zip(missing, computed, strict=True))
-        cache.put_many(embedder.name, fresh)
-        cached.update(fresh)
+        bar = tqdm(total=len(missing), desc="embedding", unit="passage", disable=not options.show_progress)
+        # Cache slice by slice: an interrupted build of a large corpus resumes where it stopped.
+        for start in range(0, len(missing), EMBED_SLICE):
+            hashes_slice = missing[start : start + EMBED_SLICE]
+            computed = embedder.encode([text_by_hash[h] for h in hashes_slice], batch_size=options.batch_size)
+            fresh = dict(zip(hashes_slice, computed, strict=True))
+            cache.put_many(embedder.name, fresh)
+            cached.update(fresh)
+            bar.update(len(hashes_slice))
+        bar.close()
     vectors = np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, embedder.dim), np.float32)
     return vectors.astype(np.float32, copy=False), len(missing)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -43,3 +44,14 @@ def seed_reader(seed_index: tuple[Path, BuildReport]) -> Iterator[IndexReader]:
     reader = open_index(seed_index[0])
     yield reader
     reader.close()
+
+
+@pytest.fixture(scope="session")
+def seed_api(seed_index: tuple[Path, BuildReport], real_embedder: SentenceTransformerEmbedder) -> Iterator[TestClient]:
+    """The real HTTP app over the seed index (the session's model injected), started once for all API tests."""
+    from citesearch.settings import Settings
+    from service.app import create_app
+
+    app = create_app(Settings(index_dir=seed_index[0], _env_file=None), embedder=real_embedder)
+    with TestClient(app) as client:
+        yield client

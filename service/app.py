@@ -1,0 +1,143 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; uvicorn runs it (``citesearch serve``).
+
+Nothing is loaded at import time and nothing lives in module globals: the lifespan loads the model (unless one is
+injected, as the tests do with their session's model), opens the published index version if there is one, and
+starts the task that picks up newly published versions. Routes reach all of it through ``app.state.services``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from citesearch.answer import SentenceScorer
+from citesearch.settings import Settings
+from indexer.embedder import Embedder, SentenceTransformerEmbedder
+from service import errors
+from service.index_holder import IndexHolder
+from service.routes import ask, documents, health, page, search
+from service.routes.page import STATIC_DIR
+from service.state import Services
+from service.warmup import SentenceWarmer
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """Semantic search and extractive answers over the indexed documents, with exact citations:
+every quote is the stored document text at the cited character span (`GET /documents/{doc_id}` shows it).
+Every response names the `index_version` it was served from."""
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with a 413 before they are parsed.
+
+    A declared Content-Length is checked up front; a chunked body is counted as it arrives. The error is raised
+    as an HTTP exception from inside the body read, where FastAPI turns it into the usual JSON error.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> StarletteHTTPException:
+        return StarletteHTTPException(
+            413, detail={"field": "body", "message": f"request body over the limit of {self.max_bytes} bytes"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _send_error(send, 413, "body", f"request body over the limit of {self.max_bytes} bytes")
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_error(send: Send, status: int, field: str | None, message: str) -> None:
+    """The API's error shape, sent before the app is reached (so without an index version)."""
+    error = {"field": field, "message": message}
+    payload = json.dumps({"error": error, "errors": [error], "index_version": None}).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    return SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
+
+
+def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
+    """Build the app. ``embedder`` skips loading the model (tests pass the one their session already loaded)."""
+    settings = settings if settings is not None else Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model = embedder if embedder is not None else await asyncio.to_thread(load_embedder, settings)
+        holder = IndexHolder(settings.index_dir, model)
+        scorer = SentenceScorer(model, cache_size=settings.sentence_cache_size)
+        warmer = SentenceWarmer(holder, scorer)
+        if settings.sentence_warmup and settings.sentence_cache_size > 0:
+            holder.on_loaded(warmer)
+        await asyncio.to_thread(holder.refresh, initial=True)
+        if holder.ready:
+            log.info("serving index version %s", holder.version)
+        else:  # start anyway: /ready says 503 until a version is published, then the watcher loads it
+            log.warning("no index loaded yet (%s); waiting for one to be published",
+                        holder.last_error or f"nothing published in {settings.index_dir}")
+        app.state.services = Services(settings=settings, embedder=model, holder=holder, scorer=scorer)
+        watcher = asyncio.create_task(holder.watch(settings.reload_interval_seconds), name="citesearch-reload")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await asyncio.to_thread(warmer.close)
+            holder.close()
+            app.state.services = None
+
+    app = FastAPI(
+        title="citesearch",
+        description=API_DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.services = None
+    errors.install(app)
+    for module in (search, ask, documents, health, page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        # Only the configured internal origins may call the API from their pages (the embeddable search box).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
+    return app

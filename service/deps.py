@@ -1,0 +1,80 @@
+"""FastAPI dependencies: the app's services, a lease on the current index version, and request checks.
+
+Dependencies raise ``HTTPException`` (this is the HTTP layer); everything below them raises domain errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from citesearch.settings import Settings
+from service.index_holder import IndexNotReady, Lease
+from service.state import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:  # only between startup and the end of the lifespan's setup
+        raise HTTPException(503, detail={"field": None, "message": "the service is starting"})
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def lease_index(services: ServicesDep) -> Iterator[Lease]:
+    """Hold the current index version for the whole request: a version published meanwhile is swapped in for the
+    next requests, and this one finishes on the version it started with."""
+    try:
+        lease = services.holder.acquire()
+    except IndexNotReady as exc:
+        raise HTTPException(503, detail={"field": None, "message": f"no index loaded: {exc}"}) from None
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+LeaseDep = Annotated[Lease, Depends(lease_index)]
+
+
+def require_json(request: Request) -> None:
+    """POST bodies must be JSON. Without this a form or text body would surface as a confusing type error."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(
+            415,
+            detail={
+                "field": "content-type",
+                "message": f"send a JSON body with Content-Type: application/json (got {media_type or 'none'!r})",
+            },
+        )
+
+
+def check_limits(
+    settings: Settings, *, text_field: str, text: str, k: int, offset: int = 0, max_k: int | None = None
+) -> None:
+    """Limits that come from configuration, so they cannot be static pydantic constraints."""
+    max_k = settings.max_k if max_k is None else max_k
+    if len(text) > settings.max_query_chars:
+        raise HTTPException(
+            422,
+            detail={"field": text_field,
+                    "message": f"must be at most {settings.max_query_chars} characters, got {len(text)}"},
+        )
+    if k > max_k:
+        raise HTTPException(422, detail={"field": "k", "message": f"must be at most {max_k}, got {k}"})
+    if offset > settings.max_offset:
+        raise HTTPException(
+            422, detail={"field": "offset", "message": f"must be at most {settings.max_offset}, got {offset}"}
+        )

@@ -1,0 +1,1 @@
+"""Thin HTTP routes: parse and check the request, call ``citesearch``, shape the response."""

@@ -1,0 +1,31 @@
+"""Conversions from ``citesearch`` results to response models, shared by the search and ask routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from citesearch.answer import ScoredSentence, part_label
+from citesearch.search import Hit
+from service.models import CitationOut, SearchHitOut, SpanOut
+
+
+def hit_out(hit: Hit, highlight: Sequence[ScoredSentence]) -> SearchHitOut:
+    citation = hit.citation
+    return SearchHitOut(
+        rank=hit.rank,
+        score=round(hit.score, 6),
+        text=hit.text,
+        citation=CitationOut(
+            doc_id=citation.doc_id,
+            title=citation.title,
+            source=citation.source,
+            section=citation.section,
+            comment_no=citation.comment_no,
+            char_start=citation.char_start,
+            char_end=citation.char_end,
+        ),
+        label=part_label(citation.section, citation.comment_no),
+        highlight=[SpanOut(start=s.start, end=s.end, score=round(s.score, 6)) for s in highlight],
+        explain=asdict(hit.explain) if hit.explain is not None else None,
+    )

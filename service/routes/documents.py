@@ -1,0 +1,36 @@
+"""``GET /documents/{doc_id}``: the stored document and its parts, so any citation's span can be shown."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from citesearch.answer import part_label
+from service.deps import LeaseDep
+from service.models import DocumentResponse, ErrorResponse, PartOut
+
+router = APIRouter(tags=["documents"])
+
+
+@router.get("/documents/{doc_id:path}", responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+def get_document(doc_id: str, lease: LeaseDep) -> DocumentResponse:
+    """The document's exact text (every citation's ``char_start``/``char_end`` index into it) and its parts."""
+    document = lease.reader.document(doc_id) if "\x00" not in doc_id else None
+    if document is None:
+        raise HTTPException(
+            404, detail={"field": "doc_id", "message": f"no document {doc_id!r} in index {lease.index_version}"}
+        )
+    parts = sorted(document.units, key=lambda u: u.char_start)
+    return DocumentResponse(
+        index_version=lease.index_version,
+        doc_id=document.doc_id,
+        title=document.title,
+        source=document.source,
+        url=document.url,
+        metadata=document.metadata,
+        text=document.text,
+        parts=[
+            PartOut(section=u.section, comment_no=u.comment_no, char_start=u.char_start, char_end=u.char_end,
+                    label=part_label(u.section, u.comment_no))
+            for u in parts
+        ],
+    )
