@@ -6,10 +6,12 @@ searched with the same model and chunking everywhere.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from citesearch.fusion import FusionSettings
 from index_store.keyword import KeywordSettings
@@ -50,16 +52,24 @@ class Settings(BaseSettings):
     # Service
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API: a JSON list or comma-separated"
+    )
     reload_interval_seconds: float = Field(2.0, gt=0, description="How often the service checks for a new version")
     max_request_bytes: int = Field(65536, ge=1024, description="Largest accepted request body (413 beyond)")
     page_per_doc_cap: int | None = Field(
         2, ge=1, description="Per-document cap the search page asks for (the API default is per_doc_cap)"
     )
 
-    # Answers and highlights (citesearch/answer.py); the threshold is calibrated on eval/data (README)
+    # Answers and highlights (citesearch/answer.py); `citesearch eval threshold` measures the threshold on eval/data
+    # (README "Answer threshold")
     answer_min_score: float = Field(
-        0.30, ge=-1.0, le=1.0, description="Best sentence cosine below which /ask answers null instead of quoting"
+        0.36,
+        ge=-1.0,
+        le=1.0,
+        description="Best sentence cosine below which /ask answers null instead of quoting. Chosen recall-first by "
+        "`citesearch eval threshold` on the seeds index: the lowest answerable question's best score (0.414) minus a "
+        "0.05 margin, rounded down; tests/test_threshold.py fails when the calibration drifts from this value",
     )
     answer_passages: int = Field(5, ge=1, description="Top passages /ask draws sentences from by default")
     answer_max_passages: int = Field(20, ge=1, description="Largest k /ask accepts (each passage is embedded)")
@@ -74,6 +84,17 @@ class Settings(BaseSettings):
     highlight_encode_budget: int = Field(
         64, ge=0, description="Uncached sentences one /search may embed; later passages are highlighted by word overlap"
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_cors_origins(cls, value: Any) -> Any:
+        """``CITESEARCH_CORS_ORIGINS`` as a JSON list or comma-separated (``https://a.example,https://b.example``)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)  # not JSON: a ValueError, reported as a validation error of this field
+        return [origin.strip() for origin in text.split(",") if origin.strip()]
 
     def keyword_settings(self) -> KeywordSettings:
         return KeywordSettings(k1=self.bm25_k1, b=self.bm25_b)

@@ -2,6 +2,7 @@
 
 - ``beir``: BEIR-format datasets (nDCG@10, Recall@100, MRR@10, latency), each indexed into its own folder.
 - ``questions``: labelled question sets whose labels are answer text, so they survive re-chunking.
+- ``threshold``: calibrating the ``/ask`` answer threshold on answerable and unanswerable questions.
 - ``ranking``: passage hits to document rankings (a document ranks at its best passage).
 - ``metrics``: ranx for the BEIR metrics; success@k and MRR for question sets.
 - ``report``: the JSON report, its table, and the comparison with an earlier report.
@@ -38,6 +39,10 @@ _EXPORTS = {
     "best_passage_ranking": "eval.ranking",
     "search_documents": "eval.ranking",
     "EvalReport": "eval.report",
+    "ThresholdCalibration": "eval.threshold",
+    "calibrate": "eval.threshold",
+    "choose_threshold": "eval.threshold",
+    "accuracy_optimal_threshold": "eval.threshold",
     "LatencySummary": "eval.report",
     "compare_reports": "eval.report",
     "load_report": "eval.report",

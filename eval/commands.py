@@ -1,6 +1,7 @@
-"""``citesearch eval`` subcommands (registered by citesearch.cli): ``eval beir`` and ``eval questions``.
+"""``citesearch eval`` subcommands (registered by citesearch.cli): ``eval beir``, ``eval questions`` and
+``eval threshold``.
 
-Both print a table (or, with ``--json``, one JSON object on stdout), write the same report as JSON into the
+The first two print a table (or, with ``--json``, one JSON object on stdout), write the same report as JSON into the
 reports folder, and with ``--compare REPORT.json`` show the deltas against an earlier run. Progress bars go to
 stderr, only on a terminal unless ``--progress``. Handlers import the model, ranx and the index lazily so that
 ``citesearch --help`` stays fast.
@@ -39,7 +40,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``citesearch eval beir`` and ``citesearch eval questions``."""
+    """Add ``citesearch eval beir``, ``citesearch eval questions`` and ``citesearch eval threshold``."""
     evaluate = subparsers.add_parser("eval", help="measure retrieval quality (BEIR datasets, labelled questions)")
     kinds = evaluate.add_subparsers(dest="eval_command", required=True)
 
@@ -67,6 +68,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     questions.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
     _add_common(questions)
     questions.set_defaults(handler=cmd_eval_questions)
+
+    threshold = kinds.add_parser(
+        "threshold",
+        help="calibrate the /ask answer threshold on answerable and unanswerable questions",
+        description="Run the packaged answerable (eval/data/seed_questions.jsonl) and unanswerable "
+        "(eval/data/unanswerable_questions.jsonl) questions through the /ask answer path, report the best sentence "
+        "scores of each set (answerable, off-topic, near miss) and the chosen threshold: recall first, the lowest "
+        "answerable best score minus a 0.05 margin, rounded down to 2 decimals. The threshold with the most correct "
+        "decisions (answer vs. null) and the configured answer_min_score are reported for comparison. The index "
+        "must hold the seed documents.",
+    )
+    threshold.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
+    threshold.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    threshold.set_defaults(handler=cmd_eval_threshold)
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
@@ -146,3 +161,26 @@ def cmd_eval_questions(args: argparse.Namespace, settings: Settings) -> int:
         run = run_questions(searcher, questions, dataset=path.stem, mode=args.mode,
                             show_progress=_show_progress(args))
     return _finish(run.report, args, settings, extra_text=format_misses(run.report.misses))
+
+
+def cmd_eval_threshold(args: argparse.Namespace, settings: Settings) -> int:
+    from citesearch.search import Searcher, check_model_matches
+    from eval.questions import PACKAGED_QUESTIONS, load_questions
+    from eval.threshold import UNANSWERABLE_QUESTIONS, calibrate, format_calibration, load_unanswerable
+    from index_store import open_index
+
+    load_questions(PACKAGED_QUESTIONS)  # before loading the model: a broken question file fails fast
+    load_unanswerable(UNANSWERABLE_QUESTIONS)
+    index_dir = Path(args.index_dir or settings.index_dir)
+    with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
+        embedder = _load_embedder(settings)
+        check_model_matches(reader, embedder)
+        searcher = Searcher(reader, embedder)  # as the service builds it (fusion as the index records it)
+        result = calibrate(searcher, settings)
+    if args.json:
+        data = result.to_dict()
+        data["answer_min_score"] = settings.answer_min_score
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print(format_calibration(result))
+    return 0

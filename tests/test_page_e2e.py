@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -312,4 +313,10 @@ def test_embedded_search_box_on_another_origin(served: str, host_site: tuple[str
     link = driver.find_element(By.CSS_SELECTOR, ".cs-answer a.cs-link")
     assert link.get_attribute("href").startswith(f"{served}/#/doc/")
     assert driver.find_elements(By.CSS_SELECTOR, ".cs-results li")
+    # The box takes its per-document cap from /page-config, as the search page does (not a value of its own).
+    cap = httpx.get(f"{served}/page-config", timeout=10).json()["per_doc_cap"]
+    requested = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert f"{served}/page-config" in requested
+    searches = [parse_qs(urlsplit(url).query) for url in requested if url.startswith(f"{served}/search?")]
+    assert searches and all(s.get("per_doc_cap") == ([str(cap)] if cap else None) for s in searches), requested
     assert _console_errors(driver) == []

@@ -7,6 +7,7 @@
  * script was loaded from, or the script's data-api attribute) and shows the answer and the top passages; every
  * citation links to the document view on the citesearch site. The embedding page's origin must be listed in
  * CITESEARCH_CORS_ORIGINS. All text is inserted with textContent: document text is never parsed as HTML.
+ * The per-document cap of the passages comes from GET /page-config, as on the search page (2 if that request fails).
  */
 (function () {
   "use strict";
@@ -38,6 +39,21 @@
         return body;
       });
     });
+  }
+
+  // The configuration the search page reads (GET /page-config), fetched once for every box on the page. If it
+  // cannot be read (an older service, a network error), fall back to two passages per document.
+  var FALLBACK_PER_DOC_CAP = 2;
+  var configPromise = null;
+  function pageConfig() {
+    if (!configPromise) {
+      configPromise = request("page-config").then(function (config) {
+        return { perDocCap: config.per_doc_cap };  // null: no cap from the page, the API's own default applies
+      }, function () {
+        return { perDocCap: FALLBACK_PER_DOC_CAP };
+      });
+    }
+    return configPromise;
   }
 
   function renderAnswer(box, data, query) {
@@ -112,7 +128,11 @@
       Promise.all([
         request("ask", { method: "POST", headers: { "Content-Type": "application/json" },
                          body: JSON.stringify({ question: query }) }),
-        request("search?" + new URLSearchParams({ q: query, k: k, per_doc_cap: "2" }).toString()),
+        pageConfig().then(function (config) {
+          var params = new URLSearchParams({ q: query, k: k });
+          if (config.perDocCap) params.set("per_doc_cap", String(config.perDocCap));
+          return request("search?" + params.toString());
+        }),
       ]).then(function (results) {
         renderAnswer(answer, results[0], query);
         renderPassages(list, results[1], query);
@@ -131,7 +151,9 @@
       css.setAttribute("data-citesearch-css", "1");
       document.head.appendChild(css);
     }
-    Array.prototype.forEach.call(document.querySelectorAll("[data-citesearch]"), mount);
+    var roots = document.querySelectorAll("[data-citesearch]");
+    if (roots.length) pageConfig();  // ahead of the first question
+    Array.prototype.forEach.call(roots, mount);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
