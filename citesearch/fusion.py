@@ -1,8 +1,14 @@
-"""Fusing the dense and the BM25 ranking into one.
+"""Fusing the dense and the keyword evidence for each candidate passage into one score.
 
-Both methods work on the union of the two candidate lists with *exact* scores from both retrievers for every
-candidate (a dense candidate's BM25 score is looked up, a BM25 candidate's cosine is computed), rather than
-treating "not in the other list" as a zero, which is what makes the convex combination behave on small lists.
+Three signals per candidate passage: its cosine to the query (dense), its own BM25 score (bm25), and the BM25 score
+of the part it belongs to — the article body, the author bio or the one comment (context). The context signal is
+passage-to-document evidence: a passage inside a part that is about the query as a whole is more likely to answer
+it, which passage-level BM25 alone cannot see. On SciFact train it is worth +0.007 nDCG@10 over a plain
+dense+BM25 hybrid (README, "Retrieval quality").
+
+Fusion works on the union of the retrievers' candidate lists with *exact* scores from every signal for every
+candidate (a dense candidate's BM25 score is looked up, a BM25 candidate's cosine is computed), rather than treating
+"not in the other list" as a zero, which is what makes score combination behave on small lists.
 """
 
 from __future__ import annotations
@@ -14,27 +20,51 @@ import numpy as np
 
 FusionMethod = Literal["convex", "rrf"]
 FUSION_METHODS: tuple[str, ...] = get_args(FusionMethod)
+Normalization = Literal["zscore", "minmax"]
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 
 
 @dataclass(frozen=True, slots=True)
 class FusionSettings:
-    """How hybrid mode combines the rankings. Defaults chosen by measurement on SciFact train (see README)."""
+    """How hybrid mode combines the signals. Defaults chosen by measurement on SciFact train (README).
+
+    ``convex``: ``dense_weight * n(dense) + bm25_weight * n(bm25) + context_weight * n(context)`` where ``n`` is
+    ``normalization`` over the candidates. ``rrf``: weighted reciprocal rank fusion of the dense ranking and the
+    keyword ranking (BM25 plus context), ``dense_weight`` against ``1 - dense_weight``.
+    """
 
     method: FusionMethod = "convex"
-    dense_weight: float = 0.5  # convex: weight of the normalised dense score (BM25 gets 1 - weight)
+    dense_weight: float = 0.5
+    bm25_weight: float = 0.2
+    context_weight: float = 0.3
+    normalization: Normalization = "zscore"
     rrf_k: int = 60  # rrf: the usual damping constant
-    candidates: int = 100  # how deep each retriever's list goes before fusing
+    candidates: int = 300  # how deep each retriever's list goes before fusing
 
     def __post_init__(self) -> None:
         if self.method not in FUSION_METHODS:
             raise ValueError(f"fusion method must be one of {', '.join(FUSION_METHODS)}, got {self.method!r}")
-        if not 0.0 <= self.dense_weight <= 1.0:
-            raise ValueError(f"dense_weight must be within [0, 1], got {self.dense_weight}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"fusion normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"
+            )
+        for name in ("dense_weight", "bm25_weight", "context_weight"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+        if self.dense_weight + self.bm25_weight + self.context_weight <= 0:
+            raise ValueError("at least one of dense_weight, bm25_weight, context_weight must be above 0")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ValueError("rrf_k and candidates must be at least 1")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, recorded: dict[str, object]) -> FusionSettings:
+        """Settings recorded in a manifest; keys this version does not know are ignored (older/newer writers)."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in recorded.items() if key in known})  # type: ignore[arg-type]
 
 
 def min_max(scores: np.ndarray) -> np.ndarray:
@@ -47,9 +77,32 @@ def min_max(scores: np.ndarray) -> np.ndarray:
     return (scores - low) / (high - low)
 
 
-def convex_combination(dense: np.ndarray, bm25: np.ndarray, dense_weight: float) -> np.ndarray:
-    """``w * minmax(dense) + (1 - w) * minmax(bm25)`` over aligned candidate score arrays."""
-    return dense_weight * min_max(dense) + (1.0 - dense_weight) * min_max(bm25)
+def z_score(scores: np.ndarray) -> np.ndarray:
+    """Centre on the mean in units of standard deviation; a constant list maps to all zeros (no evidence).
+
+    Less sensitive than min-max to one outlying score (a single long BM25 match), which would squash the others.
+    """
+    if scores.size == 0:
+        return scores.astype(np.float64)
+    values = scores.astype(np.float64)
+    spread = float(values.std())
+    if spread < 1e-12:
+        return np.zeros_like(values)
+    return (values - values.mean()) / spread
+
+
+NORMALIZERS = {"zscore": z_score, "minmax": min_max}
+
+
+def convex_combination(signals: list[tuple[float, np.ndarray]], normalization: Normalization = "zscore") -> np.ndarray:
+    """``sum(weight * n(scores))`` over aligned candidate score arrays; signals with weight 0 are skipped."""
+    normalize = NORMALIZERS[normalization]
+    length = len(signals[0][1]) if signals else 0
+    fused = np.zeros(length, dtype=np.float64)
+    for weight, scores in signals:
+        if weight:
+            fused += weight * normalize(scores)
+    return fused
 
 
 def ranks_of(scores: np.ndarray) -> np.ndarray:
@@ -60,12 +113,23 @@ def ranks_of(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def reciprocal_rank_fusion(dense: np.ndarray, bm25: np.ndarray, k: int, dense_weight: float = 0.5) -> np.ndarray:
+def reciprocal_rank_fusion(dense: np.ndarray, keyword: np.ndarray, k: int, dense_weight: float = 0.5) -> np.ndarray:
     """Weighted RRF over the candidates' ranks by each score (``2 * w`` keeps w=0.5 the classic unweighted form)."""
-    return 2 * dense_weight / (k + ranks_of(dense)) + 2 * (1 - dense_weight) / (k + ranks_of(bm25))
+    return 2 * dense_weight / (k + ranks_of(dense)) + 2 * (1 - dense_weight) / (k + ranks_of(keyword))
 
 
-def fuse(dense: np.ndarray, bm25: np.ndarray, settings: FusionSettings) -> np.ndarray:
+def fuse(dense: np.ndarray, bm25: np.ndarray, context: np.ndarray | None, settings: FusionSettings) -> np.ndarray:
+    """The fused score of each candidate (aligned arrays; ``context`` None when the index has no part-level BM25)."""
+    if context is None:
+        context = np.zeros_like(bm25)
     if settings.method == "rrf":
-        return reciprocal_rank_fusion(dense, bm25, settings.rrf_k, settings.dense_weight)
-    return convex_combination(dense, bm25, settings.dense_weight)
+        return reciprocal_rank_fusion(dense, keyword_score(bm25, context, settings), settings.rrf_k,
+                                      settings.dense_weight)
+    signals = [(settings.dense_weight, dense), (settings.bm25_weight, bm25), (settings.context_weight, context)]
+    return convex_combination(signals, settings.normalization)
+
+
+def keyword_score(bm25: np.ndarray, context: np.ndarray, settings: FusionSettings) -> np.ndarray:
+    """One keyword score per passage, which picks the keyword candidates and which RRF ranks by: the passage's
+    BM25 plus its part's BM25 (raw sums: both are BM25 over the same query terms), or BM25 alone without context."""
+    return bm25 + context if settings.context_weight > 0 else bm25

@@ -15,7 +15,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
-from citesearch.fusion import FusionSettings, fuse, ranks_of
+from citesearch.fusion import FusionSettings, fuse, keyword_score, ranks_of
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
 
@@ -64,6 +64,7 @@ class Explanation:
     dense_score: float | None = None
     bm25_rank: int | None = None
     bm25_score: float | None = None
+    context_score: float | None = None  # BM25 of the passage's whole part (article body, bio, comment)
     fused_score: float | None = None
 
 
@@ -113,6 +114,15 @@ class ScoredCandidate:
     dense_score: float | None = None
     bm25_rank: int | None = None
     bm25_score: float | None = None
+    context_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _KeywordScores:
+    """BM25 of every passage for one query, and of every passage's part (None without a context index)."""
+
+    bm25: np.ndarray
+    context: np.ndarray | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +151,7 @@ class Searcher:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         recorded = reader.manifest.extra.get("fusion")
-        self.fusion = fusion or (FusionSettings(**recorded) if isinstance(recorded, dict) else FusionSettings())
+        self.fusion = fusion or (FusionSettings.from_dict(recorded) if isinstance(recorded, dict) else FusionSettings())
 
     @property
     def index_version(self) -> str:
@@ -232,50 +242,64 @@ class Searcher:
             keep = found.ids[0] >= 0  # padding when fewer passages than asked for pass the filter
             dense_ids, dense_scores = found.ids[0][keep], found.scores[0][keep]
             timings["vector_search"] = timings.get("vector_search", 0.0) + (time.perf_counter() - t0) * 1000
-        all_bm25: np.ndarray | None = None
+        keyword_scores: _KeywordScores | None = None
         if request.mode != "dense" or (request.explain and self.reader.keyword is not None):
             t0 = time.perf_counter()
             keyword = self.reader.keyword
             assert keyword is not None  # validate() rejected modes that need it
-            all_bm25 = keyword.scores(request.query)
-            found = keyword.top(all_bm25, depth, allowed_ids=allowed)
+            with_context = request.explain or (request.mode == "hybrid" and self.fusion.context_weight > 0)
+            keyword_scores = _KeywordScores(
+                keyword.scores(request.query), keyword.context_scores(request.query) if with_context else None
+            )
+            # bm25 mode is plain passage BM25; hybrid takes its keyword candidates by BM25 plus context.
+            ranked_by = keyword_scores.bm25
+            if request.mode == "hybrid" and keyword_scores.context is not None:
+                ranked_by = keyword_score(keyword_scores.bm25, keyword_scores.context, self.fusion)
+            found = keyword.top(ranked_by, depth, allowed_ids=allowed)
             bm25_ids, bm25_scores = found.ids[0], found.scores[0]
             timings["bm25"] = timings.get("bm25", 0.0) + (time.perf_counter() - t0) * 1000
         exhausted = len(dense_ids) < depth and len(bm25_ids) < depth
         if request.mode == "dense":
-            return _Ranking(self._explained(dense_ids, dense_scores, query_vector, all_bm25, request), exhausted)
+            return _Ranking(self._explained(dense_ids, dense_scores, query_vector, keyword_scores, request), exhausted)
         if request.mode == "bm25":
-            return _Ranking(self._explained(bm25_ids, bm25_scores, query_vector, all_bm25, request), exhausted)
+            return _Ranking(self._explained(bm25_ids, bm25_scores, query_vector, keyword_scores, request), exhausted)
         t0 = time.perf_counter()
-        candidates = self._fused(dense_ids, bm25_ids, query_vector, all_bm25)
+        candidates = self._fused(dense_ids, bm25_ids, query_vector, keyword_scores)
         timings["fusion"] = timings.get("fusion", 0.0) + (time.perf_counter() - t0) * 1000
         return _Ranking(candidates, exhausted)
 
     def _exact_scores(
-        self, ids: np.ndarray, query_vector: np.ndarray | None, all_bm25: np.ndarray | None
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Both retrievers' scores for these passages, computed exactly (not only for those each one found)."""
+        self, ids: np.ndarray, query_vector: np.ndarray | None, keyword_scores: _KeywordScores | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Every signal's score for these passages, computed exactly (not only for those each retriever found)."""
         dense = None
         if query_vector is not None:
             dense = self.reader.vectors.vectors_for(ids) @ query_vector[0]
-        bm25 = None
-        if all_bm25 is not None and self.reader.keyword is not None:
-            bm25 = all_bm25[self.reader.keyword.positions(ids)]
-        return dense, bm25
+        bm25 = context = None
+        if keyword_scores is not None and self.reader.keyword is not None:
+            positions = self.reader.keyword.positions(ids)
+            bm25 = keyword_scores.bm25[positions]
+            if keyword_scores.context is not None:
+                context = keyword_scores.context[positions]
+        return dense, bm25, context
 
     def _fused(
-        self, dense_ids: np.ndarray, bm25_ids: np.ndarray, query_vector: np.ndarray | None, all_bm25: np.ndarray | None
+        self,
+        dense_ids: np.ndarray,
+        bm25_ids: np.ndarray,
+        query_vector: np.ndarray | None,
+        keyword_scores: _KeywordScores | None,
     ) -> list[ScoredCandidate]:
         union = np.unique(np.concatenate([dense_ids, bm25_ids]).astype(np.int64))
-        dense, bm25 = self._exact_scores(union, query_vector, all_bm25)
+        dense, bm25, context = self._exact_scores(union, query_vector, keyword_scores)
         assert dense is not None and bm25 is not None
-        fused = fuse(dense, bm25, self.fusion)
+        fused = fuse(dense, bm25, context, self.fusion)
         dense_ranks, bm25_ranks = ranks_of(dense), ranks_of(bm25)
         order = np.argsort(-fused, kind="stable")
         return [
             ScoredCandidate(
                 int(union[i]), float(fused[i]), int(dense_ranks[i]), float(dense[i]), int(bm25_ranks[i]),
-                float(bm25[i]),
+                float(bm25[i]), None if context is None else float(context[i]),
             )
             for i in order
         ]
@@ -285,12 +309,14 @@ class Searcher:
         ids: np.ndarray,
         scores: np.ndarray,
         query_vector: np.ndarray | None,
-        all_bm25: np.ndarray | None,
+        keyword_scores: _KeywordScores | None,
         request: SearchRequest,
     ) -> list[ScoredCandidate]:
-        """A single retriever's ranking; with ``explain``, also the other retriever's exact score."""
+        """A single retriever's ranking; with ``explain``, also the other signals' exact scores."""
         ids = ids.astype(np.int64)
-        dense, bm25 = self._exact_scores(ids, query_vector, all_bm25) if request.explain else (None, None)
+        dense = bm25 = context = None
+        if request.explain:
+            dense, bm25, context = self._exact_scores(ids, query_vector, keyword_scores)
         candidates = []
         for i, (pid, score) in enumerate(zip(ids, scores, strict=True)):
             candidates.append(
@@ -301,6 +327,7 @@ class Searcher:
                     dense_score=float(dense[i]) if dense is not None else None,
                     bm25_rank=i + 1 if request.mode == "bm25" else None,
                     bm25_score=float(bm25[i]) if bm25 is not None else None,
+                    context_score=float(context[i]) if context is not None else None,
                 )
             )
         return candidates
@@ -315,6 +342,7 @@ class Searcher:
                     dense_score=candidate.dense_score,
                     bm25_rank=candidate.bm25_rank,
                     bm25_score=candidate.bm25_score,
+                    context_score=candidate.context_score,
                     fused_score=candidate.score,
                 )
             hits.append(

@@ -32,11 +32,17 @@ class Settings(BaseSettings):
     title_in_embedding: bool = True
 
     # Hybrid retrieval (chosen on SciFact train; see README "Retrieval quality")
-    bm25_k1: float = Field(1.2, ge=0)
-    bm25_b: float = Field(0.75, ge=0, le=1)
-    fusion_method: str = Field("convex", description="convex (weighted min-max scores) or rrf")
-    fusion_dense_weight: float = Field(0.5, ge=0, le=1)
-    fusion_candidates: int = Field(100, ge=1, le=10000, description="Depth of each ranking before fusing")
+    bm25_k1: float = Field(0.9, ge=0, description="BM25 k1 of the passage-level keyword index")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 b of the passage-level keyword index")
+    bm25_context: bool = Field(True, description="Also index each document part whole (the context signal)")
+    bm25_context_k1: float = Field(0.9, ge=0, description="BM25 k1 of the part-level (context) index")
+    bm25_context_b: float = Field(0.4, ge=0, le=1, description="BM25 b of the part-level (context) index")
+    fusion_method: str = Field("convex", description="convex (weighted normalised scores) or rrf")
+    fusion_normalization: str = Field("zscore", description="convex: zscore or minmax over the candidates")
+    fusion_dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of the dense (cosine) score")
+    fusion_bm25_weight: float = Field(0.2, ge=0, le=1, description="Weight of the passage's BM25 score")
+    fusion_context_weight: float = Field(0.3, ge=0, le=1, description="Weight of the passage's part's BM25 score")
+    fusion_candidates: int = Field(300, ge=1, le=10000, description="Depth of each ranking before fusing")
 
     # Evaluation (eval/): where benchmark indexes are built (one folder per dataset) and reports are written
     eval_dir: Path = Field(Path("var/eval"), description="Folder holding one index per evaluated dataset")
@@ -97,12 +103,16 @@ class Settings(BaseSettings):
         return [origin.strip() for origin in text.split(",") if origin.strip()]
 
     def keyword_settings(self) -> KeywordSettings:
-        return KeywordSettings(k1=self.bm25_k1, b=self.bm25_b)
+        return KeywordSettings(k1=self.bm25_k1, b=self.bm25_b, context=self.bm25_context,
+                               context_k1=self.bm25_context_k1, context_b=self.bm25_context_b)
 
     def fusion_settings(self) -> FusionSettings:
         return FusionSettings(
             method=self.fusion_method,  # type: ignore[arg-type]  # validated by FusionSettings
+            normalization=self.fusion_normalization,  # type: ignore[arg-type]
             dense_weight=self.fusion_dense_weight,
+            bm25_weight=self.fusion_bm25_weight,
+            context_weight=self.fusion_context_weight,
             candidates=self.fusion_candidates,
         )
 

@@ -1,5 +1,9 @@
 """The keyword index: BM25 over passages (bm25s with a Snowball stemmer), stored inside each index version.
 
+Beside the passage-level BM25 it holds a part-level one (context): BM25 over each document part — the article body,
+the author bio, each comment — with every passage mapped to its part, so a search can weigh a passage by how well
+its whole part matches the query too (``citesearch.fusion``).
+
 It is rebuilt from the version's passages when the version is published, so it always holds exactly the passages the
 vectors hold; its files are checksummed by the manifest like any other. Scores are computed for every passage of a
 query in one sparse pass, so the hybrid search can look up the exact BM25 score of any dense candidate too.
@@ -8,7 +12,7 @@ query in one sparse pass, so the hybrid search can look up the exact BM25 score 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,25 +28,35 @@ except ImportError as exc:  # pragma: no cover - core dependencies
 from index_store.vectors.base import VectorHits
 
 DIR_NAME = "bm25"
+CONTEXT_DIR_NAME = "context"  # inside DIR_NAME
 
 
 @dataclass(frozen=True, slots=True)
 class KeywordSettings:
     """BM25 parameters and text analysis; recorded in the manifest. Defaults chosen on SciFact train (README)."""
 
-    k1: float = 1.2
+    k1: float = 0.9
     b: float = 0.75
     method: str = "lucene"
     stemmer: str = "english"  # a Snowball language, or "" for none
     stopwords: str = "en"  # bm25s stopword list name, or "" for none
     include_title: bool = True  # index "title\ntext": a passage of a long document keeps its document's topic
+    context: bool = True  # also index each document part whole, for the context signal
+    context_k1: float = 0.9
+    context_b: float = 0.4  # parts vary far more in length than passages; full length normalisation hurts them
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     def __post_init__(self) -> None:
-        if self.k1 < 0 or not 0 <= self.b <= 1:
-            raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
+        for k1, b in ((self.k1, self.b), (self.context_k1, self.context_b)):
+            if k1 < 0 or not 0 <= b <= 1:
+                raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+
+    def for_context(self) -> KeywordSettings:
+        """The settings of the part-level index: the same analysis with its own k1 and b."""
+        return KeywordSettings(k1=self.context_k1, b=self.context_b, method=self.method, stemmer=self.stemmer,
+                               stopwords=self.stopwords, include_title=self.include_title, context=False)
 
 
 def _tokenizer(settings: KeywordSettings) -> Tokenizer:
@@ -51,14 +65,15 @@ def _tokenizer(settings: KeywordSettings) -> Tokenizer:
 
 
 class KeywordIndex:
-    """BM25 scores over a fixed set of passages, addressed by passage id."""
+    """BM25 scores over a fixed set of passages, addressed by passage id (and optionally over their parts)."""
 
     def __init__(self, retriever: bm25s.BM25, tokenizer: Tokenizer, passage_ids: np.ndarray,
-                 settings: KeywordSettings) -> None:
+                 settings: KeywordSettings, context: PartContext | None = None) -> None:
         self._retriever = retriever
         self._tokenizer = tokenizer
         self.passage_ids = passage_ids  # sorted ascending; position i in the BM25 matrix is passage_ids[i]
         self.settings = settings
+        self.context = context
 
     def __len__(self) -> int:
         return len(self.passage_ids)
@@ -68,27 +83,40 @@ class KeywordIndex:
         return f"{title}\n{text}" if settings.include_title and title else text
 
     @classmethod
-    def build(cls, items: Iterable[tuple[int, str]], settings: KeywordSettings) -> KeywordIndex:
-        """Index (passage_id, text) pairs; texts should come from ``text_for``."""
+    def build(cls, items: Iterable[tuple[int, str]], settings: KeywordSettings,
+              parts: Sequence[tuple[str, Sequence[int]]] | None = None) -> KeywordIndex:
+        """Index (passage_id, text) pairs; texts should come from ``text_for``. ``parts`` — each document part's text
+        and the ids of its passages — adds the context index when ``settings.context`` is on."""
         pairs = sorted(items)
         ids = np.fromiter((pid for pid, _ in pairs), dtype=np.int64, count=len(pairs))
+        index = cls._build_plain(ids, [text for _, text in pairs], settings)
+        if settings.context and parts is not None:
+            index.context = PartContext.build(parts, ids, settings.for_context())
+        return index
+
+    @classmethod
+    def _build_plain(cls, ids: np.ndarray, texts: list[str], settings: KeywordSettings) -> KeywordIndex:
         tokenizer = _tokenizer(settings)
         retriever = bm25s.BM25(k1=settings.k1, b=settings.b, method=settings.method)
-        if pairs:
-            tokens = tokenizer.tokenize([text for _, text in pairs], update_vocab=True, return_as="tuple",
-                                        show_progress=False)
+        if texts:
+            tokens = tokenizer.tokenize(texts, update_vocab=True, return_as="tuple", show_progress=False)
             retriever.index(tokens, show_progress=False)
         return cls(retriever, tokenizer, ids, settings)
 
     def save(self, version_dir: Path) -> Path:
         target = version_dir / DIR_NAME
+        self._save_to(target)
+        if self.context is not None:
+            self.context.save(target / CONTEXT_DIR_NAME)
+        return target
+
+    def _save_to(self, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         if len(self):
             self._retriever.save(target, show_progress=False)
             self._tokenizer.save_vocab(target)
         np.save(target / "passage_ids.npy", self.passage_ids)
         (target / "settings.json").write_text(json.dumps(self.settings.to_dict(), sort_keys=True), encoding="utf-8")
-        return target
 
     @classmethod
     def load(cls, version_dir: Path) -> KeywordIndex | None:
@@ -96,7 +124,16 @@ class KeywordIndex:
         source = version_dir / DIR_NAME
         if not source.is_dir():
             return None
-        settings = KeywordSettings(**json.loads((source / "settings.json").read_text(encoding="utf-8")))
+        index = cls._load_from(source)
+        if (source / CONTEXT_DIR_NAME).is_dir():
+            index.context = PartContext.load(source / CONTEXT_DIR_NAME)
+        return index
+
+    @classmethod
+    def _load_from(cls, source: Path) -> KeywordIndex:
+        recorded = json.loads((source / "settings.json").read_text(encoding="utf-8"))
+        known = set(KeywordSettings.__dataclass_fields__)
+        settings = KeywordSettings(**{key: value for key, value in recorded.items() if key in known})
         ids = np.load(source / "passage_ids.npy")
         tokenizer = _tokenizer(settings)
         if len(ids) == 0:
@@ -104,6 +141,10 @@ class KeywordIndex:
         retriever = bm25s.BM25.load(source, show_progress=False, verbosity=0)
         tokenizer.load_vocab(source)
         return cls(retriever, tokenizer, ids, settings)
+
+    def context_scores(self, query: str) -> np.ndarray | None:
+        """BM25 of each passage's part (aligned with ``passage_ids``), or None without a context index."""
+        return None if self.context is None else self.context.scores(query)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every passage (aligned with ``passage_ids``); all zeros when no query term is known."""
@@ -134,3 +175,37 @@ class KeywordIndex:
         top = np.argpartition(-all_scores, k - 1)[:k]
         top = top[np.argsort(-all_scores[top], kind="stable")]
         return VectorHits(all_scores[top][None, :], self.passage_ids[top][None, :])
+
+
+class PartContext:
+    """BM25 over whole document parts, and which part holds each passage of the passage-level index."""
+
+    def __init__(self, parts: KeywordIndex, part_of: np.ndarray) -> None:
+        self.parts = parts  # "passage ids" of this index are part ordinals 0..n-1
+        self.part_of = part_of  # part_of[i]: ordinal of the part holding the passage at position i
+
+    @classmethod
+    def build(cls, parts: Sequence[tuple[str, Sequence[int]]], passage_ids: np.ndarray,
+              settings: KeywordSettings) -> PartContext:
+        ordinals = np.arange(len(parts), dtype=np.int64)
+        index = KeywordIndex._build_plain(ordinals, [text for text, _ in parts], settings)
+        part_of = np.full(len(passage_ids), -1, dtype=np.int64)
+        for ordinal, (_, members) in enumerate(parts):
+            part_of[np.searchsorted(passage_ids, np.asarray(members, dtype=np.int64))] = ordinal
+        if (part_of < 0).any():
+            raise ValueError(f"{int((part_of < 0).sum())} passages belong to no part; every passage needs its part")
+        return cls(index, part_of)
+
+    def save(self, target: Path) -> None:
+        self.parts._save_to(target)
+        np.save(target / "part_of.npy", self.part_of)
+
+    @classmethod
+    def load(cls, source: Path) -> PartContext:
+        return cls(KeywordIndex._load_from(source), np.load(source / "part_of.npy"))
+
+    def scores(self, query: str) -> np.ndarray:
+        part_scores = self.parts.scores(query)
+        if not len(part_scores):
+            return np.zeros(len(self.part_of), dtype=np.float32)
+        return part_scores[self.part_of]

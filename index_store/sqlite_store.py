@@ -151,6 +151,28 @@ class PassageStore:
         units = tuple(StoredUnit(*unit) for unit in json.loads(row[6]))
         return StoredDocument(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), units, row[7])
 
+    def iter_parts(self) -> Iterator[tuple[StoredDocument, StoredUnit, list[int]]]:
+        """Every document part (article body, author bio, one comment) with the ids of its passages, in document
+        order. A passage belongs to the part of its section and comment number whose span holds its start."""
+        doc_rows = self.connection.execute("SELECT doc_id FROM documents ORDER BY doc_id").fetchall()
+        for (doc_id,) in doc_rows:
+            document = self.document(doc_id)
+            assert document is not None
+            members: dict[int, list[int]] = {i: [] for i in range(len(document.units))}
+            rows = self.connection.execute(
+                "SELECT passage_id, section, comment_no, char_start FROM passages WHERE doc_id = ? ORDER BY ordinal",
+                (doc_id,),
+            )
+            for passage_id, section, comment_no, char_start in rows:
+                for i, unit in enumerate(document.units):
+                    if (unit.section, unit.comment_no) == (section, comment_no) and (
+                        unit.char_start <= char_start < unit.char_end
+                    ):
+                        members[i].append(passage_id)
+                        break
+            for i, unit in enumerate(document.units):
+                yield document, unit, members[i]
+
     def document_passages(self, doc_id: str) -> list[StoredPassage]:
         rows = self.connection.execute(
             f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d USING (doc_id) "

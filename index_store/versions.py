@@ -458,9 +458,14 @@ class IndexWriter:
         if self.keyword is None:
             return {"keyword": None}
         settings = self.keyword
+        parts = [
+            (KeywordIndex.text_for(doc.title, doc.text[unit.char_start : unit.char_end], settings), members)
+            for doc, unit, members in self.store.iter_parts()
+        ] if settings.context else None
         index = KeywordIndex.build(
             ((p.passage_id, KeywordIndex.text_for(p.title, p.text, settings)) for p in self.store.iter_passages()),
             settings,
+            parts,
         )
         index.save(self.version_dir)
         return {"keyword": {"backend": "bm25s", **settings.to_dict()}}

@@ -7,9 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from citesearch.fusion import FusionSettings, convex_combination, min_max, ranks_of, reciprocal_rank_fusion
+from citesearch.fusion import (
+    FusionSettings,
+    convex_combination,
+    fuse,
+    min_max,
+    ranks_of,
+    reciprocal_rank_fusion,
+    z_score,
+)
 from citesearch.search import InvalidSearchRequest, SearchRequest, Searcher
-from index_store import open_index
+from index_store import KeywordIndex, open_index
 from indexer.documents import Document, Unit
 from indexer.embedder import HashingEmbedder
 from indexer.pipeline import BuildOptions, apply_changes
@@ -22,8 +30,28 @@ def test_convex_combination_by_hand() -> None:
     dense = np.array([0.9, 0.5, 0.7])
     bm25 = np.array([0.0, 10.0, 5.0])
     # minmax dense: 1, 0, .5 ; minmax bm25: 0, 1, .5
-    np.testing.assert_allclose(convex_combination(dense, bm25, 0.25), [0.25, 0.75, 0.5])
+    np.testing.assert_allclose(convex_combination([(0.25, dense), (0.75, bm25)], "minmax"), [0.25, 0.75, 0.5])
     np.testing.assert_allclose(min_max(np.array([3.0, 3.0])), [1.0, 1.0])
+    # z-scores: dense (0.2, -0.2, 0) / std 0.1633 ; bm25 (-5, 5, 0) / std 4.0825 ; context constant -> no evidence
+    context = np.array([2.0, 2.0, 2.0])
+    fused = convex_combination([(0.5, dense), (0.2, bm25), (0.3, context)], "zscore")
+    np.testing.assert_allclose(fused, [0.5 * 1.2247 - 0.2 * 1.2247, -0.5 * 1.2247 + 0.2 * 1.2247, 0.0], atol=1e-4)
+    np.testing.assert_allclose(z_score(context), [0.0, 0.0, 0.0])
+
+
+def test_fuse_uses_the_context_signal() -> None:
+    dense = np.array([0.5, 0.5])
+    bm25 = np.array([1.0, 1.0])
+    context = np.array([0.0, 4.0])  # same passage scores; the second sits in a part that matches the query
+    fused = fuse(dense, bm25, context, FusionSettings())
+    assert fused[1] > fused[0]
+    without = fuse(dense, bm25, context, FusionSettings(context_weight=0.0))
+    assert without[0] == without[1]
+    # RRF ranks the keyword side by BM25 plus context: with the keyword side weighted up, the second passage wins
+    rrf = fuse(dense, bm25, context, FusionSettings(method="rrf", dense_weight=0.3))
+    assert rrf[1] > rrf[0]
+    with pytest.raises(ValueError, match="normalization"):
+        FusionSettings(normalization="softmax")  # type: ignore[arg-type]
 
 
 def test_rrf_by_hand() -> None:
@@ -87,6 +115,39 @@ def test_hybrid_scores_every_candidate_exactly(tiny_searcher: Searcher) -> None:
     np.testing.assert_allclose([h.explain.dense_score for h in result.hits], cosines, rtol=1e-5)
 
 
+def test_context_is_the_bm25_of_each_passages_own_part(tiny_searcher: Searcher) -> None:
+    """Every hit's context score is its part's BM25 (an independent index over the parts' texts), and the fused
+    score is the documented combination of the exact signals (recomputed by brute force over the candidates)."""
+    query = "zebras savanna river"
+    result = tiny_searcher.search(SearchRequest(query, k=10, mode="hybrid", explain=True))
+    reader = tiny_searcher.reader
+    keyword = reader.keyword
+    assert keyword is not None and keyword.context is not None
+    part_texts: dict[tuple[str, str, int | None], str] = {}
+    for doc_id in reader.document_ids():
+        doc = reader.document(doc_id)
+        for unit in doc.units:
+            part_texts[(doc_id, unit.section, unit.comment_no)] = KeywordIndex.text_for(
+                doc.title, doc.text[unit.char_start : unit.char_end], keyword.settings
+            )
+    keys = sorted(part_texts)
+    reference = KeywordIndex.build(enumerate(part_texts[key] for key in keys), keyword.settings.for_context())
+    part_scores = dict(zip(keys, reference.scores(query), strict=True))
+    for hit in result.hits:
+        c = hit.citation
+        assert hit.explain.context_score == pytest.approx(float(part_scores[(c.doc_id, c.section, c.comment_no)]))
+    # the comments of document a are different parts: "I love zebras." and "Lions hunt zebras at night." differ
+    comment_scores = {h.citation.comment_no: h.explain.context_score for h in result.hits if h.citation.comment_no}
+    assert len(comment_scores) == 2 and comment_scores[1] != comment_scores[2]
+    # all candidates here are in the hits (tiny index), so z-scores over the hits are the ones the searcher used
+    signals = [
+        (tiny_searcher.fusion.dense_weight, np.array([h.explain.dense_score for h in result.hits])),
+        (tiny_searcher.fusion.bm25_weight, np.array([h.explain.bm25_score for h in result.hits])),
+        (tiny_searcher.fusion.context_weight, np.array([h.explain.context_score for h in result.hits])),
+    ]
+    np.testing.assert_allclose([h.score for h in result.hits], convex_combination(signals, "zscore"), atol=1e-6)
+
+
 def test_filters_and_per_document_cap(tiny_searcher: Searcher) -> None:
     comments = tiny_searcher.search(SearchRequest("zebras", k=10, section="comment"))
     assert comments.hits and {h.citation.section for h in comments.hits} == {"comment"}
@@ -126,3 +187,21 @@ def test_real_model_answers_the_aliyev_question_in_every_mode(seed_reader, real_
     top = result.hits[0]
     assert top.citation.doc_id == SEED_PAGE and top.citation.section == "article"
     assert "Minsk Group" in top.text
+
+
+@pytest.mark.parametrize("fusion", [FusionSettings(), FusionSettings(method="rrf", context_weight=0.3),
+                                    FusionSettings(normalization="minmax", context_weight=0.0)])
+def test_offline_tuning_replays_the_searcher_exactly(tiny_searcher: Searcher, fusion: FusionSettings) -> None:
+    """eval.tune chooses the fusion offline; its replay must rank documents exactly as the searcher does."""
+    from eval.tune import QueryScores, replay
+
+    query = "zebras river"
+    reader = tiny_searcher.reader
+    keyword = reader.keyword
+    ids = keyword.passage_ids
+    doc_of = np.array([p.doc_id for p in reader.passages(ids.tolist())], dtype=object)
+    dense = reader.vectors.vectors_for(ids) @ tiny_searcher.embed_query(query)[0]
+    offline = replay(QueryScores(dense, keyword.scores(query), keyword.context_scores(query)), fusion, doc_of)
+    online = Searcher(reader, tiny_searcher.embedder, fusion).search(SearchRequest(query, k=10))
+    best_passage_order = list(dict.fromkeys(h.citation.doc_id for h in online.hits))
+    assert len(best_passage_order) == 3 and offline == best_passage_order
