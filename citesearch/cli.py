@@ -14,6 +14,8 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from citesearch.search import (
     MODES,
     InvalidSearchRequest,
@@ -32,7 +34,7 @@ from indexer.pipeline import BuildOptions, apply_changes
 
 # Subcommands that live with their feature. Each module has ``register(subparsers)`` that adds its parsers with
 # ``set_defaults(handler=fn)`` where ``fn(args, settings) -> exit code``; heavy imports happen inside the handler.
-COMMAND_MODULES = ("service.commands", "eval.commands")
+COMMAND_MODULES = ("service.commands", "eval.commands", "eval.bench")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -179,12 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_error(exc: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable, e.g. ``CITESEARCH_PORT: Input should be …``."""
+    problems = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"] if isinstance(part, str)) or "settings"
+        problems.append(f"{Settings.model_config.get('env_prefix', '')}{name.upper()}: {error['msg']}")
+    return "bad setting " + "; ".join(problems)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
         settings = Settings()
+    except ValidationError as exc:
+        print(f"citesearch: error: {settings_error(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
         return handler(args, settings)
     except USER_ERRORS as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -89,6 +89,15 @@ def test_search_without_an_index_is_a_one_line_error(tmp_path: Path, capsys) -> 
     assert code != 0 and err.count("\n") == 1 and "citesearch index" in err
 
 
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CITESEARCH_PORT", "eighty")
+    monkeypatch.setenv("CITESEARCH_FUSION_DENSE_WEIGHT", "3")
+    code = main(["search", "anything", "--index-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1
+    assert "CITESEARCH_PORT" in err and "CITESEARCH_FUSION_DENSE_WEIGHT" in err
+
+
 def test_console_script_runs_end_to_end(tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     built = _run("index", str(SEEDS), "--index-dir", str(index_dir), "--json")
