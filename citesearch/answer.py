@@ -43,6 +43,9 @@ _LEADING_MARKER = re.compile(r"(?:[•·▪◦‣∙*\-–—]|\d{1,3}[.)])\s+")
 SECTION_LABELS = {"article": "Article", "author": "Author bio", "comment": "Reader comment"}
 
 
+READER_PASSAGES_PER_COMMENT = 2  # reader questions: passages of one comment the answer may draw on
+
+
 def is_reader_question(question: str) -> bool:
     """True for questions about what readers or commenters said."""
     return _READER_QUESTION.search(question) is not None
@@ -113,6 +116,7 @@ class AskPlan:
     section: str | None
     exclude_sections: frozenset[str] = field(default_factory=frozenset)
     fetch_k: int = 5  # how many passages to ask the searcher for (more when some will be filtered out)
+    per_comment_cap: int | None = None  # at most this many passages of one comment (a survey of many readers)
 
 
 def plan_ask(question: str, k: int, *, section: str | None = None, max_k: int = 100) -> AskPlan:
@@ -122,14 +126,30 @@ def plan_ask(question: str, k: int, *, section: str | None = None, max_k: int = 
     if section is not None:
         return AskPlan(reader_question=reader or section == "comment", section=section, fetch_k=k)
     if reader:
-        return AskPlan(reader_question=True, section="comment", fetch_k=k)
+        # One long comment can fill the top k on its own; a question about what readers said wants several readers.
+        return AskPlan(reader_question=True, section="comment", fetch_k=min(max_k, k * 3),
+                       per_comment_cap=READER_PASSAGES_PER_COMMENT)
     return AskPlan(
         reader_question=False, section=None, exclude_sections=frozenset({"comment"}), fetch_k=min(max_k, k * 3)
     )
 
 
 def apply_plan(hits: Sequence[Hit], plan: AskPlan, k: int) -> list[Hit]:
-    return [hit for hit in hits if hit.citation.section not in plan.exclude_sections][:k]
+    """The top ``k`` hits left after the plan's section exclusions and per-comment cap, in rank order."""
+    kept: list[Hit] = []
+    per_comment: dict[tuple[str, int | None], int] = {}
+    for hit in hits:
+        if hit.citation.section in plan.exclude_sections:
+            continue
+        if plan.per_comment_cap is not None and hit.citation.section == "comment":
+            part = (hit.citation.doc_id, hit.citation.comment_no)
+            if per_comment.get(part, 0) >= plan.per_comment_cap:
+                continue
+            per_comment[part] = per_comment.get(part, 0) + 1
+        kept.append(hit)
+        if len(kept) == k:
+            break
+    return kept
 
 
 class SentenceScorer:

@@ -7,6 +7,7 @@ import pytest
 from citesearch.answer import (
     ScoredSentence,
     SentenceScorer,
+    apply_plan,
     extract_answer,
     highlight,
     is_reader_question,
@@ -99,7 +100,19 @@ def test_question_kinds_and_plans() -> None:
     assert not is_reader_question("what conditions did Aliyev set?")
     plan = plan_ask("what conditions did Aliyev set?", 5)
     assert plan.section is None and plan.exclude_sections == {"comment"} and plan.fetch_k == 15
-    assert plan_ask("what did readers say?", 5).section == "comment"
+    readers = plan_ask("what did readers say?", 5)
+    assert readers.section == "comment" and readers.fetch_k == 15 and readers.per_comment_cap == 2
+
+
+def test_reader_plan_caps_passages_per_comment() -> None:
+    def hit(rank: int, comment_no: int) -> Hit:
+        citation = Citation("d", "t", "s", "comment", comment_no, rank * 10, rank * 10 + 5)
+        return Hit(rank, 1.0 / rank, rank, "text", citation)
+
+    hits = [hit(1, 2), hit(2, 2), hit(3, 2), hit(4, 5), hit(5, 2), hit(6, 1)]
+    kept = apply_plan(hits, plan_ask("what did readers say?", 5), 3)
+    assert [h.rank for h in kept] == [1, 2, 4]  # the third passage of comment 2 gives way to comment 5
+    assert [h.rank for h in apply_plan(hits, plan_ask("anything", 5, section="comment"), 3)] == [1, 2, 3]
     assert plan_ask("anything", 5, section="author").section == "author"
 
 

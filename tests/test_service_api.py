@@ -180,6 +180,8 @@ def test_ask_what_readers_said_quotes_reader_comments(seed_api: TestClient) -> N
         assert citation["reader_comment"] is True and citation["section"] == "comment"
         assert isinstance(citation["comment_no"], int)
         assert citation["label"] == f"Reader comment {citation['comment_no']}"
+    # a survey of readers: one long comment must not crowd out the others
+    assert len({p["citation"]["comment_no"] for p in data["passages"]}) >= 2
     _check_citations(seed_api, data)
 
 
