@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from citesearch.search import Searcher, check_model_matches
 from citesearch.settings import Settings
+from eval.jsonl import read_objects
 from eval.metrics import BEIR_METRICS, evaluate_rankings
 from eval.ranking import BEST_PASSAGE_RULE, search_documents
 from eval.report import EvalReport, IndexInfo, LatencySummary
@@ -117,17 +117,10 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
 def read_queries(path: Path) -> dict[str, str]:
     """``{"_id": ..., "text": ...}`` lines (BEIR's queries.jsonl)."""
     queries: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
-            if not isinstance(item, dict) or "_id" not in item or not isinstance(item.get("text"), str):
-                raise ValueError(f'{path}:{line_no}: expected an object with "_id" and a string "text"')
-            queries[str(item["_id"])] = item["text"]
+    for where, item in read_objects(path):
+        if "_id" not in item or not isinstance(item.get("text"), str):
+            raise ValueError(f'{where}: expected an object with "_id" and a string "text"')
+        queries[str(item["_id"])] = item["text"]
     return queries
 
 

@@ -12,7 +12,6 @@ straddles two passages is still found by whoever reads either of them (the overl
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +21,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from citesearch.search import Citation, SearchRequest, Searcher
+from citesearch.search import Citation, Searcher, SearchRequest
+from eval.jsonl import read_objects
 from eval.metrics import success_metrics
 from eval.report import EvalReport, IndexInfo, LatencySummary
 from indexer.documents import SECTIONS
@@ -77,30 +77,20 @@ def load_questions(path: Path | str) -> list[LabelledQuestion]:
         raise QuestionSetError(f"question file {path} does not exist")
     questions: list[LabelledQuestion] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise QuestionSetError(f"{where}: not JSON ({exc.msg})") from None
-            if not isinstance(item, dict):
-                raise QuestionSetError(f"{where}: expected a JSON object")
-            for key in ("id", "question", "doc_id"):
-                if not isinstance(item.get(key), str) or not item[key].strip():
-                    raise QuestionSetError(f"{where}: {key!r} must be a non-empty string")
-            section = item.get("section")
-            if section is not None and section not in SECTIONS:
-                raise QuestionSetError(f"{where}: section must be one of {', '.join(SECTIONS)} or null, got {section!r}")
-            answers = item.get("answers")
-            if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
-                raise QuestionSetError(f"{where}: 'answers' must be a non-empty list of non-empty strings")
-            if item["id"] in seen:
-                raise QuestionSetError(f"{where}: id {item['id']!r} appears twice")
-            seen.add(item["id"])
-            questions.append(LabelledQuestion(item["id"], item["question"], item["doc_id"], section, tuple(answers)))
+    for where, item in read_objects(path, QuestionSetError):
+        for key in ("id", "question", "doc_id"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise QuestionSetError(f"{where}: {key!r} must be a non-empty string")
+        section = item.get("section")
+        if section is not None and section not in SECTIONS:
+            raise QuestionSetError(f"{where}: section must be one of {', '.join(SECTIONS)} or null, got {section!r}")
+        answers = item.get("answers")
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+            raise QuestionSetError(f"{where}: 'answers' must be a non-empty list of non-empty strings")
+        if item["id"] in seen:
+            raise QuestionSetError(f"{where}: id {item['id']!r} appears twice")
+        seen.add(item["id"])
+        questions.append(LabelledQuestion(item["id"], item["question"], item["doc_id"], section, tuple(answers)))
     if not questions:
         raise QuestionSetError(f"question file {path} holds no questions")
     return questions

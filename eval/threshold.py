@@ -23,7 +23,6 @@ the quote is the right one.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 from citesearch.answer import SentenceScorer, answer_question
 from citesearch.search import Searcher
 from citesearch.settings import Settings
+from eval.jsonl import read_objects
 from eval.questions import PACKAGED_QUESTIONS, QuestionSetError, label_spans, load_questions
 
 UNANSWERABLE_QUESTIONS = Path(__file__).resolve().parent / "data" / "unanswerable_questions.jsonl"
@@ -165,22 +165,15 @@ def load_unanswerable(path: Path | str = UNANSWERABLE_QUESTIONS) -> list[Unanswe
     if not path.is_file():
         raise QuestionSetError(f"question file {path} does not exist")
     questions: list[UnanswerableQuestion] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise QuestionSetError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
-            if not isinstance(item, dict) or not isinstance(item.get("question"), str) or not item["question"].strip():
-                raise QuestionSetError(f"{path}:{line_no}: expected an object with a non-empty 'question' string")
-            note = item.get("note")
-            group = note.split(":", 1)[0].strip() if isinstance(note, str) and ":" in note else None
-            if group not in GROUPS:
-                expected = " or ".join(f"'{g}:'" for g in GROUPS)
-                raise QuestionSetError(f"{path}:{line_no}: expected a 'note' starting with {expected}")
-            questions.append(UnanswerableQuestion(item["question"], group, note))
+    for where, item in read_objects(path, QuestionSetError):
+        if not isinstance(item.get("question"), str) or not item["question"].strip():
+            raise QuestionSetError(f"{where}: expected an object with a non-empty 'question' string")
+        note = item.get("note")
+        group = note.split(":", 1)[0].strip() if isinstance(note, str) and ":" in note else None
+        if group not in GROUPS:
+            expected = " or ".join(f"'{g}:'" for g in GROUPS)
+            raise QuestionSetError(f"{where}: expected a 'note' starting with {expected}")
+        questions.append(UnanswerableQuestion(item["question"], group, note))
     if not questions:
         raise QuestionSetError(f"question file {path} holds no questions")
     return questions

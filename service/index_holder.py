@@ -162,7 +162,8 @@ class IndexHolder:
         self.last_error = f"index version {version} could not be loaded: {why}"
         log.warning("%s; %s", self.last_error, f"still serving {serving}" if serving else "no index loaded")
 
-    def _swap(self, new: _Loaded) -> None:
+    def _swap(self, new: _Loaded | None) -> None:
+        """Make ``new`` current (None: serve nothing); the old version closes once its last lease is released."""
         with self._lock:
             old, self._current = self._current, new
             close_old = False
@@ -193,13 +194,4 @@ class IndexHolder:
 
     def close(self) -> None:
         """Stop serving: the current version is closed once the requests using it are done."""
-        with self._lock:
-            old, self._current = self._current, None
-            close_old = False
-            if old is not None:
-                old.retired = True
-                close_old = old.refs == 0 and not old.closed
-                if close_old:
-                    old.closed = True
-        if old is not None and close_old:
-            self._close(old)
+        self._swap(None)
