@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from citesearch.fusion import FusionSettings
@@ -25,7 +25,13 @@ class Settings(BaseSettings):
     # Index and model
     index_dir: Path = Field(Path("var/index"), description="Folder holding the versioned index")
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or local folder")
-    embed_backend: str = Field("torch", description="sentence-transformers backend: torch or onnx")
+    embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="torch (sentence-transformers on PyTorch), onnx (ONNX Runtime, fp32) or onnx-int8 (ONNX Runtime, "
+        "int8 dynamic quantization); the onnx ones need pip install 'citesearch[onnx]' and export the model once "
+        "into CITESEARCH_ONNX_CACHE (default var/onnx). All three embed into the same vector space: an index built "
+        "with one is searchable with another, and its manifest records the backend that built it",
+    )
     embed_batch_size: int = Field(32, ge=1, le=1024)
     chunk_target_tokens: int = Field(160, ge=8, le=4096)
     chunk_overlap_tokens: int = Field(32, ge=0, le=4095)
@@ -66,6 +72,29 @@ class Settings(BaseSettings):
     page_per_doc_cap: int | None = Field(
         2, ge=1, description="Per-document cap the search page asks for (the API default is per_doc_cap)"
     )
+
+    # Access control and limits (service/security.py, service/limits.py; README "Security and operations").
+    # The keys are secrets: SecretStr keeps them out of reprs, and service/security.py parses them (never pydantic, whose
+    # validation errors would echo the value).
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="API keys: comma-separated name:scope:key (scope read or write; key plain or sha256:<64 hex>), or "
+        'a JSON list of {"name", "scope", "key" or "sha256"}',
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of API keys, one 'name scope key' per line (key plain or sha256:<64 hex>; # comments)"
+    )
+    require_read_key: bool = Field(False, description="Require a read (or write) key for /search, /ask, /documents")
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="Sustained /search + /ask requests per minute per client (API key name or IP); 0: off"
+    )
+    rate_limit_burst: int = Field(60, ge=1, description="Requests a client may make at once before the rate applies")
+    request_timeout_seconds: float = Field(
+        30.0, ge=0, description="Answer 503 when a request runs longer (its worker finishes in the background); 0: off"
+    )
+    max_batch_documents: int = Field(100, ge=1, description="Most documents one POST /documents may carry")
+    access_log: bool = Field(True, description="Log one JSON line per request (service/observability.py)")
+    log_format: Literal["json", "text"] = Field("json", description="citesearch serve's log lines: json or text")
 
     # Answers and highlights (citesearch/answer.py); `citesearch eval threshold` measures the threshold on eval/data
     # (README "Answer threshold")

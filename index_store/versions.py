@@ -42,10 +42,28 @@ from index_store.errors import (
 )
 from index_store.keyword import DIR_NAME as KEYWORD_DIR
 from index_store.keyword import KeywordIndex, KeywordSettings
-from index_store.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, ModelInfo, checksum_files, verify_files
+from index_store.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    Manifest,
+    ModelInfo,
+    checksum_files,
+    verify_files,
+)
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
-from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
-from index_store.vectors import VectorHits, VectorIndex, create_vector_index, load_vector_index
+from index_store.sqlite_store import (
+    PassageStore,
+    StoredDocument,
+    StoredPassage,
+    connect,
+)
+from index_store.vectors import (
+    VectorHits,
+    VectorIndex,
+    create_vector_index,
+    load_vector_index,
+    save_vector_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +332,7 @@ class IndexWriter:
         self._connection = connect(version_dir / STORE_FILE, read_only=False)
         self.store = PassageStore(self._connection)
         if base is not None:
-            self.vectors = load_vector_index(vector_backend, version_dir)
+            self.vectors = load_vector_index(base.vector_backend, version_dir, writable=True)
         else:
             self.vectors = create_vector_index(vector_backend, model.dim)
         self._next_id = int(self.store.get_meta("next_passage_id", "0") or 0)
@@ -332,7 +350,7 @@ class IndexWriter:
         *,
         model: ModelInfo,
         chunker: dict[str, Any],
-        vector_backend: str = "faiss",
+        vector_backend: str = "auto",
         keyword: KeywordSettings | None = KeywordSettings(),
         lock_timeout: float = 0.0,
         rebuild: bool = False,
@@ -419,7 +437,7 @@ class IndexWriter:
         keyword_extra = self._build_keyword_index()
         self._connection.execute("VACUUM")
         self._connection.close()
-        self.vectors.save(self.version_dir)
+        vector_backend, _ = save_vector_index(self.vectors, self.version_dir, self.vector_backend)  # chosen by size
         name = _next_version_name(self.index_dir)
         fingerprint = hashlib.sha256(
             "\n".join(f"{doc_id}\t{h}" for doc_id, h in sorted(hashes.items())).encode("utf-8")
@@ -429,7 +447,7 @@ class IndexWriter:
             version=name,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             model=self.model,
-            vector_backend=self.vector_backend,
+            vector_backend=vector_backend,
             chunker=self.chunker,
             counts=counts,
             corpus_fingerprint=fingerprint,

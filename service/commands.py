@@ -11,12 +11,13 @@ from citesearch.settings import Settings
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the HTTP service with uvicorn until interrupted."""
     # Heavy imports here, not at module level: `citesearch index` and `search` never pay for the web stack.
-    import logging
-
     import uvicorn
 
-    # uvicorn configures only its own loggers; this makes the service's (index swaps, warm-up) visible too.
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    from service.observability import configure_logging
+
+    # One handler on the root logger for the service's loggers and uvicorn's: JSON lines by default
+    # (CITESEARCH_LOG_FORMAT=text for the plain format).
+    configure_logging(args.log_level, settings.log_format)
 
     from service.app import create_app, load_embedder
 
@@ -27,6 +28,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         updates["host"] = args.host
     if args.port is not None:
         updates["port"] = args.port
+    if not args.access_log:
+        updates["access_log"] = False
     settings = settings.model_copy(update=updates)
     # Load the model before uvicorn starts, so a missing model is one clear line (EmbedderError), not a failed
     # lifespan traceback.
@@ -34,7 +37,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, embedder=embedder)
     print(f"citesearch: serving {settings.index_dir} on http://{settings.host}:{settings.port} (API docs at /docs)",
           flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=args.access_log)
+    # The app logs one line per request itself (service/observability.py), so uvicorn's access log stays off;
+    # log_config=None leaves uvicorn's loggers to the root handler configured above.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
+                log_config=None)
     return 0
 
 

@@ -12,6 +12,7 @@ from citesearch.answer import SentenceScorer
 from citesearch.settings import Settings
 from indexer.embedder import Embedder
 from service.index_holder import IndexHolder
+from service.updates import UpdateService
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +21,4 @@ class Services:
     embedder: Embedder
     holder: IndexHolder
     scorer: SentenceScorer
+    updates: UpdateService | None = None  # live updates (service/updates.py): the journal and its writer

@@ -52,6 +52,8 @@ def seed_api(seed_index: tuple[Path, BuildReport], real_embedder: SentenceTransf
     from citesearch.settings import Settings
     from service.app import create_app
 
-    app = create_app(Settings(index_dir=seed_index[0], _env_file=None), embedder=real_embedder)
+    # No rate limit: the API tests send many requests from one client (tests/test_security.py tests the limit).
+    settings = Settings(index_dir=seed_index[0], rate_limit_per_minute=0, _env_file=None)
+    app = create_app(settings, embedder=real_embedder)
     with TestClient(app) as client:
         yield client

@@ -69,6 +69,14 @@ class FaissVectorIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._index.reconstruct(int(i)) for i in ids])
 
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (id, vector) pair, ids ascending: what another backend is built from."""
+        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        inner = faiss.downcast_index(self._index.index)
+        vectors = faiss.vector_to_array(inner.codes).view(np.float32).reshape(len(ids), self.dim)
+        order = np.argsort(ids, kind="stable")
+        return ids[order], vectors[order]
+
     def save(self, path: Path) -> list[Path]:
         target = path / FILE_NAME
         faiss.write_index(self._index, str(target))

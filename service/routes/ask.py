@@ -11,12 +11,12 @@ from citesearch.answer import answer_question
 from service.deps import LeaseDep, ServicesDep, check_limits, require_json
 from service.models import AnswerCitationOut, AnswerSentenceOut, AskRequest, AskResponse
 from service.routes._convert import hit_out
-from service.routes.search import ERRORS
+from service.routes.search import ERRORS, READ_LIMITED
 
 router = APIRouter(tags=["answers"])
 
 
-@router.post("/ask", responses=ERRORS, dependencies=[Depends(require_json)])
+@router.post("/ask", responses=ERRORS, dependencies=[*READ_LIMITED, Depends(require_json)])
 def ask(body: AskRequest, services: ServicesDep, lease: LeaseDep) -> AskResponse:
     """Answer from the best sentences of the top passages; ``answer`` is null with a ``reason`` when nothing in
     the index is relevant enough (see the README on the threshold). Questions about what readers said are

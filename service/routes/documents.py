@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 
 from citesearch.answer import part_label
 from service.deps import LeaseDep
 from service.models import DocumentResponse, ErrorResponse, PartOut
+from service.security import require_read
 
 router = APIRouter(tags=["documents"])
 
 
-@router.get("/documents/{doc_id:path}", responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+@router.get(
+    "/documents/{doc_id:path}",
+    responses={code: {"model": ErrorResponse} for code in (401, 404, 503)},
+    dependencies=[Depends(require_read)],
+)
 def get_document(doc_id: str, lease: LeaseDep) -> DocumentResponse:
     """The document's exact text (every citation's ``char_start``/``char_end`` index into it) and its parts."""
     document = lease.reader.document(doc_id) if "\x00" not in doc_id else None

@@ -11,15 +11,19 @@ from citesearch.answer import highlight_result
 from citesearch.search import SearchRequest
 from service.deps import LeaseDep, ServicesDep, check_limits, require_json
 from service.index_holder import Lease
+from service.limits import rate_limit
 from service.models import ErrorResponse, SearchBody, SearchQuery, SearchResponse
 from service.routes._convert import hit_out
+from service.security import require_read
 from service.state import Services
 
 router = APIRouter(tags=["search"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 429, 503)
 }
+# Who may read (service/security.py), then the per-client rate limit (service/limits.py).
+READ_LIMITED = [Depends(require_read), Depends(rate_limit)]
 
 
 def _search(params: SearchQuery, services: Services, lease: Lease) -> SearchResponse:
@@ -57,13 +61,13 @@ def _search(params: SearchQuery, services: Services, lease: Lease) -> SearchResp
     )
 
 
-@router.get("/search", responses=ERRORS)
+@router.get("/search", responses=ERRORS, dependencies=READ_LIMITED)
 def search_get(params: Annotated[SearchQuery, Query()], services: ServicesDep, lease: LeaseDep) -> SearchResponse:
     """Ranked passages for a question, in the shape of ``citesearch search --json`` plus highlights."""
     return _search(params, services, lease)
 
 
-@router.post("/search", responses=ERRORS, dependencies=[Depends(require_json)])
+@router.post("/search", responses=ERRORS, dependencies=[*READ_LIMITED, Depends(require_json)])
 def search_post(body: SearchBody, services: ServicesDep, lease: LeaseDep) -> SearchResponse:
     """The same as ``GET /search`` with the fields in a JSON body."""
     return _search(body, services, lease)

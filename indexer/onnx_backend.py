@@ -1,0 +1,226 @@
+"""ONNX Runtime inference for a sentence-transformers model: fp32, or int8 by dynamic quantization.
+
+sentence-transformers' own ``backend="onnx"`` needs ``optimum-onnx``, whose releases pin ``transformers<4.58``, so
+it cannot be installed next to the transformers 5 that citesearch uses. This module does the same job with only
+``onnxruntime`` and ``onnx``:
+
+* export: the whole sentence-transformers pipeline after tokenisation (transformer, pooling, normalisation) is
+  traced once with ``torch.onnx.export`` from the model folder already on disk (no network), into a cache folder
+  we control (``CITESEARCH_ONNX_CACHE``, default ``var/onnx``), one sub-folder per model weights hash. The int8 file
+  is made from the fp32 one by ``onnxruntime.quantization.quantize_dynamic`` (int8 weights, activations quantised
+  per batch at run time). Later starts find the files and skip both steps.
+* inference: the model's own tokenizer (``SentenceTransformer.preprocess``, so truncation and special tokens are
+  exactly as with torch), then an ONNX Runtime session; rows are L2-normalised again in float32.
+
+The vectors live in the same space as the torch ones (fp32: cosine > 0.9999, int8: > 0.98 per text), so an index
+keeps its model name whatever backend built it; the manifest records the backend (see ``SentenceTransformerEmbedder``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INSTALL_HINT = "pip install 'citesearch[onnx]'"
+ONNX_BACKENDS = ("onnx", "onnx-int8")
+DEFAULT_CACHE = Path("var/onnx")
+CACHE_ENV = "CITESEARCH_ONNX_CACHE"
+OPSET = 17
+FP32_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"
+INFO_FILE = "export.json"
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class OnnxBackendError(Exception):
+    """The ONNX backend cannot be used; the message says what to install or fix."""
+
+
+def onnx_available() -> bool:
+    """Whether onnxruntime and onnx (needed for export and quantization) are importable."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+
+
+def _require_onnx() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise OnnxBackendError(f"the onnx embedding backends need onnxruntime and onnx: {INSTALL_HINT}") from exc
+    return onnxruntime
+
+
+def cache_root(cache_dir: Path | str | None = None) -> Path:
+    """The folder exported models go to: the argument, else ``CITESEARCH_ONNX_CACHE``, else ``var/onnx``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Hash of the files that shape the model's output (weights, configs, tokenizer): a new model, a new export."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(model_dir).as_posix()
+        if rel.startswith(".") or path.suffix in (".md", ".onnx") or "/onnx/" in f"/{rel}":
+            continue
+        digest.update(rel.encode("utf-8") + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def model_cache_dir(model_dir: Path, cache_dir: Path | str | None = None) -> Path:
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_dir.name) or "model"
+    return cache_root(cache_dir) / f"{name}-{model_fingerprint(model_dir)}"
+
+
+def _export_fp32(st_model: Any, target: Path) -> None:
+    """Trace ``st_model`` (tokenised input -> normalised sentence embedding) into ``target``."""
+    import torch
+
+    class _Pipeline(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.model(features)["sentence_embedding"]
+
+    transformer = st_model[0].auto_model
+    previous = getattr(transformer.config, "_attn_implementation", None)
+    # Eager attention traces into plain matmuls with the padding mask as an input (sdpa's mask shortcuts are
+    # decided in Python and would be frozen by the trace).
+    transformer.config._attn_implementation = "eager"
+    # Dummy batch with padding, so the traced graph applies the attention mask rather than a constant.
+    dummy = _preprocess(st_model, ["an example sentence to trace the model with", "short"])
+    args = tuple(torch.as_tensor(dummy[name]) for name in _INPUTS)
+    wrapper = _Pipeline(st_model).eval()
+    axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
+    axes["sentence_embedding"] = {0: "batch"}
+    try:
+        # The tracer's warnings are about Python branches and index ops that the parity tests cover; not user news.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, args, str(target), input_names=list(_INPUTS), output_names=["sentence_embedding"],
+                dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+            )
+    finally:
+        if previous is not None:
+            transformer.config._attn_implementation = previous
+
+
+def _preprocess(st_model: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Tokenise like ``SentenceTransformer.encode`` does; numpy int64 arrays for the three model inputs."""
+    features = st_model.preprocess(list(texts)) if hasattr(st_model, "preprocess") else st_model.tokenize(list(texts))
+    ids = features["input_ids"]
+    out = {"input_ids": np.asarray(ids.cpu().numpy() if hasattr(ids, "cpu") else ids, dtype=np.int64)}
+    for name in ("attention_mask", "token_type_ids"):
+        value = features.get(name)
+        if value is None:
+            value = np.ones_like(out["input_ids"]) if name == "attention_mask" else np.zeros_like(out["input_ids"])
+        out[name] = np.asarray(value.cpu().numpy() if hasattr(value, "cpu") else value, dtype=np.int64)
+    return out
+
+
+def ensure_exported(st_model: Any, model_dir: Path, *, quantized: bool, cache_dir: Path | str | None = None) -> Path:
+    """Path of the ONNX file for this model (int8 or fp32), exporting it into the cache folder first if needed."""
+    _require_onnx()
+    folder = model_cache_dir(model_dir, cache_dir)
+    fp32, int8 = folder / FP32_FILE, folder / INT8_FILE
+    wanted = int8 if quantized else fp32
+    if wanted.is_file():
+        return wanted
+    folder.mkdir(parents=True, exist_ok=True)
+    # Write into a temporary folder beside the target, then rename: a crash never leaves a half-written model
+    # that a later start would load, and two processes exporting at once both end with a complete file.
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
+        tmp_dir = Path(tmp)
+        if not fp32.is_file():
+            try:
+                _export_fp32(st_model, tmp_dir / FP32_FILE)
+            except Exception as exc:
+                raise OnnxBackendError(f"cannot export {model_dir} to ONNX ({type(exc).__name__}: {exc})") from exc
+            os.replace(tmp_dir / FP32_FILE, fp32)
+        if quantized:
+            try:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+            except ImportError as exc:
+                raise OnnxBackendError(f"int8 quantization needs onnx and onnxruntime: {INSTALL_HINT}") from exc
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing tip on the root logger
+            try:
+                quantize_dynamic(str(fp32), str(tmp_dir / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True)
+            except Exception as exc:
+                raise OnnxBackendError(f"cannot quantize {fp32} to int8 ({type(exc).__name__}: {exc})") from exc
+            finally:
+                root.setLevel(level)
+            os.replace(tmp_dir / INT8_FILE, int8)
+    info = {"model_dir": str(model_dir), "opset": OPSET, "files": sorted(p.name for p in folder.glob("*.onnx"))}
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return wanted
+
+
+class OnnxEncoder:
+    """Encodes texts with an exported model in ONNX Runtime; the tokenizer is the sentence-transformers one."""
+
+    def __init__(self, st_model: Any, model_dir: Path, *, quantized: bool, cache_dir: Path | str | None = None,
+                 threads: int | None = None) -> None:
+        ort = _require_onnx()
+        self.path = ensure_exported(st_model, Path(model_dir), quantized=quantized, cache_dir=cache_dir)
+        self.quantized = quantized
+        self._st_model = st_model
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise OnnxBackendError(
+                f"cannot load {self.path} ({type(exc).__name__}: {exc}); delete the folder {self.path.parent} "
+                "to export it again"
+            ) from exc
+        self._inputs = [item.name for item in self._session.get_inputs()]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        # Longest texts first, like sentence-transformers: batches of similar length pad less.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: np.ndarray | None = None
+        starts = range(0, len(order), batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        for start in starts:
+            rows = order[start : start + batch_size]
+            features = _preprocess(self._st_model, [texts[i] for i in rows])
+            (vectors,) = self._session.run(None, {name: features[name] for name in self._inputs})
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+        assert out is not None
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def clear_cache(model_dir: Path, cache_dir: Path | str | None = None) -> None:
+    """Remove this model's exported files (tests, or after an onnxruntime upgrade)."""
+    shutil.rmtree(model_cache_dir(model_dir, cache_dir), ignore_errors=True)

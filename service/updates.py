@@ -1,0 +1,478 @@
+"""Live updates: documents added and deleted over HTTP, journaled durably, applied by one background writer.
+
+The path of one change::
+
+    POST /documents  ->  validate  ->  journal.sqlite (fsynced)  ->  202 {"seq": [...], "status": "accepted"}
+                                            |
+                           UpdateWriter thread (one per app): pending entries in order, in batches
+                                            |
+          apply_changes(upserts, deletes)  ->  one new version published atomically  ->  holder.refresh()
+                                            |
+                           entries marked applied with that version  ->  GET /updates/{seq}: "published"
+
+**Durability.** A 202 is sent only after the change is committed to ``<index_dir>/journal.sqlite`` (SQLite WAL,
+``synchronous=FULL``: the commit fsyncs the WAL). Killing the process at any point after that loses nothing: on
+start the writer applies every entry not yet applied.
+
+**Exactly once.** Each version the writer publishes records ``{"journal": {"id": ..., "last_seq": N}}`` in its
+manifest. A writer killed after publishing but before marking its entries finds that marker on restart and marks
+them instead of applying them again (a CLI run published in between is therefore never overwritten by old changes).
+
+**The write lock.** The writer publishes through the same ``index_store.write_lock`` as ``citesearch index``. While
+the CLI holds it, accepted changes wait in the journal and the writer retries (logging once that it waits, and for
+whom); while the writer holds it, the CLI waits ``--wait`` seconds and otherwise fails with the lock message. One
+service process applies a folder's journal: a second one on the same folder stays on standby (``writer.lock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from index_store import IndexLockedError, current_version, list_versions
+from index_store.manifest import Manifest
+from index_store.versions import VERSIONS_DIR
+from indexer.documents import Document
+from indexer.embedder import Embedder
+from indexer.pipeline import BuildOptions, apply_changes
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "journal.sqlite"
+WRITER_LOCK_NAME = "writer.lock"
+API_SOURCE = "api"  # Document.source of documents posted over HTTP
+MAX_ID_CHARS = 512
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+    doc_id TEXT NOT NULL,
+    document TEXT,                -- the posted record as JSON (upserts only)
+    accepted_at TEXT NOT NULL,
+    applied_version TEXT,         -- NULL until a published version holds the change
+    applied_at TEXT
+);
+CREATE INDEX IF NOT EXISTS changes_pending ON changes (seq) WHERE applied_version IS NULL;
+CREATE INDEX IF NOT EXISTS changes_doc ON changes (doc_id, seq);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# -- documents ---------------------------------------------------------------------------------------------------
+class InvalidDocument(ValueError):
+    """A posted document that cannot be indexed; ``field`` names the field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def document_from_record(record: dict[str, Any]) -> Document:
+    """The ``Document`` a posted record becomes: the jsonl loader's rules, its text parsed as a page (so a news
+    page gets its article, author and comment units). Raises ``InvalidDocument`` naming the field."""
+    # The loader's own page-to-Document step, so HTTP and `citesearch index` documents are cut identically.
+    from indexer.loaders import _normalise, _page_document, _Skip
+
+    doc_id = record["id"]
+    title, url = record.get("title"), record.get("url")
+    try:
+        return _page_document(
+            doc_id, API_SOURCE, _normalise(record["text"]), fallback_title=doc_id,
+            title=title if isinstance(title, str) and title.strip() else None,
+            url=url if isinstance(url, str) and url else None, metadata=record.get("metadata") or {},
+        )
+    except _Skip as exc:
+        raise InvalidDocument("text", str(exc)) from None
+
+
+# -- the journal -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    op: str
+    doc_id: str
+    document: dict[str, Any] | None
+    accepted_at: str
+    applied_version: str | None
+    applied_at: str | None
+
+    @property
+    def published(self) -> bool:
+        return self.applied_version is not None
+
+
+class Journal:
+    """The durable queue of accepted changes, in ``<index_dir>/journal.sqlite``. Thread-safe.
+
+    The file is created by the first accepted change, not before: a service that is never written to leaves its
+    index folder untouched (and works on a read-only one)."""
+
+    def __init__(self, index_dir: Path, *, create: bool = False) -> None:
+        self.path = Path(index_dir) / JOURNAL_NAME
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._journal_id: str | None = None
+        if create or self.path.exists():
+            with self._lock:
+                self._open(create=True)
+
+    def _open(self, *, create: bool) -> sqlite3.Connection | None:
+        """The connection, opening (and with ``create``, creating) the file first; None if there is none yet.
+        Call with ``_lock`` held."""
+        if self._db is not None:
+            return self._db
+        if not create and not self.path.exists():
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # every commit fsyncs the WAL: a 202 survives a power cut
+            self._db = db
+            with self._transaction():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                row = db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('journal_id', ?)", (uuid.uuid4().hex,))
+                    row = db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+        except BaseException:
+            self._db = None
+            db.close()
+            raise
+        self._journal_id = row[0]
+        return db
+
+    @property
+    def journal_id(self) -> str:
+        """This journal's identity (recorded in the versions it publishes, so a replaced journal is not confused
+        with it)."""
+        with self._lock:
+            self._open(create=True)
+            assert self._journal_id is not None
+            return self._journal_id
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def append(self, changes: Sequence[tuple[str, str, dict[str, Any] | None]]) -> list[int]:
+        """Journal ``(op, doc_id, record)`` changes in one transaction; returns their sequence numbers once the
+        commit is on disk."""
+        accepted_at = _now()
+        with self._lock:
+            db = self._open(create=True)
+            assert db is not None
+            with self._transaction():
+                seqs = [self._insert(db, op, doc_id, record, accepted_at) for op, doc_id, record in changes]
+        return seqs
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, op: str, doc_id: str, record: dict[str, Any] | None, accepted_at: str) -> int:
+        document = None if record is None else json.dumps(record, ensure_ascii=False)
+        cursor = db.execute(
+            "INSERT INTO changes (op, doc_id, document, accepted_at) VALUES (?, ?, ?, ?)",
+            (op, doc_id, document, accepted_at),
+        )
+        return int(cursor.lastrowid)  # type: ignore[arg-type]
+
+    def pending(self, limit: int = 1000) -> list[Change]:
+        with self._lock:
+            db = self._open(create=False)
+            rows = [] if db is None else db.execute(
+                "SELECT * FROM changes WHERE applied_version IS NULL ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [self._change(row) for row in rows]
+
+    def mark_applied(self, seqs: Sequence[int], version: str) -> None:
+        applied_at = _now()
+        with self._lock:
+            db = self._open(create=True)
+            assert db is not None
+            with self._transaction():
+                db.executemany(
+                    "UPDATE changes SET applied_version = ?, applied_at = ? WHERE seq = ? AND applied_version IS NULL",
+                    [(version, applied_at, seq) for seq in seqs],
+                )
+
+    def get(self, seq: int) -> Change | None:
+        with self._lock:
+            db = self._open(create=False)
+            row = None if db is None else db.execute("SELECT * FROM changes WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else self._change(row)
+
+    def latest_for(self, doc_id: str) -> Change | None:
+        with self._lock:
+            db = self._open(create=False)
+            row = None if db is None else db.execute(
+                "SELECT * FROM changes WHERE doc_id = ? ORDER BY seq DESC LIMIT 1", (doc_id,)
+            ).fetchone()
+        return None if row is None else self._change(row)
+
+    def counts(self) -> dict[str, int | None]:
+        with self._lock:
+            db = self._open(create=False)
+            if db is None:
+                return {"accepted": 0, "pending": 0, "last_seq": None, "last_applied_seq": None}
+            total, pending, last_seq = db.execute(
+                "SELECT COUNT(*), COUNT(*) - COUNT(applied_version), MAX(seq) FROM changes"
+            ).fetchone()
+            last_applied = db.execute("SELECT MAX(seq) FROM changes WHERE applied_version IS NOT NULL").fetchone()[0]
+        return {"accepted": total, "pending": pending, "last_seq": last_seq, "last_applied_seq": last_applied}
+
+    @staticmethod
+    def _change(row: tuple[Any, ...]) -> Change:
+        seq, op, doc_id, document, accepted_at, applied_version, applied_at = row
+        return Change(seq, op, doc_id, None if document is None else json.loads(document), accepted_at,
+                      applied_version, applied_at)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- the writer --------------------------------------------------------------------------------------------------
+def _journal_marker(manifest: Manifest, journal_id: str) -> int | None:
+    marker = manifest.extra.get("journal")
+    if isinstance(marker, dict) and marker.get("id") == journal_id and isinstance(marker.get("last_seq"), int):
+        return int(marker["last_seq"])
+    return None
+
+
+@dataclass(slots=True)
+class WriterStatus:
+    state: str = "starting"  # starting, idle, applying, waiting_for_lock, standby, error, stopped
+    last_error: str | None = None
+    last_version: str | None = None
+    batches: int = 0
+    applied: int = 0
+    since: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "last_error": self.last_error, "last_version": self.last_version,
+                "batches": self.batches, "applied": self.applied}
+
+
+class UpdateWriter:
+    """The one background thread that applies journaled changes and publishes them (see the module docstring)."""
+
+    def __init__(self, index_dir: Path, embedder: Embedder, journal: Journal, options: BuildOptions, *,
+                 on_published: Any = None, batch_limit: int = 500, retry_seconds: float = 1.0,
+                 error_backoff_seconds: float = 5.0, poll_seconds: float = 1.0) -> None:
+        self.index_dir = Path(index_dir)
+        self.embedder = embedder
+        self.journal = journal
+        self.options = options
+        self.on_published = on_published  # called with the new version after each publish (holder.refresh)
+        self.batch_limit = batch_limit
+        self.retry_seconds = retry_seconds
+        self.error_backoff_seconds = error_backoff_seconds
+        self.poll_seconds = poll_seconds
+        self.status = WriterStatus()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock_file: Any = None
+
+    # -- control -------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="citesearch-writer", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New entries were journaled: apply them now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 120.0) -> None:
+        """Stop after the batch in progress (it is published or, if cut short, discarded and re-applied later)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the update writer is still publishing after %.0fs; its entries stay journaled", timeout)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        self.status.state = "stopped"
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def _take_writer_role(self) -> bool:
+        """One applier per index folder (a second service on the same folder waits as a standby)."""
+        if self._lock_file is None:
+            self._lock_file = (self.index_dir / WRITER_LOCK_NAME).open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _run(self) -> None:
+        has_role = standby_logged = False
+        waiting_since: float | None = None
+        while not self._stop.is_set():
+            batch = self.journal.pending(self.batch_limit)
+            if not batch:
+                self.status.state = "idle"
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+                continue
+            if not has_role:  # taken when there is work, so an index folder never written to stays untouched
+                if not self._take_writer_role():
+                    if not standby_logged:
+                        log.warning("another service process applies the update journal of %s; this one stands by",
+                                    self.index_dir)
+                        standby_logged = True
+                    self.status.state = "standby"
+                    self._stop.wait(self.poll_seconds)
+                    continue
+                has_role = True
+                try:
+                    self._recover()
+                except Exception:
+                    log.exception("checking %s for changes published before a crash failed", self.journal.path)
+                continue  # recovery may have marked the batch
+            try:
+                self.status.state = "applying"
+                self._apply(batch)
+                if waiting_since is not None:
+                    log.info("index lock released after %.1fs; journaled updates applied",
+                             time.monotonic() - waiting_since)
+                    waiting_since = None
+            except IndexLockedError as exc:
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    log.warning("%d accepted update(s) wait: %s; retrying every %.0fs", len(batch), exc,
+                                self.retry_seconds)
+                self.status.state = "waiting_for_lock"
+                self.status.last_error = str(exc)
+                self._stop.wait(self.retry_seconds)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self.status.last_error:  # the same failure again is not logged again
+                    log.exception("applying journaled updates %d..%d failed; they stay journaled, retrying every "
+                                  "%.0fs", batch[0].seq, batch[-1].seq, self.error_backoff_seconds)
+                self.status.state = "error"
+                self.status.last_error = error
+                self._stop.wait(self.error_backoff_seconds)
+
+    def _recover(self) -> None:
+        """Mark entries that a version published before a crash already holds (its manifest's journal marker)."""
+        pending = self.journal.pending(1)
+        current = current_version(self.index_dir)
+        if not pending or current is None:
+            return
+        markers: list[tuple[str, int]] = []
+        for name in list_versions(self.index_dir):
+            if name > current:
+                continue
+            with contextlib.suppress(Exception):
+                manifest = Manifest.read(self.index_dir / VERSIONS_DIR / name)
+                if (last := _journal_marker(manifest, self.journal.journal_id)) is not None:
+                    markers.append((name, last))
+        covered = [c for c in self.journal.pending(10**9) if markers and c.seq <= max(m for _, m in markers)]
+        for change in covered:
+            version = next(name for name, last in markers if last >= change.seq)
+            self.journal.mark_applied([change.seq], version)
+        if covered:
+            log.info("%d journaled update(s) were already published before a restart; marked, not re-applied",
+                     len(covered))
+
+    def _apply(self, batch: Sequence[Change]) -> None:
+        latest: dict[str, Change] = {}
+        for change in batch:  # in order: the last change of a document wins
+            latest.pop(change.doc_id, None)
+            latest[change.doc_id] = change
+        upserts = [document_from_record(c.document or {}) for c in latest.values() if c.op == "upsert"]
+        deletes = [c.doc_id for c in latest.values() if c.op == "delete"]
+        last_seq = batch[-1].seq
+        options = BuildOptions(
+            chunker=self.options.chunker, batch_size=self.options.batch_size, show_progress=False,
+            lock_timeout=self.options.lock_timeout, vector_backend=self.options.vector_backend,
+            keyword=self.options.keyword, derived_indexes=self.options.derived_indexes,
+            record={**self.options.record, "journal": {"id": self.journal.journal_id, "last_seq": last_seq}},
+        )
+        started = time.perf_counter()
+        # replace_all=False: documents not mentioned are kept (as `citesearch index --add` does).
+        report = apply_changes(self.index_dir, self.embedder, upserts=upserts, deletes=deletes, replace_all=False,
+                               options=options)
+        log.info("applied journaled updates %d..%d (%d upserts, %d deletes) as %s: embedded %d passages, %d from "
+                 "cache, %.1fs", batch[0].seq, last_seq, len(upserts), len(deletes), report.version,
+                 report.passages_embedded, report.passages_from_cache, time.perf_counter() - started)
+        if self.on_published is not None:
+            try:  # searches see the version before its entries say "published"
+                self.on_published(report.version)
+            except Exception:
+                log.exception("loading the new version %s failed; the poller will retry", report.version)
+        self.journal.mark_applied([c.seq for c in batch], report.version)
+        self.status.last_version = report.version
+        self.status.last_error = None
+        self.status.batches += 1
+        self.status.applied += len(batch)
+
+
+class UpdateService:
+    """What the routes use: the journal, the writer, and the request limits."""
+
+    def __init__(self, journal: Journal, writer: UpdateWriter, *, max_batch_documents: int) -> None:
+        self.journal = journal
+        self.writer = writer
+        self.max_batch_documents = max_batch_documents
+
+    def accept(self, changes: Sequence[tuple[str, str, dict[str, Any] | None]]) -> list[int]:
+        seqs = self.journal.append(changes)
+        self.writer.notify()
+        return seqs
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.journal.close()
+
+
+def start_updates(index_dir: Path, embedder: Embedder, settings: Any, *, on_published: Any = None) -> UpdateService:
+    """Open the journal and start the writer with the same build options as ``citesearch index``."""
+    options = BuildOptions(
+        chunker=settings.chunker_settings(),
+        batch_size=settings.embed_batch_size,
+        lock_timeout=1.0,
+        keyword=settings.keyword_settings(),
+        record={"fusion": settings.fusion_settings().to_dict()},
+    )
+    journal = Journal(index_dir)
+    writer = UpdateWriter(index_dir, embedder, journal, options, on_published=on_published)
+    writer.start()
+    return UpdateService(journal, writer,
+                         max_batch_documents=int(getattr(settings, "max_batch_documents", 100)))

@@ -1,0 +1,145 @@
+"""The ONNX Runtime backends (indexer/onnx_backend.py): same vectors as torch, exported once into our cache folder.
+
+Skipped, with the install hint, when onnxruntime/onnx are missing; the test extra installs them, so CI runs these.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import onnx_backend
+from indexer.embedder import DEFAULT_MODEL, EmbedderError, SentenceTransformerEmbedder, resolve_model_path
+
+needs_onnx = pytest.mark.skipif(
+    not onnx_backend.onnx_available(), reason=f"onnxruntime/onnx not installed: {onnx_backend.INSTALL_HINT}"
+)
+
+TEXTS = [
+    "Vitamin D supplementation reduces the risk of fractures in elderly women.",
+    "How do I reset my password?",
+    "The mitochondrial membrane potential drops before apoptosis in cultured neurons, measured by TMRM imaging "
+    "over 48 hours; the effect is blocked by cyclosporin A but not by FK506, which points to the permeability "
+    "transition pore rather than calcineurin signalling." * 3,  # longer than the window: truncated like torch
+    "a",
+    "Ünïcödé, émojis 🙂 and   irregular\twhitespace.",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    return Path(resolve_model_path(DEFAULT_MODEL))
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def encoders(real_embedder: SentenceTransformerEmbedder, model_dir: Path,
+             onnx_cache: Path) -> dict[str, onnx_backend.OnnxEncoder]:
+    """fp32 and int8 encoders on the session's torch model; the first use exports both into ``onnx_cache``."""
+    if not onnx_backend.onnx_available():
+        pytest.skip(f"onnxruntime/onnx not installed: {onnx_backend.INSTALL_HINT}")
+    model = real_embedder._model
+    return {
+        "onnx": onnx_backend.OnnxEncoder(model, model_dir, quantized=False, cache_dir=onnx_cache),
+        "onnx-int8": onnx_backend.OnnxEncoder(model, model_dir, quantized=True, cache_dir=onnx_cache),
+    }
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@needs_onnx
+@pytest.mark.parametrize(("backend", "bound"), [("onnx", 0.999), ("onnx-int8", 0.98)])
+def test_onnx_vectors_match_torch(real_embedder: SentenceTransformerEmbedder,
+                                  encoders: dict[str, onnx_backend.OnnxEncoder], backend: str, bound: float) -> None:
+    expected = real_embedder.encode(TEXTS)
+    got = encoders[backend].encode(TEXTS, batch_size=2)  # several batches, padded differently than torch's
+    assert got.dtype == np.float32 and got.shape == expected.shape and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cosines = _cosines(got, expected)
+    assert cosines.min() > bound, f"{backend}: per-text cosine with torch {cosines.round(5).tolist()}"
+
+
+@needs_onnx
+def test_batching_does_not_change_vectors(encoders: dict[str, onnx_backend.OnnxEncoder]) -> None:
+    one_by_one = np.vstack([encoders["onnx"].encode([text]) for text in TEXTS])
+    batched = encoders["onnx"].encode(TEXTS, batch_size=32)
+    assert _cosines(one_by_one, batched).min() > 0.99999
+
+
+@needs_onnx
+def test_exports_land_in_the_cache_folder_and_are_reused(
+    real_embedder: SentenceTransformerEmbedder, encoders: dict[str, onnx_backend.OnnxEncoder], model_dir: Path,
+    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = onnx_backend.model_cache_dir(model_dir, onnx_cache)
+    assert folder.parent == onnx_cache
+    assert encoders["onnx"].path == folder / onnx_backend.FP32_FILE
+    assert encoders["onnx-int8"].path == folder / onnx_backend.INT8_FILE
+    # int8 weights: about a quarter of fp32
+    assert encoders["onnx-int8"].path.stat().st_size < 0.5 * encoders["onnx"].path.stat().st_size
+    assert not any(model_dir.rglob("*.onnx")), "nothing may be written into the installed model package"
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")}
+
+    def no_export(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached export should have been reused")
+
+    monkeypatch.setattr(onnx_backend, "_export_fp32", no_export)
+    import onnxruntime.quantization
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", no_export)
+    again = onnx_backend.OnnxEncoder(real_embedder._model, model_dir, quantized=True, cache_dir=onnx_cache)
+    assert again.path == encoders["onnx-int8"].path
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")} == stamps
+    assert not list(folder.glob(".export-*")), "temporary export folders are removed"
+
+
+def test_cache_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(onnx_backend.CACHE_ENV, raising=False)
+    assert onnx_backend.cache_root() == Path("var/onnx")
+    monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
+    assert onnx_backend.cache_root() == tmp_path
+    assert onnx_backend.cache_root(tmp_path / "explicit") == tmp_path / "explicit"
+
+
+@needs_onnx
+def test_embedder_backend_setting_uses_the_cache(onnx_cache: Path, encoders: dict[str, onnx_backend.OnnxEncoder],
+                                                 real_embedder: SentenceTransformerEmbedder) -> None:
+    embedder = SentenceTransformerEmbedder(backend="onnx-int8", onnx_cache_dir=onnx_cache)
+    assert (embedder.name, embedder.dim, embedder.max_tokens) == (real_embedder.name, real_embedder.dim,
+                                                                  real_embedder.max_tokens)
+    assert embedder.backend == "onnx-int8"
+    assert _cosines(embedder.encode(TEXTS[:2]), real_embedder.encode(TEXTS[:2])).min() > 0.98
+    assert embedder.encode([]).shape == (0, embedder.dim)
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(EmbedderError, match="unknown embedding backend 'openvino'"):
+        SentenceTransformerEmbedder(backend="openvino")
+
+
+def test_missing_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with pytest.raises(onnx_backend.OnnxBackendError, match=r"pip install 'citesearch\[onnx\]'"):
+        onnx_backend.ensure_exported(object(), tmp_path, quantized=False, cache_dir=tmp_path)
+
+
+def test_settings_accept_the_three_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from citesearch.settings import Settings
+
+    for backend in ("torch", "onnx", "onnx-int8"):
+        monkeypatch.setenv("CITESEARCH_EMBED_BACKEND", backend)
+        assert Settings().embed_backend == backend
+    monkeypatch.setenv("CITESEARCH_EMBED_BACKEND", "int8")
+    with pytest.raises(ValidationError):
+        Settings()
