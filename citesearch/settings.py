@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     highlight_margin: float = Field(0.05, ge=0.0, le=2.0, description="Second highlight within this of the best")
     sentence_cache_size: int = Field(20000, ge=0, description="Sentence vectors kept in memory (0: no cache)")
     sentence_warmup: bool = Field(True, description="Embed all sentences of a loaded index ahead if they fit the cache")
+    query_batching: bool = Field(
+        True, description="Encode the queries of concurrent requests in one model call (service; no added wait)"
+    )
     highlight_encode_budget: int = Field(
         64, ge=0, description="Uncached sentences one /search may embed; later passages are highlighted by word overlap"
     )

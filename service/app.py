@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citesearch.answer import SentenceScorer
 from citesearch.settings import Settings
+from indexer.batching import MicroBatchingEmbedder
 from indexer.embedder import Embedder, SentenceTransformerEmbedder
 from service import errors
 from service.index_holder import IndexHolder
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = embedder if embedder is not None else await asyncio.to_thread(load_embedder, settings)
+        if settings.query_batching:  # concurrent requests' query encodes share one model call
+            model = MicroBatchingEmbedder(model)
         holder = IndexHolder(settings.index_dir, model)
         scorer = SentenceScorer(model, cache_size=settings.sentence_cache_size)
         warmer = SentenceWarmer(holder, scorer)

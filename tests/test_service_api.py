@@ -429,7 +429,8 @@ class GatedEmbedder:
 def test_new_version_is_served_without_restart_and_in_flight_request_completes(tmp_path: Path, real_embedder) -> None:
     index_dir = tmp_path / "index"
     gated = GatedEmbedder(real_embedder)
-    settings = Settings(index_dir=index_dir, reload_interval_seconds=0.1, _env_file=None)
+    # Query batching off: the gate holds one encode open on purpose, and batched encodes would queue behind it.
+    settings = Settings(index_dir=index_dir, reload_interval_seconds=0.1, query_batching=False, _env_file=None)
     with running_server(create_app(settings, embedder=gated)) as base, httpx.Client(base_url=base, timeout=60) as http:
         # No index yet: alive, not ready, searches are a clear 503.
         assert http.get("/health").json() == {"status": "ok", "index_version": None}
