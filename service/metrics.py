@@ -105,7 +105,13 @@ class ServiceMetrics:
         """For the update queue: how many document updates wait to be applied."""
         self.update_queue.set(size)
 
-    def render(self) -> bytes:
+    def render(self, app: Any | None = None) -> bytes:
+        """The registry in Prometheus text format; the update queue is read from the journal at scrape time."""
+        services = getattr(app.state, "services", None) if app is not None else None
+        updates = getattr(services, "updates", None)
+        if updates is not None:
+            pending = updates.journal.counts()["pending"]
+            self.set_update_queue(int(pending or 0))
         return generate_latest(self.registry)
 
 
@@ -116,4 +122,4 @@ router = APIRouter(include_in_schema=False)
 def metrics(request: Request) -> Response:
     """Prometheus text format. Open like the read endpoints (a read key when CITESEARCH_REQUIRE_READ_KEY is set)."""
     app_metrics: ServiceMetrics = request.app.state.metrics
-    return Response(app_metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(app_metrics.render(request.app), media_type=CONTENT_TYPE_LATEST)

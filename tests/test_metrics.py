@@ -89,13 +89,11 @@ def test_metrics_after_a_few_requests(ops: TestClient, seed_reader) -> None:
     assert after["citesearch_abandoned_requests"] == 0
 
 
-def test_update_queue_gauge_is_settable_and_registries_are_per_app(ops: TestClient) -> None:
+def test_update_queue_gauge_follows_the_journal_and_registries_are_per_app(ops: TestClient) -> None:
     metrics: ServiceMetrics = ops.app.state.metrics  # type: ignore[attr-defined]
-    metrics.set_update_queue(7)
-    assert _samples(ops.get("/metrics").text)["citesearch_update_queue"] == 7
-    metrics.update_queue.dec()
-    assert _samples(ops.get("/metrics").text)["citesearch_update_queue"] == 6
-    metrics.set_update_queue(0)
+    metrics.set_update_queue(7)  # a stale value: every scrape reads the journal (nothing waiting here)
+    assert _samples(ops.get("/metrics").text)["citesearch_update_queue"] == 0
+    assert _samples(metrics.render().decode())["citesearch_update_queue"] == 0  # without an app: as last set
     other = ServiceMetrics()  # another app's registry starts empty and does not see this app's requests
     assert "citesearch_requests_total{" not in other.render().decode()
     from prometheus_client import REGISTRY

@@ -201,8 +201,17 @@ def test_writer_waits_for_the_cli_lock_and_searches_go_on(live) -> None:
         # Searches are served meanwhile, from the version before the change (never blocked by the writer).
         search = client.get("/search", params={"q": "Aliyev conditions"})
         assert search.status_code == 200 and search.json()["index_version"] == summary["served_version"]
+        assert _update_queue(client) == 1  # /metrics shows the change waiting
     _published(client, seq)
     assert client.get("/documents/zebra-finch").status_code == 200
+    assert _update_queue(client) == 0
+
+
+def _update_queue(client: TestClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("citesearch_update_queue "):
+            return float(line.split()[1])
+    raise AssertionError("citesearch_update_queue missing from /metrics")
 
 
 def test_changes_published_before_a_crash_are_marked_not_reapplied(tmp_path: Path, seed_index, real_embedder) -> None:
