@@ -30,8 +30,10 @@ from service.updates import (
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["updates"])
 
+# 401 (no key where one is needed, or an unknown key) and 403 (no write key configured, or a read key on a write)
+# come from require_read / require_write (service/security.py).
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 503)
 }
 _FIELDS = {"_id", "id", "title", "text", "url", "metadata"}
 
