@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import time
@@ -119,3 +120,23 @@ def current_rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def emit_report(report: BenchReport, args: argparse.Namespace, reports_dir: Path) -> int:
+    """Write the report files and print the report (Markdown, or one JSON object with ``--json``); exit 0 even when
+    a target is missed — a missed target is a finding, not a failure of the command."""
+    json_path, md_path = write_bench_report(report, reports_dir)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "report_files": [str(json_path), str(md_path)]}, default=_jsonable))
+    else:
+        print(report.to_markdown())
+        print(f"report: {json_path} and {md_path}")
+    return 0
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from eval.bench.common import BenchReport, peak_rss_mb, stopwatch, write_bench_report
+from eval.bench.common import BenchReport, emit_report, peak_rss_mb, stopwatch
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -330,15 +330,7 @@ def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def finish(report: BenchReport, args: argparse.Namespace, settings: Settings) -> int:
-    """Write the report files, print it (Markdown, or JSON with ``--json``); exit 0 even when a target is missed."""
-    reports_dir = Path(args.reports_dir or settings.reports_dir)
-    json_path, md_path = write_bench_report(report, reports_dir)
-    if args.json:
-        print(json.dumps({**report.to_dict(), "report_files": [str(json_path), str(md_path)]}, default=str))
-    else:
-        print(report.to_markdown())
-        print(f"report: {json_path} and {md_path}")
-    return 0
+    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.bench.common import BenchReport, percentiles, stopwatch, write_bench_report
+from eval.bench.common import BenchReport, emit_report, percentiles, positive_int, stopwatch
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -254,21 +254,7 @@ def run_peer(args: argparse.Namespace, settings: Settings, *, embedder: Embedder
 
 def cmd_bench_peer(args: argparse.Namespace, settings: Settings) -> int:
     report = run_peer(args, settings)
-    reports_dir = args.reports_dir if args.reports_dir is not None else Path(settings.reports_dir)
-    json_path, md_path = write_bench_report(report, reports_dir)
-    if args.json:
-        print(json.dumps(report.to_dict(), default=str))
-    else:
-        print(report.to_markdown())
-    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
-    return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -282,7 +268,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="BEIR dataset folder (read in place)")
     parser.add_argument("--split", help="qrels split to evaluate (default: test if the dataset has it, else its "
                         "first split)")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help=LIMIT_RULE.split(": ", 1)[1])
+    parser.add_argument("--limit", type=positive_int, metavar="N", help=LIMIT_RULE.split(": ", 1)[1])
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     parser.add_argument("--reports-dir", type=Path, metavar="DIR",
                         help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)")

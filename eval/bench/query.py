@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from eval.bench.common import BenchReport, percentiles
+from eval.bench.common import BenchReport, percentiles, positive_int
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -226,7 +226,7 @@ def measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings, 
 def _measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings, search_questions: Sequence[str],
                         ask_questions: Sequence[str]) -> dict[str, dict[str, list[float]]]:
     from citesearch.answer import SentenceScorer, answer_question, highlight_result
-    from citesearch.search import SearchRequest, Searcher, check_model_matches
+    from citesearch.search import Searcher, SearchRequest, check_model_matches
     from index_store import open_index
 
     search: dict[str, list[float]] = {name: [] for name in (*SEARCH_STAGES, "search_other", "highlight", "total")}
@@ -476,13 +476,6 @@ def _concurrency_list(text: str) -> list[int]:
     return values
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def cmd_bench_query(args: argparse.Namespace, settings: Settings) -> int:
     from eval.bench.index import finish
 
@@ -507,7 +500,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--index-dir", type=Path, metavar="DIR",
                         help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
-    parser.add_argument("--requests", type=_positive_int, default=300, metavar="N",
+    parser.add_argument("--requests", type=positive_int, default=300, metavar="N",
                         help="measured requests per endpoint and concurrency (default 300)")
     parser.add_argument("--time-limit", type=float, default=120.0, metavar="S",
                         help="stop each load run after S seconds (default 120)")
@@ -515,7 +508,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
                         help="concurrency levels (default 1,4,16)")
     parser.add_argument("--warmup", type=int, default=5, metavar="N",
                         help="unmeasured requests before each load run (default 5)")
-    parser.add_argument("--in-process", type=_positive_int, default=100, metavar="N",
+    parser.add_argument("--in-process", type=positive_int, default=100, metavar="N",
                         help="queries measured in process per endpoint (default 100, at most --requests)")
     parser.add_argument("--in-process-threads", type=int, default=1, metavar="N",
                         help="torch intra-op threads for the in-process measurement (default 1; 0: leave as is)")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.bench.common import BenchReport, percentiles, write_bench_report
+from eval.bench.common import BenchReport, emit_report, percentiles
 
 DEFAULT_SIZES = (100_000, 1_000_000)
 PASSAGES_PER_TOPIC = 200
@@ -313,7 +313,8 @@ def run_scale_bench(sizes: list[int], *, dim: int = 384, queries: int = 200, bac
     sizes = sorted(sizes)
     report = BenchReport("scale", settings={
         "sizes": sizes, "dim": dim, "queries": queries, "backend": backend, "distribution": distribution,
-        "seed": seed, "search_threads": search_threads, "exact_max_vectors": EXACT_MAX_VECTORS, "float_vectors_max_bytes": FLOAT_VECTORS_MAX_BYTES,
+        "seed": seed, "search_threads": search_threads, "exact_max_vectors": EXACT_MAX_VECTORS,
+        "float_vectors_max_bytes": FLOAT_VECTORS_MAX_BYTES,
         "words_per_passage": WORDS_PER_PASSAGE, "vocabulary": VOCABULARY,
     })
     words = vocabulary()
@@ -387,15 +388,9 @@ def cmd_bench_scale(args: argparse.Namespace, settings: Any) -> int:
         raise ValueError(f"--work-dir {args.work_dir} is not a folder")
     report = run_scale_bench(args.sizes, dim=args.dim, queries=args.queries, backend=args.backend,
                              distribution=args.distribution, work_dir=args.work_dir, seed=args.seed,
-                             search_threads=args.search_threads or None, show_progress=args.progress or sys.stderr.isatty())
-    reports_dir = Path(args.reports_dir or settings.reports_dir)
-    json_path, md_path = write_bench_report(report, reports_dir)
-    if args.json:
-        print(json.dumps({**report.to_dict(), "report_files": [str(json_path), str(md_path)]}, default=str))
-    else:
-        print(report.to_markdown())
-        print(f"report: {json_path} and {md_path}")
-    return 0
+                             search_threads=args.search_threads or None,
+                             show_progress=args.progress or sys.stderr.isatty())
+    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
