@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import httpx
 import numpy as np
 
 from eval.loadgen import SEED_QUESTIONS, is_loopback, load_questions
+from eval.server_process import ServerError, free_port, stop_server, wait_until_ready
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEEDS = PROJECT_ROOT / "seeds"
@@ -367,14 +367,6 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", **extra}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve(index_dir: str, port: str) -> None:
     """The subprocess: the service's app (as ``citesearch serve`` builds it) with the key from the environment."""
     import logging
@@ -383,13 +375,10 @@ def _serve(index_dir: str, port: str) -> None:
 
     from citesearch.settings import Settings
     from service.app import create_app, load_embedder
-    from service.security import KeyStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(index_dir=Path(index_dir))
     app = create_app(settings, embedder=load_embedder(settings))
-    if not isinstance(getattr(app.state, "keys", None), KeyStore):
-        app.state.keys = KeyStore.from_settings(settings)
     uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
 
 
@@ -397,7 +386,7 @@ def _serve(index_dir: str, port: str) -> None:
 def own_server(source_index: Path, workdir: Path, *, startup_timeout: float = 240.0,
                log: Any = sys.stderr) -> Iterator[tuple[str, str, Path]]:
     """A copy of ``source_index`` (built from seeds/ if it has no version) served on a free loopback port; yields
-    (url, write key, index folder) and stops the server (SIGINT, then SIGKILL) afterwards."""
+    (url, write key, index folder) and stops the server (SIGINT, then SIGTERM, then SIGKILL) afterwards."""
     index_dir = workdir / "index"
     if (source_index / "CURRENT").exists():
         shutil.copytree(source_index, index_dir,
@@ -407,7 +396,7 @@ def own_server(source_index: Path, workdir: Path, *, startup_timeout: float = 24
         subprocess.run([sys.executable, "-m", "citesearch.cli", "index", str(SEEDS), "--index-dir", str(index_dir)],
                        check=True, cwd=PROJECT_ROOT, env=_env(), stdout=subprocess.DEVNULL, timeout=600)
     key = secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "server.log"
     env = _env(CITESEARCH_API_KEYS=f"soak:write:{key}", CITESEARCH_RATE_LIMIT_PER_MINUTE="0",
@@ -417,27 +406,14 @@ def own_server(source_index: Path, workdir: Path, *, startup_timeout: float = 24
                                    stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                    cwd=PROJECT_ROOT, start_new_session=True)
     try:
-        deadline = time.monotonic() + startup_timeout
-        with httpx.Client(base_url=url, timeout=5) as client:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the server exited during startup; see {log_path}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server was not ready after {startup_timeout:.0f}s; see {log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/ready").status_code == 200:
-                        break
-                time.sleep(0.3)
+        try:
+            wait_until_ready(process, url, timeout=startup_timeout, poll_seconds=0.3)
+        except ServerError as exc:
+            raise RuntimeError(f"{exc}; see {log_path}") from None
         print(f"soak: serving a copy of {source_index} at {url} (log {log_path})", file=log, flush=True)
         yield url, key, index_dir
     finally:
-        for sig, wait in ((signal.SIGINT, 60.0), (signal.SIGKILL, 10.0)):
-            if process.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(wait)
+        stop_server(process, grace=60.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,8 @@ import pytest
 from citesearch.cli import main
 from citesearch.settings import Settings
 from eval.bench.index import CHANGED_SENTENCE, RecordingEmbedder, run_index_bench
-from eval.bench.query import PREFIXES, SUFFIXES, QuestionPool, _concurrency_list, run_query_bench, stop_server
+from eval.bench.query import PREFIXES, SUFFIXES, QuestionPool, _concurrency_list, run_query_bench
+from eval.server_process import stop_server
 from index_store import IndexStoreError
 
 WORDS = ("protein expression in tumour cells rises after treatment with the inhibitor while controls stay flat "

@@ -27,7 +27,6 @@ from index_store import IndexReader, current_version, write_lock
 from indexer.embedder import HashingEmbedder
 from indexer.pipeline import BuildOptions, apply_changes, build_index
 from service.app import create_app
-from service.security import KeyStore
 from service.updates import JOURNAL_NAME, Journal
 from tests.conftest import PROJECT_ROOT, SEED_ARTICLE, SEED_PAGE, SEEDS
 from tests.servicekit import free_port, wait_for
@@ -49,8 +48,6 @@ def _app(index_dir: Path, embedder: Any, **overrides: Any) -> Any:
     settings = Settings(index_dir=index_dir, api_keys=f"tests:write:{KEY}", reload_interval_seconds=0.2,
                         rate_limit_per_minute=0, sentence_warmup=False, _env_file=None, **overrides)
     app = create_app(settings, embedder=embedder)
-    if not isinstance(getattr(app.state, "keys", None), KeyStore):  # before security.py is wired into create_app
-        app.state.keys = KeyStore.from_settings(settings)
     return app
 
 

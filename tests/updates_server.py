@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     from index_store import versions
     from indexer.embedder import HashingEmbedder, SentenceTransformerEmbedder
     from service.app import create_app
-    from service.security import KeyStore
 
     if args.publish_sleep > 0:
         original = versions._write_atomically
@@ -53,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
                         rate_limit_per_minute=0, _env_file=None)
     embedder = HashingEmbedder() if args.hashing else SentenceTransformerEmbedder()
     app = create_app(settings, embedder=embedder)
-    if not isinstance(getattr(app.state, "keys", None), KeyStore):
-        app.state.keys = KeyStore.from_settings(settings)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
     return 0
 

@@ -25,8 +25,6 @@ import argparse
 import contextlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from eval.bench.common import BenchReport, percentiles, positive_int
+from eval.server_process import ServerError, free_port, stop_server, wait_until_ready
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -56,10 +55,6 @@ LATENCY_RATIO = 1.3  # /search p50 at concurrency 1 over the in-process p50 of t
 SCALING_RATIO = 2.5  # throughput at the highest concurrency over that at concurrency 1, at least
 SEARCH_STAGES = ("encode", "vector_search", "bm25", "fusion", "store_lookup")
 WARMED = re.compile(r"embedded \d+ sentences ahead|too many to embed their sentences|warming the sentence cache")
-
-
-class ServerError(RuntimeError):
-    """The benchmark server could not be started (the message ends with the tail of its log)."""
 
 
 # -- questions ---------------------------------------------------------------------------------------------------
@@ -102,12 +97,6 @@ def _requests(endpoint: str, pool: QuestionPool, offset: int) -> Callable[[int],
 
 
 # -- the server --------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(slots=True)
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -147,8 +136,6 @@ def running_server(index_dir: Path, workdir: Path, *, startup_timeout: float = 1
                    wait_for_warmup: bool = True, log: TextIO = sys.stderr) -> Iterator[ServerProcess]:
     """``citesearch serve`` in a subprocess on a free loopback port; yields once /ready answers 200 (and the
     sentence warm-up logged that it finished); always stopped afterwards (SIGINT, then SIGTERM, then SIGKILL)."""
-    import httpx
-
     port = free_port()
     log_path = workdir / f"server-{port}.log"
     with log_path.open("wb") as handle:
@@ -159,18 +146,10 @@ def running_server(index_dir: Path, workdir: Path, *, startup_timeout: float = 1
     server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + startup_timeout
-        with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
-            while True:
-                if process.poll() is not None:
-                    raise ServerError(f"the server exited with code {process.returncode} during startup; its log:\n"
-                                      f"{server.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise ServerError(f"the server was not ready after {startup_timeout:.0f}s; its log:\n"
-                                      f"{server.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/ready").status_code == 200:
-                        break
-                time.sleep(0.2)
+        try:
+            wait_until_ready(process, server.base_url, timeout=startup_timeout)
+        except ServerError as exc:
+            raise ServerError(f"{exc}; its log:\n{server.log_tail()}") from None
         if wait_for_warmup:
             while not WARMED.search(log_path.read_text(encoding="utf-8", errors="replace")):
                 if process.poll() is not None:
@@ -182,18 +161,6 @@ def running_server(index_dir: Path, workdir: Path, *, startup_timeout: float = 1
         yield server
     finally:
         server.exit_code = stop_server(process)
-
-
-def stop_server(process: subprocess.Popen[bytes], *, grace: float = 30.0) -> int | None:
-    """Stop the server we started, by its pid: SIGINT (uvicorn's graceful shutdown), then SIGTERM, then SIGKILL."""
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        if process.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(wait)
-    return process.poll()
 
 
 # -- in-process cost ---------------------------------------------------------------------------------------------
