@@ -20,13 +20,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from citesearch.search import Hit, SearchRequest, SearchResult, Searcher
 from indexer.embedder import Embedder
 from indexer.sentences import sentence_spans
+
+if TYPE_CHECKING:
+    from citesearch.settings import Settings
 
 # "What did readers say about …", "Which commenter argued …": questions about the reader comments, which are then
 # the only passages an answer may quote. Any other question is answered from the articles (and author bios) only,
@@ -555,7 +558,40 @@ def answer_question(
     return AskOutcome(answer, result, tuple(hits), tuple(tuple(s) for s in scored))
 
 
+def answer_with_settings(
+    searcher: Searcher,
+    scorer: SentenceScorer,
+    question: str,
+    settings: Settings,
+    *,
+    k: int | None = None,
+    section: str | None = None,
+    doc_id: str | None = None,
+    mode: str | None = None,
+    per_doc_cap: int | None = None,
+) -> AskOutcome:
+    """``answer_question`` with the configured answer options: what ``POST /ask`` runs, and so what the threshold
+    calibration must measure. Request fields left as None take the configured defaults."""
+    options: dict[str, Any] = {"per_doc_cap": per_doc_cap if per_doc_cap is not None else settings.per_doc_cap}
+    if mode is not None:
+        options["mode"] = mode
+    return answer_question(
+        searcher,
+        scorer,
+        question,
+        k=k if k is not None else settings.answer_passages,
+        threshold=settings.answer_min_score,
+        max_sentences=settings.answer_max_sentences,
+        margin=settings.answer_margin,
+        section=section,
+        doc_id=doc_id,
+        max_k=settings.max_k,
+        search_options=options,
+    )
+
+
 __all__ = [
+    "answer_with_settings",
     "Answer",
     "AnswerCitation",
     "AnswerSentence",

@@ -1,7 +1,7 @@
 """Calibrating the answer threshold (``settings.answer_min_score``) on answerable and unanswerable questions.
 
 ``POST /ask`` answers null when the best sentence of the top passages scores below the threshold. For every question
-this module runs ``citesearch.answer.answer_question`` exactly as the ``/ask`` route does (same plan, passages,
+this module runs ``citesearch.answer.answer_with_settings``, the very call the ``/ask`` route makes (same plan, passages,
 sentence scorer and settings) and records ``Answer.best_score``, the score that decision is made on. The answerable
 questions are a labelled set (``eval/data/seed_questions.jsonl``); the unanswerable ones
 (``eval/data/unanswerable_questions.jsonl``, one ``{"question": ..., "note": ...}`` a line) ask about things the
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from citesearch.answer import SentenceScorer, answer_question
+from citesearch.answer import SentenceScorer, answer_with_settings
 from citesearch.search import Searcher
 from citesearch.settings import Settings
 from eval.jsonl import read_objects
@@ -247,22 +247,7 @@ def best_scores(
     searcher: Searcher, scorer: SentenceScorer, questions: Sequence[str], settings: Settings
 ) -> list[float | None]:
     """Each question's best sentence score on the ``/ask`` path (``Answer.best_score``), with the route's options."""
-    options: Mapping[str, Any] = {"per_doc_cap": settings.per_doc_cap}
-    scores: list[float | None] = []
-    for question in questions:
-        outcome = answer_question(
-            searcher,
-            scorer,
-            question,
-            k=settings.answer_passages,
-            threshold=settings.answer_min_score,
-            max_sentences=settings.answer_max_sentences,
-            margin=settings.answer_margin,
-            max_k=settings.max_k,
-            search_options=options,
-        )
-        scores.append(outcome.answer.best_score)
-    return scores
+    return [answer_with_settings(searcher, scorer, q, settings).answer.best_score for q in questions]
 
 
 def calibrate(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from citesearch.answer import answer_question
+from citesearch.answer import answer_with_settings
 from service.deps import LeaseDep, ServicesDep, check_limits, require_json
 from service.models import AnswerCitationOut, AnswerSentenceOut, AskRequest, AskResponse
 from service.routes._convert import hit_out
@@ -26,23 +25,9 @@ def ask(body: AskRequest, services: ServicesDep, lease: LeaseDep) -> AskResponse
     k = body.k if body.k is not None else settings.answer_passages
     # Every passage an answer draws on has its sentences embedded, so /ask takes fewer passages than /search.
     check_limits(settings, text_field="question", text=body.question, k=k, max_k=settings.answer_max_passages)
-    options: dict[str, Any] = {
-        "per_doc_cap": body.per_doc_cap if body.per_doc_cap is not None else settings.per_doc_cap,
-    }
-    if body.mode is not None:
-        options["mode"] = body.mode
-    outcome = answer_question(
-        lease.searcher,
-        services.scorer,
-        body.question,
-        k=k,
-        threshold=settings.answer_min_score,
-        max_sentences=settings.answer_max_sentences,
-        margin=settings.answer_margin,
-        section=body.section,
-        doc_id=body.doc_id,
-        max_k=settings.max_k,
-        search_options=options,
+    outcome = answer_with_settings(
+        lease.searcher, services.scorer, body.question, settings, k=k, section=body.section, doc_id=body.doc_id,
+        mode=body.mode, per_doc_cap=body.per_doc_cap,
     )
     answer = outcome.answer
     position = {hit.passage_id: i for i, hit in enumerate(outcome.hits)}
