@@ -1,8 +1,8 @@
 """Calibrating the answer threshold (``settings.answer_min_score``) on answerable and unanswerable questions.
 
 ``POST /ask`` answers null when the best sentence of the top passages scores below the threshold. For every question
-this module runs ``citesearch.answer.answer_with_settings``, the very call the ``/ask`` route makes (same plan, passages,
-sentence scorer and settings) and records ``Answer.best_score``, the score that decision is made on. The answerable
+this module runs ``citesearch.answer.answer_with_settings``, the very call the ``/ask`` route makes (same plan,
+passages, sentence scorer and settings) and records ``Answer.best_score``, the score that decision is made on. The answerable
 questions are a labelled set (``eval/data/seed_questions.jsonl``); the unanswerable ones
 (``eval/data/unanswerable_questions.jsonl``, one ``{"question": ..., "note": ...}`` a line) ask about things the
 indexed documents do not say. Each note starts with its group: ``off-topic:`` (nothing in the documents is on the
