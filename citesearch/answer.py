@@ -162,7 +162,9 @@ class SentenceScorer:
     sentences of ten passages on two cores), while a sentence's vector depends only on its text and the model. So
     vectors are cached (LRU, ``cache_size`` sentences), a small index is embedded ahead of time by ``warm``, and a
     request may cap how many uncached sentences it embeds (``budget``): passages past the cap are scored by word
-    overlap instead. One scorer belongs to one embedder; it is thread-safe.
+    overlap instead. A passage's sentence spans are cached too (LRU by passage text): splitting the same top passages
+    again on every request was the largest piece of per-request Python work left once vectors were cached. One
+    scorer belongs to one embedder; it is thread-safe.
     """
 
     def __init__(self, embedder: Embedder, *, cache_size: int = 20000, batch_size: int = 64) -> None:
@@ -170,7 +172,25 @@ class SentenceScorer:
         self.cache_size = cache_size
         self.batch_size = batch_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Passages have several sentences each, so half as many passages' spans cover every cached sentence.
+        self._span_cache_size = max(cache_size // 2, 0)
+        self._spans: OrderedDict[str, tuple[tuple[int, int], ...]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def spans(self, passage: str) -> tuple[tuple[int, int], ...]:
+        """The quotable sentence spans of a passage (``_quotable_spans``), from the span cache where possible."""
+        with self._lock:
+            found = self._spans.get(passage)
+            if found is not None:
+                self._spans.move_to_end(passage)
+                return found
+        spans = tuple(_quotable_spans(passage))
+        if self._span_cache_size:
+            with self._lock:
+                self._spans[passage] = spans
+                while len(self._spans) > self._span_cache_size:
+                    self._spans.popitem(last=False)
+        return spans
 
     def cached(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
@@ -221,7 +241,7 @@ class SentenceScorer:
         scored by the share of the question's words each sentence contains (``lexical_score``), so a request for
         k=100 results never embeds 800 sentences.
         """
-        spans_per_passage = [_quotable_spans(text) for text in passages]
+        spans_per_passage = [self.spans(text) for text in passages]
         texts_per_passage = [[passages[i][s:e] for s, e in spans] for i, spans in enumerate(spans_per_passage)]
         semantic = [True] * len(passages)
         if budget is not None:
@@ -252,7 +272,7 @@ class SentenceScorer:
              chunk: int = 256) -> int:
         """Embed the sentences of ``passages`` ahead of requests, if they all fit in the cache; returns how many
         sentences were embedded (0 when they would not fit: an LRU cache filled beyond its size only churns)."""
-        sentences = list(dict.fromkeys(text[s:e] for text in passages for s, e in _quotable_spans(text)))
+        sentences = list(dict.fromkeys(text[s:e] for text in passages for s, e in self.spans(text)))
         if not sentences or len(sentences) > self.cache_size:
             return 0
         todo = [t for t in sentences if t not in self.cached(sentences)]

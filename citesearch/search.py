@@ -213,8 +213,12 @@ class Searcher:
             if len(ranked) >= wanted or ranking.exhausted:
                 break
             depth *= 4  # the per-document cap threw too many away; look deeper
+        t0 = time.perf_counter()
         page = ranked[request.offset : wanted]
-        hits = self._hits(page, request)
+        # Rows are fetched for the page only: the hundreds of fused candidates above it never leave the arrays.
+        stored = self.reader.passages([c.passage_id for c in page])
+        timings["store_lookup"] += (time.perf_counter() - t0) * 1000
+        hits = self._hits(list(zip(page, stored, strict=True)), request)
         return SearchResult(
             query=request.query, index_version=self.reader.version, mode=request.mode, hits=hits, timings_ms=timings,
             query_vector=query_vector,
@@ -382,15 +386,18 @@ def citation_for(stored: StoredPassage) -> Citation:
 
 def _cap_per_document(
     reader: IndexReader, candidates: list[ScoredCandidate], cap: int | None
-) -> list[tuple[ScoredCandidate, StoredPassage]]:
-    """Pair candidates with their stored passages, keeping at most ``cap`` per document, in rank order."""
-    stored = reader.passages([c.passage_id for c in candidates])
+) -> list[ScoredCandidate]:
+    """Candidates in rank order, at most ``cap`` per document (all of them without a cap); ids the store does not
+    know are left out, as a row fetch would."""
+    if not candidates:
+        return []
+    keys = reader.document_keys(np.fromiter((c.passage_id for c in candidates), dtype=np.int64))
     if cap is None:
-        return list(zip(candidates, stored, strict=True))
-    per_doc: dict[str, int] = {}
+        return [c for c, key in zip(candidates, keys.tolist(), strict=True) if key >= 0]
+    per_doc: dict[int, int] = {}
     kept = []
-    for candidate, passage in zip(candidates, stored, strict=True):
-        if per_doc.get(passage.doc_id, 0) < cap:
-            per_doc[passage.doc_id] = per_doc.get(passage.doc_id, 0) + 1
-            kept.append((candidate, passage))
+    for candidate, key in zip(candidates, keys.tolist(), strict=True):
+        if key >= 0 and per_doc.get(key, 0) < cap:
+            per_doc[key] = per_doc.get(key, 0) + 1
+            kept.append(candidate)
     return kept

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from citesearch.fusion import FusionSettings
 from index_store.keyword import KeywordSettings
 from indexer.chunker import ChunkerSettings
-from indexer.embedder import DEFAULT_MODEL
+from indexer.embedder import DEFAULT_BACKEND, DEFAULT_MODEL
 
 
 class Settings(BaseSettings):
@@ -26,11 +26,11 @@ class Settings(BaseSettings):
     index_dir: Path = Field(Path("var/index"), description="Folder holding the versioned index")
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or local folder")
     embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch",
-        description="torch (sentence-transformers on PyTorch), onnx (ONNX Runtime, fp32) or onnx-int8 (ONNX Runtime, "
-        "int8 dynamic quantization); the onnx ones need pip install 'citesearch[onnx]' and export the model once "
-        "into CITESEARCH_ONNX_CACHE (default var/onnx). All three embed into the same vector space: an index built "
-        "with one is searchable with another, and its manifest records the backend that built it",
+        DEFAULT_BACKEND,
+        description="onnx-int8 (ONNX Runtime, int8 dynamic quantization; the default), onnx (ONNX Runtime, fp32) or "
+        "torch (sentence-transformers on PyTorch); the onnx ones export the model once, offline, into "
+        "CITESEARCH_ONNX_CACHE (default ~/.cache/citesearch/onnx). All three embed into the same vector space: an "
+        "index built with one is searchable with another, and its manifest records the backend that built it",
     )
     embed_batch_size: int = Field(32, ge=1, le=1024)
     chunk_target_tokens: int = Field(160, ge=8, le=4096)
@@ -99,11 +99,11 @@ class Settings(BaseSettings):
     # Answers and highlights (citesearch/answer.py); `citesearch eval threshold` measures the threshold on eval/data
     # (README "Answer threshold")
     answer_min_score: float = Field(
-        0.36,
+        0.38,
         ge=-1.0,
         le=1.0,
         description="Best sentence cosine below which /ask answers null instead of quoting. Chosen recall-first by "
-        "`citesearch eval threshold` on the seeds index: the lowest answerable question's best score (0.414) minus a "
+        "`citesearch eval threshold` on the seeds index: the lowest answerable question's best score (0.432, onnx-int8) minus a "
         "0.05 margin, rounded down; tests/test_threshold.py fails when the calibration drifts from this value",
     )
     answer_passages: int = Field(5, ge=1, description="Top passages /ask draws sentences from by default")
@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     sentence_cache_size: int = Field(20000, ge=0, description="Sentence vectors kept in memory (0: no cache)")
     sentence_warmup: bool = Field(True, description="Embed all sentences of a loaded index ahead if they fit the cache")
     query_batching: bool = Field(
-        True, description="Encode the queries of concurrent requests in one model call (service; no added wait)"
+        True, description="Encode the queries of concurrent requests in one model call (service; no added wait; "
+        "not with onnx-int8, which encodes one text per call so that a vector depends on its text alone)"
     )
     highlight_encode_budget: int = Field(
         64, ge=0, description="Uncached sentences one /search may embed; later passages are highlighted by word overlap"

@@ -31,7 +31,7 @@ from eval.metrics import BEIR_METRICS, evaluate_rankings
 from eval.ranking import BEST_PASSAGE_RULE, search_documents
 from eval.report import EvalReport, IndexInfo, LatencySummary
 from index_store import IndexCorruptError, IndexNotFoundError, Manifest, open_index
-from indexer.embedder import Embedder
+from indexer.embedder import Embedder, embed_backend_of
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -156,6 +156,10 @@ def why_rebuild(manifest: Manifest, fingerprint: str, embedder: Embedder, settin
         return "the corpus changed"
     if (manifest.model.name, manifest.model.dim) != (embedder.name, embedder.dim):
         return f"the model changed ({manifest.model.name} -> {embedder.name})"
+    backend = embed_backend_of(embedder)
+    recorded_backend = manifest.extra.get("embed_backend", "torch")
+    if backend is not None and recorded_backend != backend:
+        return f"the embedding backend changed ({recorded_backend} -> {backend})"
     if manifest.chunker != settings.chunker_settings().to_dict():
         return "the chunker settings changed"
     wanted = settings.keyword_settings().to_dict()

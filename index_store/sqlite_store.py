@@ -122,6 +122,16 @@ class PassageStore:
             found.update((row[0], StoredPassage(*row)) for row in rows)
         return [found[i] for i in ids if i in found]
 
+    def document_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every passage id (ascending) with a small integer standing for its document: what a per-document cap
+        needs, in two arrays (12 bytes a passage) instead of a row fetch per candidate."""
+        rows = self.connection.execute(
+            "SELECT p.passage_id, d.rowid FROM passages p JOIN documents d USING (doc_id) ORDER BY p.passage_id"
+        ).fetchall()
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        keys = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+        return ids, keys
+
     def iter_passages(self) -> Iterator[StoredPassage]:
         rows = self.connection.execute(
             f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d USING (doc_id) ORDER BY p.passage_id"

@@ -191,6 +191,7 @@ class IndexReader:
         self.skipped_versions = skipped_versions
         self._store = PassageStore(connection)
         self._lock = threading.Lock()  # one sqlite connection, many request threads
+        self._document_keys: tuple[np.ndarray, np.ndarray] | None = None  # loaded on first use, then read-only
 
     @property
     def version(self) -> str:
@@ -268,6 +269,19 @@ class IndexReader:
     def passages(self, passage_ids: Sequence[int]) -> list[StoredPassage]:
         with self._lock:
             return self._store.passages(passage_ids)
+
+    def document_keys(self, passage_ids: np.ndarray) -> np.ndarray:
+        """For each passage id, an integer that is equal for passages of the same document (-1 for an unknown id).
+        The id-to-document table is read once per version, on first use; a lookup is then a binary search."""
+        with self._lock:
+            if self._document_keys is None:
+                self._document_keys = self._store.document_keys()
+            ids, keys = self._document_keys
+        passage_ids = np.asarray(passage_ids, dtype=np.int64)
+        if len(ids) == 0:
+            return np.full(len(passage_ids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(ids, passage_ids), len(ids) - 1)
+        return np.where(ids[at] == passage_ids, keys[at], -1)
 
     def passage_ids(self, *, section: str | None = None, doc_id: str | None = None) -> np.ndarray:
         with self._lock:

@@ -35,6 +35,7 @@ class MicroBatchingEmbedder:
         self.name = inner.name
         self.dim = inner.dim
         self.max_tokens = inner.max_tokens
+        self.backend = getattr(inner, "backend", None)  # recorded in manifests and embedding-cache keys
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._leading = False

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from index_store import EmbeddingCache, IndexWriter, KeywordSettings, ModelInfo, StoredPassage
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import SECTIONS, Document, Passage
-from indexer.embedder import Embedder
+from indexer.embedder import Embedder, embed_backend_of
 from indexer.loaders import LoadResult, Skipped, load_documents
 
 # A derived index (BM25, for instance) rebuilt inside the transaction before publish. It receives the writer's
@@ -81,7 +81,8 @@ def _embed_with_cache(
 ) -> tuple[np.ndarray, int]:
     """Vectors for ``passages`` in order, and how many had to be computed (the rest came from the cache)."""
     hashes = [p.content_hash for p in passages]
-    cached = cache.get_many(embedder.name, sorted(set(hashes)))
+    key = embedding_cache_key(embedder)
+    cached = cache.get_many(key, sorted(set(hashes)))
     missing = sorted({h for h in hashes if h not in cached})
     if missing:
         text_by_hash = {p.content_hash: p.embed_text for p in passages}
@@ -91,12 +92,19 @@ def _embed_with_cache(
             hashes_slice = missing[start : start + EMBED_SLICE]
             computed = embedder.encode([text_by_hash[h] for h in hashes_slice], batch_size=options.batch_size)
             fresh = dict(zip(hashes_slice, computed, strict=True))
-            cache.put_many(embedder.name, fresh)
+            cache.put_many(key, fresh)
             cached.update(fresh)
             bar.update(len(hashes_slice))
         bar.close()
     vectors = np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, embedder.dim), np.float32)
     return vectors.astype(np.float32, copy=False), len(missing)
+
+
+def embedding_cache_key(embedder: Embedder) -> str:
+    """Cached vectors are kept per model and backend: a re-index under another backend must not mix in the old
+    backend's vectors. Torch keeps the bare model name, so caches written before backends existed stay valid."""
+    backend = embed_backend_of(embedder)
+    return embedder.name if backend in (None, "torch") else f"{embedder.name}#{backend}"
 
 
 def apply_changes(
@@ -135,13 +143,19 @@ def apply_changes(
         # Chunker settings changed since the last version: every document must be re-cut (embeddings of
         # passages whose text did not change still come from the cache).
         rechunk_all = writer.base_chunker is not None and writer.base_chunker != options.chunker.to_dict()
+        backend = embed_backend_of(embedder)
+        base_backend = None if writer.base is None else str(writer.base.extra.get("embed_backend", "torch"))
+        # A full re-index under another embedding backend re-embeds everything, so the index holds one kind of
+        # vector (int8 ones are close to torch ones, cosine > 0.98, but not equal); --add and HTTP updates embed
+        # only what they bring, and the manifest then names both backends.
+        re_embed_all = replace_all and backend is not None and base_backend not in (None, backend)
         incoming = {doc.doc_id: doc for doc in upserts}
         to_write: list[Document] = []
         for doc in incoming.values():
             previous = existing.get(doc.doc_id)
             if previous is None:
                 report.added += 1
-            elif previous != doc.content_hash or rechunk_all:
+            elif previous != doc.content_hash or rechunk_all or re_embed_all:
                 report.changed += 1
             else:
                 report.unchanged += 1
@@ -176,8 +190,9 @@ def apply_changes(
             writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
             offset += len(passages)
         extra: dict[str, object] = dict(options.record)
-        if getattr(embedder, "backend", None):  # torch, onnx or onnx-int8: same vectors' space, recorded for audits
-            extra.setdefault("embed_backend", embedder.backend)  # type: ignore[attr-defined]
+        if backend is not None:  # torch, onnx or onnx-int8: the same vector space, recorded for audits
+            kept = base_backend if base_backend is not None and not re_embed_all and writer.document_hashes() else None
+            extra.setdefault("embed_backend", "+".join(sorted({backend, *(kept.split("+") if kept else [])})))
         for build_derived in options.derived_indexes:
             extra.update(build_derived(writer.version_dir, writer.iter_passages()))
         report.seconds["total"] = time.perf_counter() - started

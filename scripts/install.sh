@@ -27,4 +27,8 @@ if [ "${1:-}" = "--with-browser" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
 fi
+# The default embedding backend (onnx-int8) exports the bundled model to ONNX once, offline, into
+# ${CITESEARCH_ONNX_CACHE:-~/.cache/citesearch/onnx}; doing it here keeps the first index or server start quick.
+echo "== preparing the embedding model (ONNX int8 export; skipped when already done)"
+HF_HUB_OFFLINE=1 .venv/bin/python -c "from indexer.embedder import SentenceTransformerEmbedder as E; print('   ', E().name, 'ready')"
 echo "== installed: $(.venv/bin/citesearch --help | head -1)"

@@ -113,7 +113,10 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = embedder if embedder is not None else await asyncio.to_thread(load_embedder, settings)
-        if settings.query_batching:  # concurrent requests' query encodes share one model call
+        # Concurrent requests' query encodes share one model call, where that is cheaper than one call each. int8
+        # encodes one text per call (indexer/onnx_backend.py), so there each request encodes its own query, in
+        # parallel with the others on the other cores.
+        if settings.query_batching and not getattr(model, "one_text_per_call", False):
             model = MicroBatchingEmbedder(model)
         holder = IndexHolder(settings.index_dir, model)
         scorer = SentenceScorer(model, cache_size=settings.sentence_cache_size)

@@ -133,6 +133,27 @@ def test_lexical_score() -> None:
     assert lexical_score(frozenset(), "anything") == 0.0
 
 
+def test_sentence_spans_are_cached_per_passage_and_bounded(hashing_embedder, monkeypatch) -> None:
+    import citesearch.answer as answer
+
+    calls: list[str] = []
+    real = answer._quotable_spans
+    monkeypatch.setattr(answer, "_quotable_spans", lambda text: calls.append(text) or real(text))
+    scorer = SentenceScorer(hashing_embedder, cache_size=4)  # room for the spans of 2 passages
+    passages = ["One sentence here. Another one there.", "- A list item. And a sentence.", "Third passage."]
+    spans = scorer.spans(passages[0])
+    assert spans == tuple(real(passages[0])) and [passages[0][s:e] for s, e in spans] == [
+        "One sentence here.", "Another one there."]
+    assert scorer.spans(passages[0]) is spans and calls == [passages[0]]  # the second time from the cache
+    query = hashing_embedder.encode(["sentence"])[0]
+    first = scorer.score_passages(passages, query)
+    assert calls == passages  # the two new passages split once each ...
+    assert scorer.score_passages(passages[1:], query) == first[1:] and len(calls) == 3  # the last two: cached
+    scorer.spans(passages[0])
+    assert calls == [*passages, passages[0]]  # the oldest was evicted (two fit): split again
+    assert [(p[s.start:s.end]) for p, scored in zip(passages, first) for s in scored][2] == "A list item."
+
+
 def test_scorer_budget_cache_and_warm_up(real_embedder) -> None:
     scorer = SentenceScorer(real_embedder, cache_size=100)
     passages = ["Aliyev outlined two conditions. The weather was fine.", "Lavrov visited Yerevan. He met Mirzoyan."]

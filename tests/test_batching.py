@@ -82,3 +82,35 @@ def test_real_model_batched_vectors_equal_single_encodes(real_embedder) -> None:
     results = _concurrently(batching, queries)
     for query in queries:
         np.testing.assert_allclose(results[query], real_embedder.encode([query]), atol=1e-5)
+
+
+class _BatchableModel:
+    """The real model presented as one that gains from shared calls (as torch and fp32 ONNX do)."""
+
+    one_text_per_call = False
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.name, self.dim, self.max_tokens = inner, inner.name, inner.dim, inner.max_tokens
+
+    def encode(self, texts, *, batch_size=32, show_progress=False):  # type: ignore[no-untyped-def]
+        return self.inner.encode(texts, batch_size=batch_size)
+
+    def count_tokens(self, texts):  # type: ignore[no-untyped-def]
+        return self.inner.count_tokens(texts)
+
+
+def test_the_service_micro_batches_queries_only_for_models_that_gain_from_it(seed_index, real_embedder) -> None:
+    """int8 encodes one text per call, so queueing requests behind one leader would only serialise them: the
+    service lets each request encode its own query there, and coalesces them for the other backends."""
+    from fastapi.testclient import TestClient
+
+    from citesearch.settings import Settings
+    from service.app import create_app
+
+    settings = Settings(index_dir=seed_index[0], sentence_warmup=False, _env_file=None)
+    assert settings.query_batching and real_embedder.one_text_per_call
+    for model, batched in ((real_embedder, False), (_BatchableModel(real_embedder), True)):
+        with TestClient(create_app(settings, embedder=model)) as client:
+            assert client.get("/search", params={"q": "what conditions did Aliyev set?"}).status_code == 200
+            services = client.app.state.services  # type: ignore[attr-defined]
+            assert isinstance(services.holder.embedder, MicroBatchingEmbedder) is batched

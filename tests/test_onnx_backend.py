@@ -1,6 +1,6 @@
 """The ONNX Runtime backends (indexer/onnx_backend.py): same vectors as torch, exported once into our cache folder.
 
-Skipped, with the install hint, when onnxruntime/onnx are missing; the test extra installs them, so CI runs these.
+onnx-int8 is the default backend, so the session's ``real_embedder`` is one; the reference here is torch.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import pytest
 
 from indexer import onnx_backend
 from indexer.embedder import DEFAULT_MODEL, EmbedderError, SentenceTransformerEmbedder, resolve_model_path
-
-needs_onnx = pytest.mark.skipif(
-    not onnx_backend.onnx_available(), reason=f"onnxruntime/onnx not installed: {onnx_backend.INSTALL_HINT}"
-)
 
 TEXTS = [
     "Vitamin D supplementation reduces the risk of fractures in elderly women.",
@@ -40,12 +36,15 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def encoders(real_embedder: SentenceTransformerEmbedder, model_dir: Path,
+def torch_embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(backend="torch")
+
+
+@pytest.fixture(scope="module")
+def encoders(torch_embedder: SentenceTransformerEmbedder, model_dir: Path,
              onnx_cache: Path) -> dict[str, onnx_backend.OnnxEncoder]:
-    """fp32 and int8 encoders on the session's torch model; the first use exports both into ``onnx_cache``."""
-    if not onnx_backend.onnx_available():
-        pytest.skip(f"onnxruntime/onnx not installed: {onnx_backend.INSTALL_HINT}")
-    model = real_embedder._model
+    """fp32 and int8 encoders on the torch model; the first use exports both into ``onnx_cache``."""
+    model = torch_embedder._model
     return {
         "onnx": onnx_backend.OnnxEncoder(model, model_dir, quantized=False, cache_dir=onnx_cache),
         "onnx-int8": onnx_backend.OnnxEncoder(model, model_dir, quantized=True, cache_dir=onnx_cache),
@@ -56,11 +55,10 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-@needs_onnx
 @pytest.mark.parametrize(("backend", "bound"), [("onnx", 0.999), ("onnx-int8", 0.98)])
-def test_onnx_vectors_match_torch(real_embedder: SentenceTransformerEmbedder,
+def test_onnx_vectors_match_torch(torch_embedder: SentenceTransformerEmbedder,
                                   encoders: dict[str, onnx_backend.OnnxEncoder], backend: str, bound: float) -> None:
-    expected = real_embedder.encode(TEXTS)
+    expected = torch_embedder.encode(TEXTS)
     got = encoders[backend].encode(TEXTS, batch_size=2)  # several batches, padded differently than torch's
     assert got.dtype == np.float32 and got.shape == expected.shape and got.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
@@ -68,14 +66,12 @@ def test_onnx_vectors_match_torch(real_embedder: SentenceTransformerEmbedder,
     assert cosines.min() > bound, f"{backend}: per-text cosine with torch {cosines.round(5).tolist()}"
 
 
-@needs_onnx
 def test_batching_does_not_change_vectors(encoders: dict[str, onnx_backend.OnnxEncoder]) -> None:
     one_by_one = np.vstack([encoders["onnx"].encode([text]) for text in TEXTS])
     batched = encoders["onnx"].encode(TEXTS, batch_size=32)
     assert _cosines(one_by_one, batched).min() > 0.99999
 
 
-@needs_onnx
 def test_exports_land_in_the_cache_folder_and_are_reused(
     real_embedder: SentenceTransformerEmbedder, encoders: dict[str, onnx_backend.OnnxEncoder], model_dir: Path,
     onnx_cache: Path, monkeypatch: pytest.MonkeyPatch,
@@ -104,21 +100,76 @@ def test_exports_land_in_the_cache_folder_and_are_reused(
 
 def test_cache_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(onnx_backend.CACHE_ENV, raising=False)
-    assert onnx_backend.cache_root() == Path("var/onnx")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    # The user's cache, not the working directory: a server started elsewhere must find the same export.
+    assert onnx_backend.cache_root() == Path.home() / ".cache" / "citesearch" / "onnx"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert onnx_backend.cache_root() == tmp_path / "xdg" / "citesearch" / "onnx"
     monkeypatch.setenv(onnx_backend.CACHE_ENV, str(tmp_path))
     assert onnx_backend.cache_root() == tmp_path
     assert onnx_backend.cache_root(tmp_path / "explicit") == tmp_path / "explicit"
 
 
-@needs_onnx
 def test_embedder_backend_setting_uses_the_cache(onnx_cache: Path, encoders: dict[str, onnx_backend.OnnxEncoder],
-                                                 real_embedder: SentenceTransformerEmbedder) -> None:
+                                                 torch_embedder: SentenceTransformerEmbedder) -> None:
     embedder = SentenceTransformerEmbedder(backend="onnx-int8", onnx_cache_dir=onnx_cache)
-    assert (embedder.name, embedder.dim, embedder.max_tokens) == (real_embedder.name, real_embedder.dim,
-                                                                  real_embedder.max_tokens)
+    assert (embedder.name, embedder.dim, embedder.max_tokens) == (torch_embedder.name, torch_embedder.dim,
+                                                                  torch_embedder.max_tokens)
     assert embedder.backend == "onnx-int8"
-    assert _cosines(embedder.encode(TEXTS[:2]), real_embedder.encode(TEXTS[:2])).min() > 0.98
+    assert _cosines(embedder.encode(TEXTS[:2]), torch_embedder.encode(TEXTS[:2])).min() > 0.98
     assert embedder.encode([]).shape == (0, embedder.dim)
+
+
+def test_int8_is_the_default_backend(real_embedder: SentenceTransformerEmbedder) -> None:
+    from citesearch.settings import Settings
+
+    assert Settings(_env_file=None).embed_backend == "onnx-int8"
+    assert real_embedder.backend == "onnx-int8"
+
+
+def test_fp32_small_calls_run_on_one_thread_and_bulk_calls_on_all(
+    encoders: dict[str, onnx_backend.OnnxEncoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = encoders["onnx"]
+    used: list[str] = []
+    for name in ("_small", "_bulk"):
+        session = getattr(encoder, name)
+
+        class _Recording:
+            def __init__(self, inner: object, label: str) -> None:
+                self.inner, self.label = inner, label
+
+            def run(self, *args: object) -> object:
+                used.append(self.label)
+                return self.inner.run(*args)  # type: ignore[attr-defined]
+
+        monkeypatch.setattr(encoder, name, _Recording(session, name))
+    small = encoder.encode(TEXTS[:1])
+    assert used == ["_small"]
+    bulk = encoder.encode(TEXTS[:1] * (onnx_backend.SMALL_CALL + 1), batch_size=64)
+    assert used == ["_small", "_bulk"]
+    assert _cosines(small, bulk[:1]).min() > 0.99999  # the thread count does not change the vector
+
+
+def test_int8_vectors_depend_on_the_text_alone(encoders: dict[str, onnx_backend.OnnxEncoder]) -> None:
+    """Dynamic quantization scales activations over the whole input: batched, a text's vector would change with its
+    neighbours. int8 runs one text per call, so alone, among others, or in a bulk call spread over worker threads,
+    a text gets exactly the same vector."""
+    int8 = encoders["onnx-int8"]
+    assert int8.one_text_per_call and not encoders["onnx"].one_text_per_call
+    alone = np.vstack([int8.encode([text]) for text in TEXTS])
+    together = int8.encode(TEXTS, batch_size=32)
+    np.testing.assert_array_equal(together, alone)
+    bulk_texts = [f"{TEXTS[i % len(TEXTS)]} ({i})" for i in range(onnx_backend.SMALL_CALL * 2 + 3)]
+    bulk = int8.encode(bulk_texts)  # more than SMALL_CALL: the worker pool
+    np.testing.assert_array_equal(bulk, np.vstack([int8.encode([t]) for t in bulk_texts]))
+
+
+def test_an_unwritable_cache_folder_is_one_clear_error(tmp_path: Path, model_dir: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should go")
+    with pytest.raises(onnx_backend.OnnxBackendError, match=f"set {onnx_backend.CACHE_ENV} to a writable folder"):
+        onnx_backend.ensure_exported(object(), model_dir, quantized=True, cache_dir=blocker)
 
 
 def test_unknown_backend_is_refused() -> None:
@@ -128,7 +179,7 @@ def test_unknown_backend_is_refused() -> None:
 
 def test_missing_onnxruntime_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
-    with pytest.raises(onnx_backend.OnnxBackendError, match=r"pip install 'citesearch\[onnx\]'"):
+    with pytest.raises(onnx_backend.OnnxBackendError, match="pip install onnxruntime onnx"):
         onnx_backend.ensure_exported(object(), tmp_path, quantized=False, cache_dir=tmp_path)
 
 

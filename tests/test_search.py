@@ -159,6 +159,40 @@ def test_filters_and_per_document_cap(tiny_searcher: Searcher) -> None:
     assert len(doc_ids) == len(set(doc_ids)) == 3
 
 
+def test_per_document_cap_matches_a_brute_force_reference(tmp_path: Path) -> None:
+    """The cap works on in-memory document keys and fetches rows for the page only; the reference here fetches
+    every candidate's row and caps by its doc_id, as the searcher once did."""
+    embedder = HashingEmbedder()
+    words = "zebra savanna river lion penguin ice flood spring grass water night hunt".split()
+    docs = [
+        _doc(f"d{n:02d}", " ".join(words[(n + i) % len(words)] for i in range(12)) + ".",
+             tuple(" ".join(words[(n * i + j) % len(words)] for j in range(6)) + "." for i in range(1, 1 + n % 4)))
+        for n in range(25)
+    ]
+    apply_changes(tmp_path, embedder, upserts=docs, options=BuildOptions())
+    with open_index(tmp_path) as reader:
+        searcher = Searcher(reader, embedder)
+        every = reader.passage_ids()
+        doc_of = {p.passage_id: p.doc_id for p in reader.passages(every.tolist())}
+        keys = reader.document_keys(every)
+        assert len(set(keys.tolist())) == len(docs)  # one key per document ...
+        assert all((keys[i] == keys[j]) == (doc_of[a] == doc_of[b])  # ... shared exactly by its passages
+                   for i, a in enumerate(every) for j, b in enumerate(every))
+        assert reader.document_keys(np.array([every.max() + 1, -5])).tolist() == [-1, -1]
+        for query in ("zebra river", "penguin ice water", "night hunt lion"):
+            for cap, offset in ((None, 0), (1, 0), (2, 3), (3, 5)):
+                got = searcher.search(SearchRequest(query, k=6, offset=offset, per_doc_cap=cap))
+                full = searcher.search(SearchRequest(query, k=len(every), per_doc_cap=None))
+                per_doc: dict[str, int] = {}
+                expected = []
+                for hit in full.hits:
+                    if cap is None or per_doc.get(hit.citation.doc_id, 0) < cap:
+                        per_doc[hit.citation.doc_id] = per_doc.get(hit.citation.doc_id, 0) + 1
+                        expected.append(hit.passage_id)
+                assert [h.passage_id for h in got.hits] == expected[offset : offset + 6], (query, cap, offset)
+                assert [h.rank for h in got.hits] == list(range(offset + 1, offset + 1 + len(got.hits)))
+
+
 def test_bm25_mode_without_explain_does_not_embed_the_query(tiny_searcher: Searcher) -> None:
     result = tiny_searcher.search(SearchRequest("zebras", k=3, mode="bm25"))
     assert result.query_vector is None and "encode" not in result.timings_ms

@@ -115,6 +115,10 @@ def test_calibration_on_the_seed_index(seed_index, real_embedder) -> None:
     assert off_topic.total >= 10 and off_topic.null == off_topic.total, figures
     assert result.chosen.group(NEAR_MISS).total >= 10, figures
     # The shipped default is the calibrated value: a change to the model, chunker or answer code that moves the
-    # lowest answerable score fails here until the default (and the README figures) are updated.
+    # lowest answerable score fails here until the default (and the README figures) are updated. One step (0.01) of
+    # slack: int8 kernels differ between CPUs (AVX2, AVX-512 VNNI) and move scores by thousandths, which may round
+    # the calibration to the neighbouring step on another machine. The requirement itself holds at the default:
     default = Settings.model_fields["answer_min_score"].default
-    assert default == result.threshold, figures
+    assert abs(default - result.threshold) <= 0.01 + 1e-9, figures
+    assert result.current.threshold == default and result.current.answered == result.current.answerable, figures
+    assert result.current.group(OFF_TOPIC).null == off_topic.total, figures

@@ -5,8 +5,9 @@ One run, on one machine, measures side by side:
 1. a first build of the BEIR corpus (``DATASET_DIR/corpus.jsonl``, read in place, first ``--limit N`` documents) into
    a fresh index folder with an empty embedding cache: load, chunk, embed, write, BM25, publish — exactly what
    ``citesearch index corpus.jsonl`` does, with the same settings;
-2. the raw ``SentenceTransformer.encode`` on exactly the texts the pipeline embedded (recorded on the way), with the
-   same batch size and the model object of the same embedder: the ceiling the pipeline is compared with;
+2. the raw model call (the ONNX Runtime encoder, or ``SentenceTransformer.encode`` for torch) on exactly the texts
+   the pipeline embedded (recorded on the way), with the same batch size and the model object of the same embedder:
+   the ceiling the pipeline is compared with;
 3. a re-index of the unchanged corpus (nothing may be embedded) and a re-index with one document changed (only
    that document's changed passages may be embedded).
 
@@ -75,9 +76,13 @@ class RecordingEmbedder:
 
 
 def raw_encode(embedder: Embedder, texts: Sequence[str], batch_size: int, *, show_progress: bool = False) -> str:
-    """Encode ``texts`` with the embedder's own ``SentenceTransformer`` (one ``encode`` call, the same arguments the
-    embedder passes); returns what was called. Without a SentenceTransformer (the hashing test embedder) the
-    embedder's ``encode`` is the raw call."""
+    """Encode ``texts`` with the embedder's own model call (one ``encode`` call, the same arguments the embedder
+    passes): the ONNX Runtime encoder for the onnx backends, else the ``SentenceTransformer``; returns what was
+    called. Without either (the hashing test embedder) the embedder's ``encode`` is the raw call."""
+    onnx = getattr(embedder, "_onnx", None)
+    if onnx is not None:
+        onnx.encode(list(texts), batch_size=batch_size, show_progress=show_progress)
+        return f"OnnxEncoder.encode ({getattr(embedder, 'backend', 'onnx')}, ONNX Runtime)"
     model = getattr(embedder, "_model", None)
     if model is not None and hasattr(model, "encode"):
         model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True,
