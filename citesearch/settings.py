@@ -103,8 +103,9 @@ class Settings(BaseSettings):
         ge=-1.0,
         le=1.0,
         description="Best sentence cosine below which /ask answers null instead of quoting. Chosen recall-first by "
-        "`citesearch eval threshold` on the seeds index: the lowest answerable question's best score (0.432, onnx-int8) minus a "
-        "0.05 margin, rounded down; tests/test_threshold.py fails when the calibration drifts from this value",
+        "`citesearch eval threshold` on the seeds index: the lowest answerable question's best score (0.432, "
+        "onnx-int8) minus a 0.05 margin, rounded down; tests/test_threshold.py fails when the calibration drifts "
+        "from this value",
     )
     answer_passages: int = Field(5, ge=1, description="Top passages /ask draws sentences from by default")
     answer_max_passages: int = Field(20, ge=1, description="Largest k /ask accepts (each passage is embedded)")
@@ -116,6 +117,11 @@ class Settings(BaseSettings):
     highlight_margin: float = Field(0.05, ge=0.0, le=2.0, description="Second highlight within this of the best")
     sentence_cache_size: int = Field(20000, ge=0, description="Sentence vectors kept in memory (0: no cache)")
     sentence_warmup: bool = Field(True, description="Embed all sentences of a loaded index ahead if they fit the cache")
+    search_threads: int = Field(
+        1, ge=0, le=256, description="OpenMP threads per parallel region (FAISS searches, torch) in `citesearch serve` "
+        "(0: the OpenMP default, one per core); 1 lets concurrent requests share the cores instead of idle OpenMP "
+        "threads spin-waiting between searches. An OMP_NUM_THREADS in the environment wins",
+    )
     query_batching: bool = Field(
         True, description="Encode the queries of concurrent requests in one model call (service; no added wait; "
         "not with onnx-int8, which encodes one text per call so that a vector depends on its text alone)"

@@ -150,7 +150,9 @@ class KeywordIndex:
         """BM25 score of every passage (aligned with ``passage_ids``); all zeros when no query term is known."""
         if not len(self):
             return np.zeros(0, dtype=np.float32)
-        token_ids = self._tokenizer.tokenize([query], update_vocab=False, return_as="ids", show_progress=False)[0]
+        # The streaming form: ``tokenize`` wraps it in a (disabled) tqdm bar, whose set-up costs more than
+        # tokenising one query.
+        token_ids = next(iter(self._tokenizer.streaming_tokenize([query], update_vocab=False)))
         if not token_ids:
             return np.zeros(len(self), dtype=np.float32)
         return np.asarray(self._retriever.get_scores_from_ids(token_ids), dtype=np.float32)

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class SentenceTransformerEmbedder:
             raise EmbedderError(f"model {model!r} does not report its embedding dimension")
         self.dim = int(dim)
         self.max_tokens = int(self._model.max_seq_length)
-        self._tokenizer = self._model.tokenizer
+        self._counter = _counting_tokenizer(self._model.tokenizer)
         self._onnx = None
         # int8 runs one text per model call, so a vector depends on its text alone (indexer/onnx_backend.py).
         self.one_text_per_call = backend == "onnx-int8"
@@ -142,8 +142,28 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        encoded = self._tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return [len(encoding.ids) for encoding in self._counter.encode_batch(list(texts), add_special_tokens=True)]
+
+
+def _counting_tokenizer(tokenizer: object) -> Any:
+    """A private copy of the model's fast tokenizer, without truncation or padding, for counting tokens.
+
+    Not the model's own: transformers sets truncation and padding on the shared Rust tokenizer at every call, so a
+    count (no truncation) running while another thread encodes a query (truncation at the window) could see the
+    other call's truncation and report a too-long passage as fitting: exactly the silent truncation the chunker
+    exists to prevent. The copy is configured once and never changed, so any thread may use it.
+    """
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise EmbedderError(
+            "the model's tokenizer is not a fast (Rust) tokenizer; citesearch needs one to count tokens"
+        )
+    counter = Tokenizer.from_str(backend.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
 
 
 _WORD = re.compile(r"\w+|[^\w\s]")

@@ -80,7 +80,7 @@ def client_id(request: Request) -> str:
     return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
-def rate_limit(request: Request) -> None:
+async def rate_limit(request: Request) -> None:
     """Dependency of /search and /ask (after require_read, so a key's name is known): 429 when over the limit."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:

@@ -211,14 +211,14 @@ def _authenticate(request: Request, store: KeyStore, *, required: bool) -> ApiKe
     return key
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     """Allow the request to read (search, ask, documents): open unless a read key is required; a key that is sent
     must be valid either way."""
     store = _store(request)
     _authenticate(request, store, required=store.require_read_key)
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     """Allow the request to change the index (add, replace or delete documents): a write key is always required."""
     store = _store(request)
     if not store.has_write_keys:

@@ -104,3 +104,62 @@ def test_invalid_settings_are_rejected_with_the_field_named() -> None:
         ChunkerSettings(target_tokens=50, overlap_tokens=50)
     with pytest.raises(ValueError, match="target_tokens"):
         ChunkerSettings(target_tokens=2)
+
+
+def test_token_counts_are_exact_and_untruncated_while_other_threads_encode(real_embedder) -> None:
+    """Counting must see the whole text, and encoding must still truncate at the window, while both run at once on
+    different threads, as in the service when a live update is chunked during searches. (Counting with the model's
+    own tokenizer switched its truncation off for everyone: a concurrent encode got 562 tokens and failed.)"""
+    import threading
+
+    long_text = "The mitochondrial membrane potential drops before apoptosis in cultured neurons. " * 40
+    texts = [long_text, "short", "Ünïcödé and émojis 🙂"]
+    reference = real_embedder._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+    expected = [len(ids) for ids in reference]
+    assert expected[0] > real_embedder.max_tokens  # the case that matters: longer than the model's window
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def encode_queries() -> None:
+        while not stop.is_set():
+            try:
+                real_embedder.encode([long_text])  # truncates at the window on the model's own tokenizer
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=encode_queries) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        counts = [real_embedder.count_tokens(texts) for _ in range(200)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert all(count == expected for count in counts)
+    assert not errors, errors[0]
+
+
+def test_fast_sentence_offsets_equal_blingfires_own_wrapper() -> None:
+    """indexer.sentences.sentence_offsets maps the native call's byte offsets with numpy; blingfire's Python wrapper
+    is the reference, on every line of the seeds, whole seed paragraphs joined, and hand-made non-ASCII text."""
+    import blingfire
+
+    from indexer.sentences import sentence_offsets
+
+    lines = [line for path in sorted(SEEDS.glob("*")) for line in path.read_text(encoding="utf-8").splitlines()]
+    lines += [" ".join(lines[i : i + 7]) for i in range(0, len(lines), 7)]  # long multi-sentence lines
+    lines += [
+        "Ünïcödé text. Émojis 🙂 here! And 中文句子。 Then more.",
+        "Zero\u200bwidth joiner‍s and combining é marks. Right-to-left: مرحبا بالعالم. End.",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 outside the BMP. Second sentence 🎉🎉. Third.",
+        "a", " ", "Mr. Smith went to Washington. He met Dr. Jones at 5 p.m. yesterday.",
+    ]
+    checked = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        assert sentence_offsets(line) == blingfire.text_to_sentences_and_offsets(line)[1], line
+        checked += 1
+    assert checked > 50

@@ -535,3 +535,13 @@ def test_copy_of_seed_index_serves_the_same_document(tmp_path: Path, seed_index,
     shutil.copytree(seed_index[0], copy)
     with TestClient(create_app(Settings(index_dir=copy, _env_file=None), embedder=real_embedder)) as client:
         assert _document(client, SEED_ARTICLE)["text"] == (SEEDS / SEED_ARTICLE).read_text(encoding="utf-8")
+
+
+def test_serve_runs_openmp_with_the_configured_threads_unless_the_environment_says_otherwise() -> None:
+    from service.commands import apply_openmp_threads
+
+    environ: dict[str, str] = {}
+    assert apply_openmp_threads(1, environ) == "1" and environ == {"OMP_NUM_THREADS": "1"}
+    assert apply_openmp_threads(4, environ) == "1"  # an operator's OMP_NUM_THREADS is kept
+    assert apply_openmp_threads(0, {}) is None  # 0: OpenMP's own default
+    assert Settings(_env_file=None).search_threads == 1

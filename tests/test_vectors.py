@@ -246,3 +246,4 @@ def test_explicit_sq8_backend_through_publish_and_a_corrupt_vector_file(tmp_path
         assert reader.version == first and reader.skipped_versions
     with pytest.raises(IndexCorruptError):
         open_index(tmp_path, fallback=False)
+

@@ -128,8 +128,10 @@ def run_citesearch(subset: Subset, dataset_name: str, embedder: Embedder, settin
     with open_index(index_dir) as reader:
         check_model_matches(reader, embedder)
         result["passages"] = int(reader.manifest.counts.get("passages", 0))
-        searcher = Searcher(reader, embedder, settings.fusion_settings())
         for mode in modes:
+            # A fresh searcher per mode: its query-vector cache must not carry one mode's encodes into the next
+            # mode's latencies (every query here is asked once per mode).
+            searcher = Searcher(reader, embedder, settings.fusion_settings())
             search_documents(searcher, "warm-up query", depth=DEPTH, mode=mode)
             rankings: dict[str, list[str]] = {}
             latencies: list[float] = []

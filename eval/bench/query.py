@@ -192,10 +192,16 @@ def measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings, 
 
 def _measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings, search_questions: Sequence[str],
                         ask_questions: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    import faiss
+
     from citesearch.answer import SentenceScorer, answer_question, highlight_result
     from citesearch.search import Searcher, SearchRequest, check_model_matches
     from index_store import open_index
 
+    # OpenMP's thread count is per thread: set here, on the thread doing the work, what `citesearch serve` gives
+    # every thread through OMP_NUM_THREADS (service/commands.py).
+    if settings.search_threads > 0:
+        faiss.omp_set_num_threads(settings.search_threads)
     search: dict[str, list[float]] = {name: [] for name in (*SEARCH_STAGES, "search_other", "highlight", "total")}
     ask: dict[str, list[float]] = {name: [] for name in (*SEARCH_STAGES, "answer", "total")}
     with open_index(index_dir) as reader:
