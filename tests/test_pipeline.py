@@ -78,6 +78,45 @@ def test_reindex_embeds_only_what_changed(tmp_path: Path, corpus: Path, real_emb
         assert reader.manifest.counts["documents"] == 2
 
 
+class _BackendEmbedder:
+    """The hashing test embedder under a named backend (as the real one reports torch, onnx or onnx-int8)."""
+
+    def __init__(self, backend: str) -> None:
+        from indexer.embedder import HashingEmbedder
+
+        self.inner, self.backend = HashingEmbedder(), backend
+        self.name, self.dim, self.max_tokens = self.inner.name, self.inner.dim, self.inner.max_tokens
+
+    def encode(self, texts, *, batch_size=32, show_progress=False):  # type: ignore[no-untyped-def]
+        return self.inner.encode(texts)
+
+    def count_tokens(self, texts):  # type: ignore[no-untyped-def]
+        return self.inner.count_tokens(texts)
+
+
+def test_a_full_reindex_under_another_backend_re_embeds_everything(tmp_path: Path, corpus: Path) -> None:
+    index_dir = tmp_path / "index"
+    first = build_index([corpus], index_dir, _BackendEmbedder("torch"))
+    assert first.passages_embedded == first.passages
+    same = build_index([corpus], index_dir, _BackendEmbedder("torch"))
+    assert same.passages_embedded == 0
+    # Another backend: every document is re-chunked and every passage embedded again, not taken from the cache of
+    # the other backend's vectors, so the index holds one kind of vector.
+    switched = build_index([corpus], index_dir, _BackendEmbedder("onnx-int8"))
+    assert (switched.changed, switched.passages_embedded) == (2, first.passages)
+    with open_index(index_dir) as reader:
+        assert reader.manifest.extra["embed_backend"] == "onnx-int8"
+    # Back again: the torch vectors are still in the cache, kept apart from the int8 ones.
+    back = build_index([corpus], index_dir, _BackendEmbedder("torch"))
+    assert (back.changed, back.passages_embedded, back.passages_from_cache) == (2, 0, first.passages)
+    # An --add under another backend embeds only what it brings, and the manifest names both backends.
+    (corpus / "new.md").write_text("Yerevan hosted a chess festival this week.\n", encoding="utf-8")
+    added = build_index([corpus / "new.md"], index_dir, _BackendEmbedder("onnx-int8"), replace_all=False)
+    assert added.passages_embedded == added.passages - first.passages >= 1
+    with open_index(index_dir) as reader:
+        assert reader.manifest.extra["embed_backend"] == "onnx-int8+torch"
+
+
 def test_failure_before_publish_keeps_the_previous_version(tmp_path: Path, corpus: Path, real_embedder) -> None:
     index_dir = tmp_path / "index"
     first = build_index([corpus], index_dir, real_embedder)
