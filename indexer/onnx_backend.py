@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -275,8 +276,12 @@ class OnnxEncoder:
         if bar is not None:
             bar.update(1)
 
+        stop = threading.Event()  # set when the caller gives up (an error, Ctrl-C): workers end after one text
+
         def encode_slice(rows: range) -> None:
             for row in rows:
+                if stop.is_set():
+                    return
                 out[row] = self._run(self._small, texts[row : row + 1])[0]
                 if bar is not None:
                     bar.update(1)
@@ -290,8 +295,11 @@ class OnnxEncoder:
 
         # Interleaved slices: texts arrive roughly sorted by nothing, so each worker gets a fair mix of lengths.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="citesearch-onnx") as pool:
-            for done in [pool.submit(encode_slice, rest[w::workers]) for w in range(workers)]:
-                done.result()
+            try:
+                for done in [pool.submit(encode_slice, rest[w::workers]) for w in range(workers)]:
+                    done.result()
+            finally:
+                stop.set()
         return out
 
     def _batched(self, texts: Sequence[str], batch_size: int, bar: Any) -> np.ndarray:

@@ -194,3 +194,25 @@ def test_settings_accept_the_three_backends(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CITESEARCH_EMBED_BACKEND", "int8")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_a_failing_bulk_call_stops_its_workers_at_once(encoders: dict[str, onnx_backend.OnnxEncoder],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error in one worker (or Ctrl-C in the caller) ends the call after at most one more text per worker,
+    not after each worker's whole share."""
+    int8 = encoders["onnx-int8"]
+    real_run = int8._run
+    calls = 0
+
+    def failing_run(session, texts):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if texts[0].startswith("boom"):
+            raise RuntimeError("model failed")
+        return real_run(session, texts)
+
+    monkeypatch.setattr(int8, "_run", failing_run)
+    texts = ["fine"] + ["boom"] + [f"text {i}" for i in range(400)]
+    with pytest.raises(RuntimeError, match="model failed"):
+        int8.encode(texts)
+    assert calls < 50, calls  # far fewer than the 402 texts
