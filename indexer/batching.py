@@ -5,6 +5,10 @@ overhead, so one call for 16 queries costs far less than 16 calls (measured: abo
 ``MicroBatchingEmbedder`` uses flat combining: the first caller becomes the leader and encodes what is queued; callers
 arriving meanwhile queue up and wait, and the leader encodes them together in its next round. Nothing waits on a
 timer, so a lone request is not delayed at all. Bulk calls (more than one text) go straight to the model.
+
+The service uses it for the torch and fp32 ONNX backends only: int8 encodes one text per model call (so a vector
+never depends on its neighbours, see indexer/onnx_backend.py), and there each request encodes its own query in
+parallel with the others.
 """
 
 from __future__ import annotations
