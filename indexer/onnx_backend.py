@@ -195,6 +195,7 @@ def ensure_exported(st_model: Any, model_dir: Path, *, quantized: bool, cache_di
 # per call: one thread 4.8 ms wall / 4.8 ms CPU, two spinning threads 3.1 ms wall / 6.1 ms CPU: the second thread
 # buys 1.7 ms of latency for a third more CPU, which concurrent requests need more. Spinning is off everywhere: ORT's
 # idle threads spin-wait, burning CPU that other requests could use (bulk throughput was the same or better without).
+# int8: calls of up to this many texts run in the caller's thread, larger ones on a pool of workers.
 SMALL_CALL = 32
 
 
@@ -293,7 +294,7 @@ class OnnxEncoder:
             return out
         from concurrent.futures import ThreadPoolExecutor
 
-        # Interleaved slices: texts arrive roughly sorted by nothing, so each worker gets a fair mix of lengths.
+        # Interleaved slices (every n-th text): a run of long texts is shared between the workers, not left to one.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="citesearch-onnx") as pool:
             try:
                 for done in [pool.submit(encode_slice, rest[w::workers]) for w in range(workers)]:
