@@ -31,7 +31,7 @@ from eval.metrics import BEIR_METRICS, evaluate_rankings
 from eval.ranking import BEST_PASSAGE_RULE, search_documents
 from eval.report import EvalReport, IndexInfo, LatencySummary
 from index_store import IndexCorruptError, IndexNotFoundError, Manifest, open_index
-from indexer.embedder import Embedder, embed_backend_of
+from indexer.embedder import Embedder, embed_backend_of, recorded_backend
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -157,9 +157,9 @@ def why_rebuild(manifest: Manifest, fingerprint: str, embedder: Embedder, settin
     if (manifest.model.name, manifest.model.dim) != (embedder.name, embedder.dim):
         return f"the model changed ({manifest.model.name} -> {embedder.name})"
     backend = embed_backend_of(embedder)
-    recorded_backend = manifest.extra.get("embed_backend", "torch")
-    if backend is not None and recorded_backend != backend:
-        return f"the embedding backend changed ({recorded_backend} -> {backend})"
+    recorded = recorded_backend(manifest.extra)
+    if backend is not None and recorded != backend:
+        return f"the embedding backend changed ({recorded} -> {backend})"
     if manifest.chunker != settings.chunker_settings().to_dict():
         return "the chunker settings changed"
     wanted = settings.keyword_settings().to_dict()

@@ -10,7 +10,7 @@ import hashlib
 import importlib.util
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -55,6 +55,13 @@ def embed_backend_of(embedder: Embedder) -> str | None:
     """The embedder's backend (torch, onnx, onnx-int8), or None for one that has none (the test embedder)."""
     backend = getattr(embedder, "backend", None)
     return backend if isinstance(backend, str) else None
+
+
+def recorded_backend(extra: Mapping[str, object]) -> str:
+    """The embedding backend(s) an index version records in its manifest's ``extra`` ("onnx-int8", or
+    "onnx-int8+torch" after additions under another backend); versions from before backends were recorded were
+    built with torch."""
+    return str(extra.get("embed_backend", "torch"))
 
 
 def resolve_model_path(model: str) -> str:
@@ -114,8 +121,6 @@ class SentenceTransformerEmbedder:
         self.max_tokens = int(self._model.max_seq_length)
         self._counter = _counting_tokenizer(self._model.tokenizer)
         self._onnx = None
-        # int8 runs one text per model call, so a vector depends on its text alone (indexer/onnx_backend.py).
-        self.one_text_per_call = backend == "onnx-int8"
         if backend != "torch":
             from indexer.onnx_backend import OnnxBackendError, OnnxEncoder
 
@@ -124,6 +129,11 @@ class SentenceTransformerEmbedder:
                                          cache_dir=onnx_cache_dir)
             except OnnxBackendError as exc:
                 raise EmbedderError(str(exc)) from exc
+
+    @property
+    def one_text_per_call(self) -> bool:
+        """int8 runs one text per model call, so a vector depends on its text alone (indexer/onnx_backend.py)."""
+        return self._onnx is not None and self._onnx.one_text_per_call
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         if not texts:

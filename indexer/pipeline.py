@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from index_store import EmbeddingCache, IndexWriter, KeywordSettings, ModelInfo, StoredPassage
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import SECTIONS, Document, Passage
-from indexer.embedder import Embedder, embed_backend_of
+from indexer.embedder import Embedder, embed_backend_of, recorded_backend
 from indexer.loaders import LoadResult, Skipped, load_documents
 
 # A derived index (BM25, for instance) rebuilt inside the transaction before publish. It receives the writer's
@@ -144,7 +144,7 @@ def apply_changes(
         # passages whose text did not change still come from the cache).
         rechunk_all = writer.base_chunker is not None and writer.base_chunker != options.chunker.to_dict()
         backend = embed_backend_of(embedder)
-        base_backend = None if writer.base is None else str(writer.base.extra.get("embed_backend", "torch"))
+        base_backend = None if writer.base is None else recorded_backend(writer.base.extra)
         # A full re-index under another embedding backend re-embeds everything, so the index holds one kind of
         # vector (int8 ones are close to torch ones, cosine > 0.98, but not equal); --add and HTTP updates embed
         # only what they bring, and the manifest then names both backends.
@@ -189,10 +189,13 @@ def apply_changes(
             passages = passages_by_doc[doc.doc_id]
             writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
             offset += len(passages)
+        documents_now = len(writer.document_hashes())
         extra: dict[str, object] = dict(options.record)
         if backend is not None:  # torch, onnx or onnx-int8: the same vector space, recorded for audits
-            kept = base_backend if base_backend is not None and not re_embed_all and writer.document_hashes() else None
-            extra.setdefault("embed_backend", "+".join(sorted({backend, *(kept.split("+") if kept else [])})))
+            backends = {backend}
+            if base_backend is not None and not re_embed_all and documents_now:
+                backends.update(base_backend.split("+"))  # documents kept from the base keep their vectors
+            extra.setdefault("embed_backend", "+".join(sorted(backends)))
         for build_derived in options.derived_indexes:
             extra.update(build_derived(writer.version_dir, writer.iter_passages()))
         report.seconds["total"] = time.perf_counter() - started
@@ -201,7 +204,7 @@ def apply_changes(
             by_section[stored.section] = by_section.get(stored.section, 0) + 1
         report.passages_by_section = by_section
         report.passages = sum(by_section.values())
-        report.documents = len(writer.document_hashes())
+        report.documents = documents_now
         manifest = writer.publish(build=report.to_dict(), extra=extra)
         report.seconds["publish"] = time.perf_counter() - t0
         report.version = manifest.version

@@ -22,6 +22,15 @@ class VectorHits(NamedTuple):
     ids: np.ndarray
 
 
+def checked_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """``vectors`` as a contiguous float32 (n, dim) array; ValueError naming the shape otherwise (every backend's
+    ``add`` starts here)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"vectors must have shape (n, {dim}), got {vectors.shape}")
+    return vectors
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
     """Inner-product search over L2-normalised float32 vectors, addressed by int64 passage ids."""

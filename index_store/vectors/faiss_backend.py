@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index_store.vectors.base import VectorHits
+from index_store.vectors.base import VectorHits, checked_vectors
 
 try:
     import faiss
@@ -42,9 +42,7 @@ class FaissVectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
+        vectors = checked_vectors(vectors, self.dim)
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> int:

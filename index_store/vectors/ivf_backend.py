@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from index_store.vectors.base import VectorHits
+from index_store.vectors.base import VectorHits, checked_vectors
 
 try:
     import faiss
@@ -157,9 +157,7 @@ class IvfVectorIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
+        vectors = checked_vectors(vectors, self.dim)
         all_ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
         all_vectors = np.concatenate([np.asarray(self.vectors), vectors])
         order = np.argsort(all_ids, kind="stable")

@@ -47,14 +47,7 @@ def ask(body: AskRequest, services: ServicesDep, lease: LeaseDep) -> AskResponse
         threshold=answer.threshold,
         best_score=None if answer.best_score is None else round(answer.best_score, 6),
         sentences=[AnswerSentenceOut(text=s.text, citation=s.citation) for s in answer.sentences],
-        citations=[
-            AnswerCitationOut(
-                number=c.number, doc_id=c.doc_id, title=c.title, source=c.source, url=c.url, section=c.section,
-                comment_no=c.comment_no, char_start=c.char_start, char_end=c.char_end, quote=c.quote,
-                label=c.label, reader_comment=c.reader_comment, passage_rank=c.passage_rank, score=c.score,
-            )
-            for c in answer.citations
-        ],
+        citations=[AnswerCitationOut.model_validate(c, from_attributes=True) for c in answer.citations],
         passages=passages,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )
