@@ -147,6 +147,7 @@ class IndexHolder:
             else:
                 self._failed_version = None
                 self.last_error = None
+            reader.warm()  # before the swap: the first request on this version must not load lookup tables
             self._swap(_Loaded(reader, Searcher(reader, self.embedder)))
             log.info("serving index version %s from %s", reader.version, self.index_dir)
             for listener in self._listeners:

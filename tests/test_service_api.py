@@ -493,6 +493,22 @@ def test_old_version_is_closed_only_after_its_last_lease(holder_index, real_embe
         assert fresh.reader.document("glacier.txt") is not None
 
 
+def test_a_new_version_is_warmed_before_it_is_served(holder_index, real_embedder, monkeypatch) -> None:
+    """The id-to-document table is read while loading, not by the first search on the new version."""
+    from citesearch.search import SearchRequest
+    from index_store.sqlite_store import PassageStore
+
+    index_dir, holder = holder_index
+    reads: list[int] = []
+    original = PassageStore.document_keys
+    monkeypatch.setattr(PassageStore, "document_keys", lambda self: reads.append(1) or original(self))
+    apply_changes(index_dir, real_embedder, upserts=[GLACIER])
+    assert holder.refresh() and reads == [1]
+    with holder.acquire() as lease:
+        hits = lease.searcher.search(SearchRequest("glaciers melting", k=2, per_doc_cap=1)).hits
+    assert hits and reads == [1]  # the search used the table loaded before the swap
+
+
 def test_a_version_that_fails_its_checks_is_skipped_and_the_old_one_kept(holder_index, real_embedder) -> None:
     index_dir, holder = holder_index
     serving = holder.version
