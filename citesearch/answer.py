@@ -130,8 +130,12 @@ def plan_ask(question: str, k: int, *, section: str | None = None, max_k: int = 
         return AskPlan(reader_question=reader or section == "comment", section=section, fetch_k=k)
     if reader:
         # One long comment can fill the top k on its own; a question about what readers said wants several readers.
-        return AskPlan(reader_question=True, section="comment", fetch_k=min(max_k, k * 3),
-                       per_comment_cap=READER_PASSAGES_PER_COMMENT)
+        return AskPlan(
+            reader_question=True,
+            section="comment",
+            fetch_k=min(max_k, k * 3),
+            per_comment_cap=READER_PASSAGES_PER_COMMENT,
+        )
     return AskPlan(
         reader_question=False, section=None, exclude_sections=frozenset({"comment"}), fetch_k=min(max_k, k * 3)
     )
@@ -264,12 +268,17 @@ class SentenceScorer:
                 out.append([ScoredSentence(s, e, float(scores[position + j])) for j, (s, e) in enumerate(spans)])
                 position += len(spans)
             else:
-                out.append([ScoredSentence(s, e, lexical_score(terms, text))
-                             for (s, e), text in zip(spans, texts_per_passage[i], strict=True)])
+                out.append(
+                    [
+                        ScoredSentence(s, e, lexical_score(terms, text))
+                        for (s, e), text in zip(spans, texts_per_passage[i], strict=True)
+                    ]
+                )
         return out
 
-    def warm(self, passages: Iterable[str], *, should_stop: Callable[[], bool] = lambda: False,
-             chunk: int = 256) -> int:
+    def warm(
+        self, passages: Iterable[str], *, should_stop: Callable[[], bool] = lambda: False, chunk: int = 256
+    ) -> int:
         """Embed the sentences of ``passages`` ahead of requests, if they all fit in the cache; returns how many
         sentences were embedded (0 when they would not fit: an LRU cache filled beyond its size only churns)."""
         sentences = list(dict.fromkeys(text[s:e] for text in passages for s, e in self.spans(text)))
@@ -326,9 +335,9 @@ def _quotable_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def highlight(sentences: Sequence[ScoredSentence], *, max_sentences: int = 2, margin: float = 0.05) -> list[
-    ScoredSentence
-]:
+def highlight(
+    sentences: Sequence[ScoredSentence], *, max_sentences: int = 2, margin: float = 0.05
+) -> list[ScoredSentence]:
     """The best sentence of a passage, plus the next best ones within ``margin`` of it, in text order."""
     if not sentences:
         return []
@@ -434,8 +443,7 @@ def _covered_text(hits: Sequence[Hit], doc_id: str, start: int, end: int) -> str
     position = start
     while position < end:
         covering = [
-            h for h in hits
-            if h.citation.doc_id == doc_id and h.citation.char_start <= position < h.citation.char_end
+            h for h in hits if h.citation.doc_id == doc_id and h.citation.char_start <= position < h.citation.char_end
         ]
         if not covering:
             return None
@@ -530,8 +538,9 @@ def highlight_result(
     if not result.hits:
         return []
     query_vector = scorer.query_vector(result.query, result.query_vector)
-    scored = scorer.score_passages([hit.text for hit in result.hits], query_vector, question=result.query,
-                                   budget=budget)
+    scored = scorer.score_passages(
+        [hit.text for hit in result.hits], query_vector, question=result.query, budget=budget
+    )
     return [highlight(sentences, max_sentences=max_sentences, margin=margin) for sentences in scored]
 
 
@@ -565,14 +574,20 @@ def answer_question(
     field left out keeps ``SearchRequest``'s default.
     """
     plan = plan_ask(question, k, section=section, max_k=max_k)
-    request = SearchRequest(query=question, k=plan.fetch_k, section=plan.section, doc_id=doc_id,
-                            **dict(search_options or {}))
+    request = SearchRequest(
+        query=question, k=plan.fetch_k, section=plan.section, doc_id=doc_id, **dict(search_options or {})
+    )
     result = searcher.search(request)
     hits = apply_plan(result.hits, plan, k)
     query_vector = scorer.query_vector(question, result.query_vector)
     scored = scorer.score_passages([hit.text for hit in hits], query_vector)
     answer = extract_answer(
-        question, hits, scored, threshold=threshold, max_sentences=max_sentences, margin=margin,
+        question,
+        hits,
+        scored,
+        threshold=threshold,
+        max_sentences=max_sentences,
+        margin=margin,
         reader_question=plan.reader_question,
     )
     return AskOutcome(answer, result, tuple(hits), tuple(tuple(s) for s in scored))

@@ -123,8 +123,9 @@ def fuse(dense: np.ndarray, bm25: np.ndarray, context: np.ndarray | None, settin
     if context is None:
         context = np.zeros_like(bm25)
     if settings.method == "rrf":
-        return reciprocal_rank_fusion(dense, keyword_score(bm25, context, settings), settings.rrf_k,
-                                      settings.dense_weight)
+        return reciprocal_rank_fusion(
+            dense, keyword_score(bm25, context, settings), settings.rrf_k, settings.dense_weight
+        )
     signals = [(settings.dense_weight, dense), (settings.bm25_weight, bm25), (settings.context_weight, context)]
     return convex_combination(signals, settings.normalization)
 

@@ -169,9 +169,7 @@ class Searcher:
         if request.per_doc_cap is not None and request.per_doc_cap < 1:
             raise InvalidSearchRequest("per_doc_cap", f"must be at least 1, got {request.per_doc_cap}")
         if request.section is not None and request.section not in SECTIONS:
-            raise InvalidSearchRequest(
-                "section", f"must be one of {', '.join(SECTIONS)}, got {request.section!r}"
-            )
+            raise InvalidSearchRequest("section", f"must be one of {', '.join(SECTIONS)}, got {request.section!r}")
         if request.doc_id is not None and self.reader.document(request.doc_id) is None:
             raise InvalidSearchRequest("doc_id", f"no document {request.doc_id!r} in the index", not_found=True)
         if request.mode != "dense" and self.reader.keyword is None:
@@ -220,7 +218,11 @@ class Searcher:
         timings["store_lookup"] += (time.perf_counter() - t0) * 1000
         hits = self._hits(list(zip(page, stored, strict=True)), request)
         return SearchResult(
-            query=request.query, index_version=self.reader.version, mode=request.mode, hits=hits, timings_ms=timings,
+            query=request.query,
+            index_version=self.reader.version,
+            mode=request.mode,
+            hits=hits,
+            timings_ms=timings,
             query_vector=query_vector,
         )
 
@@ -302,8 +304,13 @@ class Searcher:
         order = np.argsort(-fused, kind="stable")
         return [
             ScoredCandidate(
-                int(union[i]), float(fused[i]), int(dense_ranks[i]), float(dense[i]), int(bm25_ranks[i]),
-                float(bm25[i]), None if context is None else float(context[i]),
+                int(union[i]),
+                float(fused[i]),
+                int(dense_ranks[i]),
+                float(dense[i]),
+                int(bm25_ranks[i]),
+                float(bm25[i]),
+                None if context is None else float(context[i]),
             )
             for i in order
         ]
@@ -384,9 +391,7 @@ def citation_for(stored: StoredPassage) -> Citation:
     )
 
 
-def _cap_per_document(
-    reader: IndexReader, candidates: list[ScoredCandidate], cap: int | None
-) -> list[ScoredCandidate]:
+def _cap_per_document(reader: IndexReader, candidates: list[ScoredCandidate], cap: int | None) -> list[ScoredCandidate]:
     """Candidates in rank order, at most ``cap`` per document (all of them without a cap); ids the store does not
     know are left out, as a row fetch would."""
     if not candidates:

@@ -118,13 +118,17 @@ class Settings(BaseSettings):
     sentence_cache_size: int = Field(20000, ge=0, description="Sentence vectors kept in memory (0: no cache)")
     sentence_warmup: bool = Field(True, description="Embed all sentences of a loaded index ahead if they fit the cache")
     search_threads: int = Field(
-        1, ge=0, le=256, description="OpenMP threads per parallel region (FAISS searches, torch) in `citesearch serve` "
+        1,
+        ge=0,
+        le=256,
+        description="OpenMP threads per parallel region (FAISS searches, torch) in `citesearch serve` "
         "(0: the OpenMP default, one per core); 1 lets concurrent requests share the cores instead of idle OpenMP "
         "threads spin-waiting between searches. An OMP_NUM_THREADS in the environment wins",
     )
     query_batching: bool = Field(
-        True, description="Encode the queries of concurrent requests in one model call (service; no added wait; "
-        "not with onnx-int8, which encodes one text per call so that a vector depends on its text alone)"
+        True,
+        description="Encode the queries of concurrent requests in one model call (service; no added wait; "
+        "not with onnx-int8, which encodes one text per call so that a vector depends on its text alone)",
     )
     highlight_encode_budget: int = Field(
         64, ge=0, description="Uncached sentences one /search may embed; later passages are highlighted by word overlap"
@@ -142,8 +146,13 @@ class Settings(BaseSettings):
         return [origin.strip() for origin in text.split(",") if origin.strip()]
 
     def keyword_settings(self) -> KeywordSettings:
-        return KeywordSettings(k1=self.bm25_k1, b=self.bm25_b, context=self.bm25_context,
-                               context_k1=self.bm25_context_k1, context_b=self.bm25_context_b)
+        return KeywordSettings(
+            k1=self.bm25_k1,
+            b=self.bm25_b,
+            context=self.bm25_context,
+            context_k1=self.bm25_context_k1,
+            context_b=self.bm25_context_b,
+        )
 
     def fusion_settings(self) -> FusionSettings:
         return FusionSettings(

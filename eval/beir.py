@@ -201,7 +201,9 @@ def prepare_index(
         changed = why_rebuild(manifest, fingerprint, embedder, settings)
         if changed is None:
             return PreparedIndex(
-                index_dir, manifest.version, reused=True,
+                index_dir,
+                manifest.version,
+                reused=True,
                 reason=f"reused {manifest.version}: corpus, model, chunker and BM25 settings unchanged",
             )
         reason = changed
@@ -217,13 +219,26 @@ def prepare_index(
     )
     build = {
         name: getattr(report, name)
-        for name in ("documents", "added", "changed", "unchanged", "removed", "passages", "passages_embedded",
-                     "passages_from_cache", "window_splits")
+        for name in (
+            "documents",
+            "added",
+            "changed",
+            "unchanged",
+            "removed",
+            "passages",
+            "passages_embedded",
+            "passages_from_cache",
+            "window_splits",
+        )
     }
     build["seconds"] = {name: round(value, 3) for name, value in report.seconds.items()}
     return PreparedIndex(
-        index_dir, report.version, reused=False, reason=f"built {report.version}: {reason}",
-        build_seconds=report.seconds.get("total"), build=build,
+        index_dir,
+        report.version,
+        reused=False,
+        reason=f"built {report.version}: {reason}",
+        build_seconds=report.seconds.get("total"),
+        build=build,
     )
 
 
@@ -263,11 +278,18 @@ def run_beir(
     loaded = load_documents([dataset.corpus_path])
     for skipped in loaded.skipped:
         print(f"skipped {skipped.source}: {skipped.reason}", file=stream)
-    print(f"loaded {len(loaded.documents)} documents from {dataset.corpus_path} "
-          f"in {time.perf_counter() - started:.1f}s", file=stream)
+    print(
+        f"loaded {len(loaded.documents)} documents from {dataset.corpus_path} in {time.perf_counter() - started:.1f}s",
+        file=stream,
+    )
     prepared = prepare_index(
-        index_dir, dataset.name, loaded.documents, embedder, settings,
-        skipped=loaded.skipped, show_progress=show_progress,
+        index_dir,
+        dataset.name,
+        loaded.documents,
+        embedder,
+        settings,
+        skipped=loaded.skipped,
+        show_progress=show_progress,
     )
     print(f"index {index_dir}: {prepared.reason}", file=stream)
 

@@ -33,8 +33,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, help="retrieval mode (default: the search API's default)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     parser.add_argument("--compare", type=Path, metavar="REPORT.json", help="print deltas against an earlier report")
-    parser.add_argument("--reports-dir", type=Path, help="where to write the report (default: $CITESEARCH_REPORTS_DIR "
-                                                         "or reports/)")
+    parser.add_argument(
+        "--reports-dir", type=Path, help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write the report file")
     parser.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
 
@@ -53,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     beir.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
     beir.add_argument("--split", required=True, help="qrels split to run: reads DATASET_DIR/qrels/SPLIT.tsv")
-    beir.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_EVAL_DIR/<dataset>, "
-                                                     "var/eval/<dataset>)")
+    beir.add_argument(
+        "--index-dir", type=Path, help="index folder (default: $CITESEARCH_EVAL_DIR/<dataset>, var/eval/<dataset>)"
+    )
     beir.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N queries (a quick look)")
     _add_common(beir)
     beir.set_defaults(handler=cmd_eval_beir)
@@ -63,8 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "questions",
         help="run a labelled question set against the index: success@1, success@5, MRR and the misses",
     )
-    questions.add_argument("file", type=Path, nargs="?", metavar="FILE",
-                           help="question set (.jsonl; default: the packaged eval/data/seed_questions.jsonl)")
+    questions.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        metavar="FILE",
+        help="question set (.jsonl; default: the packaged eval/data/seed_questions.jsonl)",
+    )
     questions.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
     _add_common(questions)
     questions.set_defaults(handler=cmd_eval_questions)
@@ -158,8 +165,7 @@ def cmd_eval_questions(args: argparse.Namespace, settings: Settings) -> int:
         embedder = _load_embedder(settings)
         check_model_matches(reader, embedder)
         searcher = Searcher(reader, embedder, settings.fusion_settings())
-        run = run_questions(searcher, questions, dataset=path.stem, mode=args.mode,
-                            show_progress=_show_progress(args))
+        run = run_questions(searcher, questions, dataset=path.stem, mode=args.mode, show_progress=_show_progress(args))
     return _finish(run.report, args, settings, extra_text=format_misses(run.report.misses))
 
 

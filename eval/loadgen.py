@@ -238,8 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         specs = question_requests(args.endpoint, load_questions(args.questions), k=args.k)
-        result = run_load(args.url, specs, total=args.requests, concurrency=args.concurrency,
-                          time_limit=args.time_limit, warmup=args.warmup, label=f"/{args.endpoint}")
+        result = run_load(
+            args.url,
+            specs,
+            total=args.requests,
+            concurrency=args.concurrency,
+            time_limit=args.time_limit,
+            warmup=args.warmup,
+            label=f"/{args.endpoint}",
+        )
     except (ValueError, OSError, httpx.HTTPError) as exc:
         print(f"loadgen: error: {exc}", file=sys.stderr)
         return 1

@@ -37,9 +37,7 @@ def rank_scores(ranking: Sequence[str]) -> dict[str, float]:
     return {doc_id: float(len(ranking) - position) for position, doc_id in enumerate(ranking)}
 
 
-def evaluate_rankings(
-    qrels: Qrels, rankings: DocumentRankings, metrics: Sequence[str] = BEIR_METRICS
-) -> MetricResult:
+def evaluate_rankings(qrels: Qrels, rankings: DocumentRankings, metrics: Sequence[str] = BEIR_METRICS) -> MetricResult:
     """Mean ``metrics`` over every query of ``qrels`` that has a relevant document.
 
     A query missing from ``rankings`` (or with an empty ranking) scores 0, as in BEIR; documents ranked for
@@ -73,7 +71,9 @@ def evaluate_rankings(
     return MetricResult({name: float(scores[name]) for name in metrics}, len(judged), skipped)
 
 
-def success_metrics(first_ranks: Sequence[int | None], ks: Sequence[int] = (1, 5), mrr_depth: int = 10) -> dict[str, float]:
+def success_metrics(
+    first_ranks: Sequence[int | None], ks: Sequence[int] = (1, 5), mrr_depth: int = 10
+) -> dict[str, float]:
     """success@k (share of questions answered within the top k) and MRR@depth, from each question's first
     answering rank (1-based; None when no hit within the searched depth answers it)."""
     if not first_ranks:

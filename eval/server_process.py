@@ -22,8 +22,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_ready(process: subprocess.Popen[bytes], base_url: str, *, timeout: float,
-                     poll_seconds: float = 0.2) -> None:
+def wait_until_ready(
+    process: subprocess.Popen[bytes], base_url: str, *, timeout: float, poll_seconds: float = 0.2
+) -> None:
     """Return once ``GET /ready`` answers 200; ``ServerError`` if the process exits or ``timeout`` passes first."""
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=base_url, timeout=5.0) as client:

@@ -73,8 +73,13 @@ class SoakResult:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.deleted_still_present or self.status_5xx or self.not_published_in_time
-                    or (self.cli_index is not None and self.cli_index.get("exit_code") != 0))
+        return not (
+            self.lost
+            or self.deleted_still_present
+            or self.status_5xx
+            or self.not_published_in_time
+            or (self.cli_index is not None and self.cli_index.get("exit_code") != 0)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -90,7 +95,10 @@ class SoakResult:
             ("errors", str(self.errors)),
             ("5xx", str(self.status_5xx)),
             ("searches (skipped: all in flight)", f"{self.searches} ({self.searches_skipped})"),
-            ("search p50 / p95 / max", f"{ms(self.search_p50_ms)} / {ms(self.search_p95_ms)} / {ms(self.search_max_ms)}"),
+            (
+                "search p50 / p95 / max",
+                f"{ms(self.search_p50_ms)} / {ms(self.search_p95_ms)} / {ms(self.search_max_ms)}",
+            ),
             ("updates accepted", str(self.updates_accepted)),
             ("updates refused", str(self.updates_refused)),
             ("published", str(self.published)),
@@ -148,8 +156,15 @@ class _Counters:
                     self.problems.append(f"{what}: {response.status_code} {response.text[:200]}")
 
 
-def _request(client: httpx.Client, counters: _Counters, method: str, path: str, *, expected: Sequence[int] = (200,),
-             **kwargs: Any) -> httpx.Response | None:
+def _request(
+    client: httpx.Client,
+    counters: _Counters,
+    method: str,
+    path: str,
+    *,
+    expected: Sequence[int] = (200,),
+    **kwargs: Any,
+) -> httpx.Response | None:
     try:
         response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
@@ -170,14 +185,25 @@ def _soak_document(run: str, i: int) -> dict[str, Any]:
         "id": f"soak-{run}-{i:03d}",
         "title": f"Field note {i}: {animals[i % len(animals)]} sighting",
         "text": f"Field note {i} ({term}). A {animals[i % len(animals)]} was seen near {places[i % len(places)]} "
-                f"at dawn; observers logged it under the marker {term} and noted the weather was calm.",
+        f"at dawn; observers logged it under the marker {term} and noted the weather was calm.",
         "metadata": {"soak_run": run},
     }
 
 
-def run_soak(url: str, *, api_key: str | None, duration: float = 60.0, search_rate: float = 10.0, updates: int = 20,
-             publish_timeout: float = 120.0, max_requests: int = 5000, cli_index_dir: Path | None = None,
-             allow_remote: bool = False, concurrency: int = 8, log: Any = sys.stderr) -> SoakResult:
+def run_soak(
+    url: str,
+    *,
+    api_key: str | None,
+    duration: float = 60.0,
+    search_rate: float = 10.0,
+    updates: int = 20,
+    publish_timeout: float = 120.0,
+    max_requests: int = 5000,
+    cli_index_dir: Path | None = None,
+    allow_remote: bool = False,
+    concurrency: int = 8,
+    log: Any = sys.stderr,
+) -> SoakResult:
     """Soak the server at ``url`` (see the module docstring); returns the figures."""
     if not allow_remote and not is_loopback(url):
         raise ValueError(f"refusing to soak {url}: only loopback addresses")
@@ -218,8 +244,10 @@ def run_soak(url: str, *, api_key: str | None, duration: float = 60.0, search_ra
         next_at = time.monotonic()
         i = 0
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        with httpx.Client(base_url=url, headers=headers, timeout=60, limits=limits) as client, \
-                ThreadPoolExecutor(concurrency, thread_name_prefix="soak-search") as pool:
+        with (
+            httpx.Client(base_url=url, headers=headers, timeout=60, limits=limits) as client,
+            ThreadPoolExecutor(concurrency, thread_name_prefix="soak-search") as pool,
+        ):
             while interval is not None and time.monotonic() < deadline and counters.budget_left():
                 q = questions[i % len(questions)]
                 if i % 3 == 2:
@@ -251,8 +279,14 @@ def run_soak(url: str, *, api_key: str | None, duration: float = 60.0, search_ra
                     op = "delete"
                 else:
                     documents = [_soak_document(run, 2 * i)] + ([_soak_document(run, 2 * i + 1)] if i % 4 == 1 else [])
-                    response = _request(client, counters, "POST", "/documents", expected=(202,),
-                                        json=documents[0] if len(documents) == 1 else {"documents": documents})
+                    response = _request(
+                        client,
+                        counters,
+                        "POST",
+                        "/documents",
+                        expected=(202,),
+                        json=documents[0] if len(documents) == 1 else {"documents": documents},
+                    )
                     docs = [d["id"] for d in documents]
                     op = "upsert"
                     if response is not None and response.status_code == 202:
@@ -280,8 +314,11 @@ def run_soak(url: str, *, api_key: str | None, duration: float = 60.0, search_ra
                     return
                 for change in waiting[:10]:
                     response = _request(client, counters, "GET", f"/updates/{change.seq}")
-                    if response is not None and response.status_code == 200 and \
-                            response.json()["status"] == "published":
+                    if (
+                        response is not None
+                        and response.status_code == 200
+                        and response.json()["status"] == "published"
+                    ):
                         change.published_at = time.monotonic()
                         change.version = response.json()["index_version"]
                 time.sleep(0.5)
@@ -293,15 +330,34 @@ def run_soak(url: str, *, api_key: str | None, duration: float = 60.0, search_ra
         print(f"soak: running citesearch index {SEEDS} --add --index-dir {cli_index_dir}", file=log, flush=True)
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "citesearch.cli", "index", str(SEEDS), "--add", "--index-dir",
-                 str(cli_index_dir), "--wait", "120", "--json"],
-                capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT, env=_env(), check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "citesearch.cli",
+                    "index",
+                    str(SEEDS),
+                    "--add",
+                    "--index-dir",
+                    str(cli_index_dir),
+                    "--wait",
+                    "120",
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=PROJECT_ROOT,
+                env=_env(),
+                check=False,
             )
             outcome: dict[str, Any] = {"exit_code": done.returncode, "seconds": time.monotonic() - t0}
             if done.returncode == 0:
                 report = json.loads(done.stdout.strip().splitlines()[-1])
-                outcome.update(version=report.get("version"), documents=report.get("documents"),
-                               passages_embedded=report.get("passages_embedded"))
+                outcome.update(
+                    version=report.get("version"),
+                    documents=report.get("documents"),
+                    passages_embedded=report.get("passages_embedded"),
+                )
             else:
                 outcome["stderr"] = done.stderr.strip()[-500:]
         except subprocess.TimeoutExpired:
@@ -309,8 +365,11 @@ def run_soak(url: str, *, api_key: str | None, duration: float = 60.0, search_ra
         result.cli_index = outcome
 
     updater_thread = threading.Thread(target=updater, name="soak-updates")
-    threads = [threading.Thread(target=searcher, name="soak-search"), updater_thread,
-               threading.Thread(target=poller, name="soak-poll")]
+    threads = [
+        threading.Thread(target=searcher, name="soak-search"),
+        updater_thread,
+        threading.Thread(target=poller, name="soak-poll"),
+    ]
     if cli_index_dir is not None:
         threads.append(threading.Thread(target=cli_index, name="soak-cli"))
     for thread in threads:
@@ -327,10 +386,16 @@ def run_soak(url: str, *, api_key: str | None, duration: float = 60.0, search_ra
             if op == "upsert":
                 term = posted[doc_id]["text"].split("(")[1].split(")")[0]
                 search = _request(client, counters, "GET", "/search", params={"q": f"marker {term}", "k": 10})
-                found = search is not None and search.status_code == 200 and doc_id in {
-                    h["citation"]["doc_id"] for h in search.json()["results"]}
-                stored = document is not None and document.status_code == 200 and \
-                    document.json()["text"] == posted[doc_id]["text"]
+                found = (
+                    search is not None
+                    and search.status_code == 200
+                    and doc_id in {h["citation"]["doc_id"] for h in search.json()["results"]}
+                )
+                stored = (
+                    document is not None
+                    and document.status_code == 200
+                    and document.json()["text"] == posted[doc_id]["text"]
+                )
                 if not (found and stored):
                     result.lost += 1
                     result.problems.append(f"lost {doc_id}: stored={stored} found_by_search={found}")
@@ -383,28 +448,48 @@ def _serve(index_dir: str, port: str) -> None:
 
 
 @contextlib.contextmanager
-def own_server(source_index: Path, workdir: Path, *, startup_timeout: float = 240.0,
-               log: Any = sys.stderr) -> Iterator[tuple[str, str, Path]]:
+def own_server(
+    source_index: Path, workdir: Path, *, startup_timeout: float = 240.0, log: Any = sys.stderr
+) -> Iterator[tuple[str, str, Path]]:
     """A copy of ``source_index`` (built from seeds/ if it has no version) served on a free loopback port; yields
     (url, write key, index folder) and stops the server (SIGINT, then SIGTERM, then SIGKILL) afterwards."""
     index_dir = workdir / "index"
     if (source_index / "CURRENT").exists():
-        shutil.copytree(source_index, index_dir,
-                        ignore=shutil.ignore_patterns("journal.sqlite*", "writer.lock", "write.lock", ".tmp-*"))
+        shutil.copytree(
+            source_index,
+            index_dir,
+            ignore=shutil.ignore_patterns("journal.sqlite*", "writer.lock", "write.lock", ".tmp-*"),
+        )
     else:
         print(f"soak: no index in {source_index}; building one from {SEEDS}", file=log, flush=True)
-        subprocess.run([sys.executable, "-m", "citesearch.cli", "index", str(SEEDS), "--index-dir", str(index_dir)],
-                       check=True, cwd=PROJECT_ROOT, env=_env(), stdout=subprocess.DEVNULL, timeout=600)
+        subprocess.run(
+            [sys.executable, "-m", "citesearch.cli", "index", str(SEEDS), "--index-dir", str(index_dir)],
+            check=True,
+            cwd=PROJECT_ROOT,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            timeout=600,
+        )
     key = secrets.token_hex(16)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "server.log"
-    env = _env(CITESEARCH_API_KEYS=f"soak:write:{key}", CITESEARCH_RATE_LIMIT_PER_MINUTE="0",
-               CITESEARCH_ACCESS_LOG="false", CITESEARCH_INDEX_DIR=str(index_dir))
+    env = _env(
+        CITESEARCH_API_KEYS=f"soak:write:{key}",
+        CITESEARCH_RATE_LIMIT_PER_MINUTE="0",
+        CITESEARCH_ACCESS_LOG="false",
+        CITESEARCH_INDEX_DIR=str(index_dir),
+    )
     with log_path.open("wb") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "eval.soak", "--serve-internal", str(index_dir), str(port)],
-                                   stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                   cwd=PROJECT_ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "eval.soak", "--serve-internal", str(index_dir), str(port)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
     try:
         try:
             wait_until_ready(process, url, timeout=startup_timeout, poll_seconds=0.3)
@@ -423,16 +508,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(prog="python -m eval.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="soak this running server (loopback only) instead of starting one")
-    parser.add_argument("--api-key", default=os.environ.get("CITESEARCH_SOAK_KEY"),
-                        help="write key for --url (default $CITESEARCH_SOAK_KEY)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CITESEARCH_SOAK_KEY"),
+        help="write key for --url (default $CITESEARCH_SOAK_KEY)",
+    )
     parser.add_argument("--index-dir", type=Path, help="index to copy for the own server (default: settings)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of searches and updates (default 60)")
     parser.add_argument("--search-rate", type=float, default=10.0, help="searches per second (default 10)")
     parser.add_argument("--updates", type=int, default=20, help="updates spread over the run (default 20)")
-    parser.add_argument("--cli-index", action="store_true",
-                        help="also run `citesearch index seeds/ --add` once, half-way, on the same folder")
-    parser.add_argument("--publish-timeout", type=float, default=120.0,
-                        help="seconds to wait after the run for accepted changes to be published (default 120)")
+    parser.add_argument(
+        "--cli-index",
+        action="store_true",
+        help="also run `citesearch index seeds/ --add` once, half-way, on the same folder",
+    )
+    parser.add_argument(
+        "--publish-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait after the run for accepted changes to be published (default 120)",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="most searches in flight (default 8)")
     parser.add_argument("--max-requests", type=int, default=5000, help="stop sending after this many (default 5000)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -447,19 +542,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.url:
         if args.cli_index and args.index_dir is None:
             parser.error("--cli-index with --url needs --index-dir (the folder that server serves)")
-        result = run_soak(args.url, api_key=args.api_key, duration=args.duration, search_rate=args.search_rate,
-                          updates=args.updates, publish_timeout=args.publish_timeout, max_requests=args.max_requests,
-                          cli_index_dir=args.index_dir if args.cli_index else None, concurrency=args.concurrency)
+        result = run_soak(
+            args.url,
+            api_key=args.api_key,
+            duration=args.duration,
+            search_rate=args.search_rate,
+            updates=args.updates,
+            publish_timeout=args.publish_timeout,
+            max_requests=args.max_requests,
+            cli_index_dir=args.index_dir if args.cli_index else None,
+            concurrency=args.concurrency,
+        )
     else:
         from citesearch.settings import Settings
 
         source = Path(args.index_dir or Settings().index_dir)
-        with tempfile.TemporaryDirectory(prefix="citesearch-soak-") as tmp, \
-                own_server(source, Path(tmp)) as (url, key, index_dir):
-            result = run_soak(url, api_key=key, duration=args.duration, search_rate=args.search_rate,
-                              updates=args.updates, publish_timeout=args.publish_timeout,
-                              max_requests=args.max_requests, cli_index_dir=index_dir if args.cli_index else None,
-                              concurrency=args.concurrency)
+        with (
+            tempfile.TemporaryDirectory(prefix="citesearch-soak-") as tmp,
+            own_server(source, Path(tmp)) as (url, key, index_dir),
+        ):
+            result = run_soak(
+                url,
+                api_key=key,
+                duration=args.duration,
+                search_rate=args.search_rate,
+                updates=args.updates,
+                publish_timeout=args.publish_timeout,
+                max_requests=args.max_requests,
+                cli_index_dir=index_dir if args.cli_index else None,
+                concurrency=args.concurrency,
+            )
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json else result.table())
     return 0 if result.ok else 1
 

@@ -137,7 +137,8 @@ class ThresholdCalibration:
     def wrong(self, threshold: float) -> list[QuestionScore]:
         """The questions ``threshold`` decides wrongly, highest score first."""
         wrong = [
-            s for s in self.scores
+            s
+            for s in self.scores
             if (s.answerable and (s.best_score is None or s.best_score < threshold))
             or (not s.answerable and s.best_score is not None and s.best_score >= threshold)
         ]
@@ -326,9 +327,12 @@ def format_calibration(result: ThresholdCalibration) -> str:
         decided = f"{d.answered}/{d.answerable} | {_share(d.group(OFF_TOPIC))} | {_share(d.group(NEAR_MISS))}"
         lines.append(f"| {label} {d.threshold:.3f} | {decided} | {d.accuracy:.3f} |")
     if round(result.current.threshold, 6) != round(result.threshold, 6):
-        lines += ["", f"the configured answer_min_score ({result.current.threshold:.2f}) is not the chosen threshold "
-                      f"({result.threshold:.2f}): update the default in citesearch/settings.py "
-                      "(or CITESEARCH_ANSWER_MIN_SCORE)"]
+        lines += [
+            "",
+            f"the configured answer_min_score ({result.current.threshold:.2f}) is not the chosen threshold "
+            f"({result.threshold:.2f}): update the default in citesearch/settings.py "
+            "(or CITESEARCH_ANSWER_MIN_SCORE)",
+        ]
     wrong = result.wrong(result.threshold)
     lines.append("")
     if not wrong:

@@ -68,13 +68,24 @@ def default_grid() -> list[FusionSettings]:
         FusionSettings(method="convex", normalization=n, dense_weight=w, bm25_weight=b, context_weight=c, candidates=k)
         for n, (w, b, c), k in itertools.product(
             ("zscore", "minmax"),
-            ((0.5, 0.5, 0.0), (0.6, 0.4, 0.0), (0.5, 0.25, 0.25), (0.5, 0.2, 0.3), (0.5, 0.3, 0.2), (0.6, 0.2, 0.2),
-             (0.4, 0.3, 0.3), (0.45, 0.25, 0.3), (0.55, 0.2, 0.25)),
+            (
+                (0.5, 0.5, 0.0),
+                (0.6, 0.4, 0.0),
+                (0.5, 0.25, 0.25),
+                (0.5, 0.2, 0.3),
+                (0.5, 0.3, 0.2),
+                (0.6, 0.2, 0.2),
+                (0.4, 0.3, 0.3),
+                (0.45, 0.25, 0.3),
+                (0.55, 0.2, 0.25),
+            ),
             (100, 300),
         )
     ]
-    grid += [FusionSettings(method="rrf", dense_weight=w, rrf_k=k, context_weight=c)
-             for w, k, c in itertools.product((0.4, 0.5, 0.6), (10, 60), (0.0, 0.3))]
+    grid += [
+        FusionSettings(method="rrf", dense_weight=w, rrf_k=k, context_weight=c)
+        for w, k, c in itertools.product((0.4, 0.5, 0.6), (10, 60), (0.0, 0.3))
+    ]
     return grid
 
 

@@ -55,8 +55,15 @@ class KeywordSettings:
 
     def for_context(self) -> KeywordSettings:
         """The settings of the part-level index: the same analysis with its own k1 and b."""
-        return KeywordSettings(k1=self.context_k1, b=self.context_b, method=self.method, stemmer=self.stemmer,
-                               stopwords=self.stopwords, include_title=self.include_title, context=False)
+        return KeywordSettings(
+            k1=self.context_k1,
+            b=self.context_b,
+            method=self.method,
+            stemmer=self.stemmer,
+            stopwords=self.stopwords,
+            include_title=self.include_title,
+            context=False,
+        )
 
 
 def _tokenizer(settings: KeywordSettings) -> Tokenizer:
@@ -67,8 +74,14 @@ def _tokenizer(settings: KeywordSettings) -> Tokenizer:
 class KeywordIndex:
     """BM25 scores over a fixed set of passages, addressed by passage id (and optionally over their parts)."""
 
-    def __init__(self, retriever: bm25s.BM25, tokenizer: Tokenizer, passage_ids: np.ndarray,
-                 settings: KeywordSettings, context: PartContext | None = None) -> None:
+    def __init__(
+        self,
+        retriever: bm25s.BM25,
+        tokenizer: Tokenizer,
+        passage_ids: np.ndarray,
+        settings: KeywordSettings,
+        context: PartContext | None = None,
+    ) -> None:
         self._retriever = retriever
         self._tokenizer = tokenizer
         self.passage_ids = passage_ids  # sorted ascending; position i in the BM25 matrix is passage_ids[i]
@@ -83,8 +96,12 @@ class KeywordIndex:
         return f"{title}\n{text}" if settings.include_title and title else text
 
     @classmethod
-    def build(cls, items: Iterable[tuple[int, str]], settings: KeywordSettings,
-              parts: Sequence[tuple[str, Sequence[int]]] | None = None) -> KeywordIndex:
+    def build(
+        cls,
+        items: Iterable[tuple[int, str]],
+        settings: KeywordSettings,
+        parts: Sequence[tuple[str, Sequence[int]]] | None = None,
+    ) -> KeywordIndex:
         """Index (passage_id, text) pairs; texts should come from ``text_for``. ``parts`` — each document part's text
         and the ids of its passages — adds the context index when ``settings.context`` is on."""
         pairs = sorted(items)
@@ -187,8 +204,9 @@ class PartContext:
         self.part_of = part_of  # part_of[i]: ordinal of the part holding the passage at position i
 
     @classmethod
-    def build(cls, parts: Sequence[tuple[str, Sequence[int]]], passage_ids: np.ndarray,
-              settings: KeywordSettings) -> PartContext:
+    def build(
+        cls, parts: Sequence[tuple[str, Sequence[int]]], passage_ids: np.ndarray, settings: KeywordSettings
+    ) -> PartContext:
         ordinals = np.arange(len(parts), dtype=np.int64)
         index = KeywordIndex._build_plain(ordinals, [text for text, _ in parts], settings)
         part_of = np.full(len(passage_ids), -1, dtype=np.int64)

@@ -218,7 +218,9 @@ class PassageStore:
 
     def delete_document(self, doc_id: str) -> list[int]:
         """Delete a document and its passages; returns the passage ids removed (empty if it was not there)."""
-        removed = [row[0] for row in self.connection.execute("SELECT passage_id FROM passages WHERE doc_id = ?", (doc_id,))]
+        removed = [
+            row[0] for row in self.connection.execute("SELECT passage_id FROM passages WHERE doc_id = ?", (doc_id,))
+        ]
         self.connection.execute("DELETE FROM passages WHERE doc_id = ?", (doc_id,))
         self.connection.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
         return removed
@@ -238,8 +240,16 @@ class PassageStore:
         self.connection.execute(
             "INSERT INTO documents(doc_id, title, text, source, url, metadata, units, content_hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (doc_id, title, text, source, url, json.dumps(metadata, ensure_ascii=False), json.dumps(list(units)),
-             content_hash),
+            (
+                doc_id,
+                title,
+                text,
+                source,
+                url,
+                json.dumps(metadata, ensure_ascii=False),
+                json.dumps(list(units)),
+                content_hash,
+            ),
         )
 
     def insert_passages(self, rows: Iterable[tuple[int, str, int, str, int | None, int, int, str, str]]) -> None:

@@ -180,8 +180,16 @@ def write_lock(index_dir: Path, timeout: float = 0.0) -> Iterator[None]:
 class IndexReader:
     """One opened, verified, immutable index version. Safe to share between threads."""
 
-    def __init__(self, index_dir: Path, version_dir: Path, manifest: Manifest, connection: sqlite3.Connection,
-                 vectors: VectorIndex, keyword: KeywordIndex | None, skipped_versions: list[str]) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        version_dir: Path,
+        manifest: Manifest,
+        connection: sqlite3.Connection,
+        vectors: VectorIndex,
+        keyword: KeywordIndex | None,
+        skipped_versions: list[str],
+    ) -> None:
         self.index_dir = index_dir
         self.version_dir = version_dir
         self.manifest = manifest
@@ -324,8 +332,9 @@ class IndexReader:
     def __enter__(self) -> IndexReader:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -339,9 +348,19 @@ class IndexWriter:
     """Builds the next version from the current one. Use ``IndexWriter.begin(...)`` as a context manager; leaving
     it without ``publish()`` (an error, a kill) discards the work and the published version stays as it was."""
 
-    def __init__(self, index_dir: Path, version_dir: Path, *, model: ModelInfo, chunker: dict[str, Any],
-                 vector_backend: str, keyword: KeywordSettings | None, base: Manifest | None, keep_versions: int,
-                 before_switch: Callable[[Path], None] | None) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        version_dir: Path,
+        *,
+        model: ModelInfo,
+        chunker: dict[str, Any],
+        vector_backend: str,
+        keyword: KeywordSettings | None,
+        base: Manifest | None,
+        keep_versions: int,
+        before_switch: Callable[[Path], None] | None,
+    ) -> None:
         self.index_dir = index_dir
         self.version_dir = version_dir
         self.model = model
@@ -404,8 +423,17 @@ class IndexWriter:
             version_dir.mkdir()
             if base is not None:
                 _copy_version(versions_root / base.version, version_dir)
-            writer = cls(index_dir, version_dir, model=model, chunker=chunker, vector_backend=vector_backend,
-                         keyword=keyword, base=base, keep_versions=keep_versions, before_switch=before_switch)
+            writer = cls(
+                index_dir,
+                version_dir,
+                model=model,
+                chunker=chunker,
+                vector_backend=vector_backend,
+                keyword=keyword,
+                base=base,
+                keep_versions=keep_versions,
+                before_switch=before_switch,
+            )
             try:
                 yield writer
             finally:
@@ -433,15 +461,19 @@ class IndexWriter:
         old_ids = self.store.delete_document(doc.doc_id)
         self.vectors.remove(np.asarray(old_ids, dtype=np.int64))
         self.store.insert_document(
-            doc_id=doc.doc_id, title=doc.title, text=doc.text, source=doc.source, url=doc.url,
-            metadata=doc.metadata, units=[(u.section, u.char_start, u.char_end, u.comment_no) for u in doc.units],
+            doc_id=doc.doc_id,
+            title=doc.title,
+            text=doc.text,
+            source=doc.source,
+            url=doc.url,
+            metadata=doc.metadata,
+            units=[(u.section, u.char_start, u.char_end, u.comment_no) for u in doc.units],
             content_hash=doc.content_hash,
         )
         ids = np.arange(self._next_id, self._next_id + len(passages), dtype=np.int64)
         self._next_id += len(passages)
         self.store.insert_passages(
-            (int(pid), doc.doc_id, p.ordinal, p.section, p.comment_no, p.char_start, p.char_end, p.text,
-             p.content_hash)
+            (int(pid), doc.doc_id, p.ordinal, p.section, p.comment_no, p.char_start, p.char_end, p.text, p.content_hash)
             for pid, p in zip(ids, passages, strict=True)
         )
         self.vectors.add(ids, vectors)
@@ -492,17 +524,20 @@ class IndexWriter:
         _prune(self.index_dir, keep=self.keep_versions)
         return manifest
 
-
     def _build_keyword_index(self) -> dict[str, Any]:
         """Rebuild BM25 over every passage of the new version (the copy inherited from the base is stale)."""
         shutil.rmtree(self.version_dir / KEYWORD_DIR, ignore_errors=True)
         if self.keyword is None:
             return {"keyword": None}
         settings = self.keyword
-        parts = [
-            (KeywordIndex.text_for(doc.title, doc.text[unit.char_start : unit.char_end], settings), members)
-            for doc, unit, members in self.store.iter_parts()
-        ] if settings.context else None
+        parts = (
+            [
+                (KeywordIndex.text_for(doc.title, doc.text[unit.char_start : unit.char_end], settings), members)
+                for doc, unit, members in self.store.iter_parts()
+            ]
+            if settings.context
+            else None
+        )
         index = KeywordIndex.build(
             ((p.passage_id, KeywordIndex.text_for(p.title, p.text, settings)) for p in self.store.iter_passages()),
             settings,
@@ -532,9 +567,10 @@ def _copy_version(source: Path, target: Path) -> None:
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / relative)
-    with contextlib.closing(connect(source / STORE_FILE, read_only=True)) as src, contextlib.closing(
-        sqlite3.connect(target / STORE_FILE)
-    ) as dst:
+    with (
+        contextlib.closing(connect(source / STORE_FILE, read_only=True)) as src,
+        contextlib.closing(sqlite3.connect(target / STORE_FILE)) as dst,
+    ):
         src.backup(dst)
 
 

@@ -36,9 +36,7 @@ class ChunkerSettings:
         if self.target_tokens < 8:
             raise ValueError(f"target_tokens must be at least 8, got {self.target_tokens}")
         if not 0 <= self.overlap_tokens < self.target_tokens:
-            raise ValueError(
-                f"overlap_tokens must be between 0 and target_tokens - 1, got {self.overlap_tokens}"
-            )
+            raise ValueError(f"overlap_tokens must be between 0 and target_tokens - 1, got {self.overlap_tokens}")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -146,8 +144,11 @@ class Chunker:
         for start, end in reversed(bounds):
             first, carried = start, 0
             # Overlap only inside a paragraph, and never back to where the previous passage began.
-            while (first - 1 > previous_start and groups[first - 1] == groups[start]
-                   and carried + sizes[first - 1] <= overlap):
+            while (
+                first - 1 > previous_start
+                and groups[first - 1] == groups[start]
+                and carried + sizes[first - 1] <= overlap
+            ):
                 first -= 1
                 carried += sizes[first]
             chunks.append(Span(pieces[first].start, pieces[end - 1].end))

@@ -85,8 +85,14 @@ def resolve_model_path(model: str) -> str:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model on the CPU, loaded from local files only."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", backend: str = DEFAULT_BACKEND,
-                 onnx_cache_dir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        backend: str = DEFAULT_BACKEND,
+        onnx_cache_dir: Path | str | None = None,
+    ) -> None:
         # Run-time downloads fail on closed networks; make any attempt fail fast instead of hanging on retries.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -125,8 +131,9 @@ class SentenceTransformerEmbedder:
             from indexer.onnx_backend import OnnxBackendError, OnnxEncoder
 
             try:
-                self._onnx = OnnxEncoder(self._model, Path(path), quantized=backend == "onnx-int8",
-                                         cache_dir=onnx_cache_dir)
+                self._onnx = OnnxEncoder(
+                    self._model, Path(path), quantized=backend == "onnx-int8", cache_dir=onnx_cache_dir
+                )
             except OnnxBackendError as exc:
                 raise EmbedderError(str(exc)) from exc
 

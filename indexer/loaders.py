@@ -71,14 +71,27 @@ def _decode(data: bytes) -> str:
 
 
 def _page_document(
-    doc_id: str, source: str, text: str, *, fallback_title: str, title: str | None = None,
-    url: str | None = None, metadata: dict[str, Any] | None = None,
+    doc_id: str,
+    source: str,
+    text: str,
+    *,
+    fallback_title: str,
+    title: str | None = None,
+    url: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Document:
     parsed = parse_page(text, fallback_title=fallback_title, title=title)
     if not parsed.units:
         raise _Skip("no text to index")
-    return Document(doc_id=doc_id, title=parsed.title, text=text, source=source, units=parsed.units, url=url,
-                    metadata=metadata or {})
+    return Document(
+        doc_id=doc_id,
+        title=parsed.title,
+        text=text,
+        source=source,
+        units=parsed.units,
+        url=url,
+        metadata=metadata or {},
+    )
 
 
 def _html_document(doc_id: str, source: str, html: str) -> Document:
@@ -92,8 +105,14 @@ def _html_document(doc_id: str, source: str, html: str) -> Document:
     text = _normalise(data.get("text") or "")
     if not text.strip():
         raise _Skip("no main content found in the HTML")
-    return _page_document(doc_id, source, text, fallback_title=Path(doc_id).stem, title=data.get("title") or None,
-                          url=data.get("source") or None)
+    return _page_document(
+        doc_id,
+        source,
+        text,
+        fallback_title=Path(doc_id).stem,
+        title=data.get("title") or None,
+        url=data.get("source") or None,
+    )
 
 
 def _jsonl_document(line: str, line_no: int, source: str) -> Document:
@@ -114,9 +133,13 @@ def _jsonl_document(line: str, line_no: int, source: str) -> Document:
     title, url = record.get("title"), record.get("url")
     doc_id = str(raw_id)
     return _page_document(
-        doc_id, source, _normalise(record["text"]), fallback_title=doc_id,
+        doc_id,
+        source,
+        _normalise(record["text"]),
+        fallback_title=doc_id,
         title=title if isinstance(title, str) and title.strip() else None,
-        url=url if isinstance(url, str) and url else None, metadata=metadata,
+        url=url if isinstance(url, str) and url else None,
+        metadata=metadata,
     )
 
 

@@ -123,8 +123,15 @@ def _export_fp32(st_model: Any, target: Path) -> None:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, args, str(target), input_names=list(_INPUTS), output_names=["sentence_embedding"],
-                dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
+                wrapper,
+                args,
+                str(target),
+                input_names=list(_INPUTS),
+                output_names=["sentence_embedding"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
+                do_constant_folding=True,
             )
     finally:
         if previous is not None:
@@ -217,8 +224,15 @@ class OnnxEncoder:
     over one worker thread per core (ONNX Runtime releases the GIL), each on the shared one-thread session.
     """
 
-    def __init__(self, st_model: Any, model_dir: Path, *, quantized: bool, cache_dir: Path | str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        st_model: Any,
+        model_dir: Path,
+        *,
+        quantized: bool,
+        cache_dir: Path | str | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.path = ensure_exported(st_model, Path(model_dir), quantized=quantized, cache_dir=cache_dir)
         self.quantized = quantized
         self.workers = threads or _cores()

@@ -52,10 +52,13 @@ CHROME_LINES: tuple[re.Pattern[str], ...] = (
     COMMENTS_HEADER,
     AUTHOR_LINE,
     re.compile(r"required fields are marked \*?", re.IGNORECASE),
-    re.compile(r"(?:share|share this(?: article| story)?|tweet|print|email|reply|cancel reply|log in to reply):?",
-               re.IGNORECASE),
-    re.compile(r"(?:share on )?(?:facebook|twitter|x|linkedin|whatsapp|telegram|reddit|pinterest|tumblr|vk)",
-               re.IGNORECASE),
+    re.compile(
+        r"(?:share|share this(?: article| story)?|tweet|print|email|reply|cancel reply|log in to reply):?",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"(?:share on )?(?:facebook|twitter|x|linkedin|whatsapp|telegram|reddit|pinterest|tumblr|vk)", re.IGNORECASE
+    ),
     re.compile(r"(?:related (?:articles|posts|stories)|read more|advertisement):?", re.IGNORECASE),
 )
 

@@ -54,7 +54,11 @@ def sentence_offsets(text: str) -> list[tuple[int, int]]:
     starts = (ctypes.c_int32 * capacity)()
     ends = (ctypes.c_int32 * capacity)()
     written = blingfire.blingfire.TextToSentencesWithOffsets(
-        ctypes.c_char_p(data), ctypes.c_int(len(data)), ctypes.byref(out), ctypes.byref(starts), ctypes.byref(ends),
+        ctypes.c_char_p(data),
+        ctypes.c_int(len(data)),
+        ctypes.byref(out),
+        ctypes.byref(starts),
+        ctypes.byref(ends),
         ctypes.c_int(capacity),
     )
     if written == -1 or written > capacity:

@@ -86,8 +86,13 @@ async def _send_error(send: Send, status: int, field: str | None, message: str) 
     """The API's error shape, sent before the app is reached (so without an index version)."""
     error = {"field": field, "message": message}
     payload = json.dumps({"error": error, "errors": [error], "index_version": None}).encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -128,8 +133,10 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         if holder.ready:
             log.info("serving index version %s", holder.version)
         else:  # start anyway: /ready says 503 until a version is published, then the watcher loads it
-            log.warning("no index loaded yet (%s); waiting for one to be published",
-                        holder.last_error or f"nothing published in {settings.index_dir}")
+            log.warning(
+                "no index loaded yet (%s); waiting for one to be published",
+                holder.last_error or f"nothing published in {settings.index_dir}",
+            )
         live = await asyncio.to_thread(_start_updates, settings, model, holder)
         app.state.services = Services(settings=settings, embedder=model, holder=holder, scorer=scorer, updates=live)
         watcher = asyncio.create_task(holder.watch(settings.reload_interval_seconds), name="citesearch-reload")
@@ -165,8 +172,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds, abandoned=abandoned,
-                       on_timeout=metrics.timeouts.inc)
+    app.add_middleware(
+        RequestTimeout, seconds=settings.request_timeout_seconds, abandoned=abandoned, on_timeout=metrics.timeouts.inc
+    )
     if settings.cors_origins:
         # Only the configured internal origins may call the API from their pages (the embeddable search box).
         app.add_middleware(

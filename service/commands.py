@@ -39,12 +39,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # lifespan traceback.
     embedder = load_embedder(settings)
     app = create_app(settings, embedder=embedder)
-    print(f"citesearch: serving {settings.index_dir} on http://{settings.host}:{settings.port} (API docs at /docs; "
-          f"OpenMP threads: {openmp_threads or 'default'})", flush=True)
+    print(
+        f"citesearch: serving {settings.index_dir} on http://{settings.host}:{settings.port} (API docs at /docs; "
+        f"OpenMP threads: {openmp_threads or 'default'})",
+        flush=True,
+    )
     # The app logs one line per request itself (service/observability.py), so uvicorn's access log stays off;
     # log_config=None leaves uvicorn's loggers to the root handler configured above.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False,
-                log_config=None)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False, log_config=None
+    )
     return 0
 
 

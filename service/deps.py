@@ -71,8 +71,10 @@ def check_limits(
     if len(text) > settings.max_query_chars:
         raise HTTPException(
             422,
-            detail={"field": text_field,
-                    "message": f"must be at most {settings.max_query_chars} characters, got {len(text)}"},
+            detail={
+                "field": text_field,
+                "message": f"must be at most {settings.max_query_chars} characters, got {len(text)}",
+            },
         )
     if k > max_k:
         raise HTTPException(422, detail={"field": "k", "message": f"must be at most {max_k}, got {k}"})

@@ -33,7 +33,11 @@ def _served_version(request: Request) -> str | None:
 
 
 def error_response(
-    request: Request, status: int, field: str | None, message: str, errors: Sequence[ErrorDetail] = (),
+    request: Request,
+    status: int,
+    field: str | None,
+    message: str,
+    errors: Sequence[ErrorDetail] = (),
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     detail = ErrorDetail(field=field, message=message)

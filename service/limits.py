@@ -93,8 +93,11 @@ async def rate_limit(request: Request) -> None:
         retry_after = max(1, math.ceil(wait))
         raise HTTPException(
             429,
-            detail={"field": None, "message": f"too many requests: the limit is {limiter.rate * 60:g} per minute "
-                                              f"(bursts of {limiter.burst:g}); retry in {retry_after} s"},
+            detail={
+                "field": None,
+                "message": f"too many requests: the limit is {limiter.rate * 60:g} per minute "
+                f"(bursts of {limiter.burst:g}); retry in {retry_after} s",
+            },
             headers={"Retry-After": str(retry_after)},
         )
 
@@ -102,8 +105,9 @@ async def rate_limit(request: Request) -> None:
 class RequestTimeout:
     """Answer 503 when the app has not started its response within ``seconds`` (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, seconds: float, abandoned: AbandonedRequests,
-                 on_timeout: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, seconds: float, abandoned: AbandonedRequests, on_timeout: Callable[[], object] | None = None
+    ) -> None:
         self.app = app
         self.seconds = seconds
         self.on_timeout = on_timeout
@@ -140,14 +144,23 @@ class RequestTimeout:
         begun = time.perf_counter()
         self.abandoned.tasks.add(task)
         path = scope.get("path", "")
-        log.warning("request %s %s exceeded the time limit of %g s: answered 503, letting it finish in the background",
-                    scope.get("method"), path, self.seconds)
+        log.warning(
+            "request %s %s exceeded the time limit of %g s: answered 503, letting it finish in the background",
+            scope.get("method"),
+            path,
+            self.seconds,
+        )
 
         def finished(t: asyncio.Task[None]) -> None:
             self.abandoned.tasks.discard(t)
             outcome = "failed" if not t.cancelled() and t.exception() is not None else "finished"
-            log.info("abandoned request %s %s %s %.0f ms after its 503", scope.get("method"), path, outcome,
-                     (time.perf_counter() - begun) * 1000)
+            log.info(
+                "abandoned request %s %s %s %.0f ms after its 503",
+                scope.get("method"),
+                path,
+                outcome,
+                (time.perf_counter() - begun) * 1000,
+            )
 
         task.add_done_callback(finished)
         if self.on_timeout is not None:
@@ -157,7 +170,9 @@ class RequestTimeout:
         )
 
         await _send_error(
-            send, 503, None,
+            send,
+            503,
+            None,
             f"the request took longer than the limit of {self.seconds:g} s and was abandoned; try a simpler request",
         )
 

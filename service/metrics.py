@@ -73,8 +73,10 @@ class _IndexCollector(Collector):
             yield documents
             yield passages
         abandoned = getattr(self.app.state, "abandoned", None)
-        pending = GaugeMetricFamily("citesearch_abandoned_requests",
-                                    "Requests answered 503 by the time limit whose worker thread is still running")
+        pending = GaugeMetricFamily(
+            "citesearch_abandoned_requests",
+            "Requests answered 503 by the time limit whose worker thread is still running",
+        )
         pending.add_metric([], float(len(abandoned) if abandoned is not None else 0))
         yield pending
 
@@ -85,14 +87,26 @@ class ServiceMetrics:
     def __init__(self, app: Any | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("citesearch_requests", "HTTP requests by route template, method and status",
-                                ["route", "method", "status"], registry=r)
-        self.latency = Histogram("citesearch_request_duration_seconds", "HTTP request latency by route template",
-                                 ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "citesearch_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "citesearch_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.in_progress = Gauge("citesearch_requests_in_progress", "HTTP requests being served", registry=r)
-        self.rate_limited = Counter("citesearch_rate_limited", "Requests refused with 429 by the rate limit", registry=r)
-        self.timeouts = Counter("citesearch_request_timeouts", "Requests answered 503 by the request time limit",
-                                registry=r)
+        self.rate_limited = Counter(
+            "citesearch_rate_limited", "Requests refused with 429 by the rate limit", registry=r
+        )
+        self.timeouts = Counter(
+            "citesearch_request_timeouts", "Requests answered 503 by the request time limit", registry=r
+        )
         self.update_queue = Gauge("citesearch_update_queue", "Document updates waiting to be applied", registry=r)
         if app is not None:
             r.register(_IndexCollector(app, self))

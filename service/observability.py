@@ -98,8 +98,9 @@ class RequestLog:
                     "client": client[0] if client else None,
                     "key": (scope.get("state") or {}).get("api_key_name"),
                 }
-                access_log.info("%s %s %d %.1f ms", method, fields["path"], status, seconds * 1000,
-                                extra={"fields": fields})
+                access_log.info(
+                    "%s %s %d %.1f ms", method, fields["path"], status, seconds * 1000, extra={"fields": fields}
+                )
 
 
 def wrap_outermost(app: Any, wrap: Callable[[ASGIApp], ASGIApp]) -> None:

@@ -71,7 +71,7 @@ def _entry(name: str, scope: str, secret: str, where: str) -> ApiKey:
     if scope not in SCOPES:
         raise ApiKeyConfigError(f"{where} ({name}): the scope must be read or write (got {scope!r})")
     if secret.lower().startswith(HASH_PREFIX):
-        hexdigest = secret[len(HASH_PREFIX):]
+        hexdigest = secret[len(HASH_PREFIX) :]
         if not _HEX_DIGEST.match(hexdigest):
             raise ApiKeyConfigError(f"{where} ({name}): after 'sha256:' give the 64 hex digits of the key's SHA-256")
         digest = bytes.fromhex(hexdigest)
@@ -98,13 +98,19 @@ def parse_keys(text: str) -> list[ApiKey]:
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ApiKeyConfigError(f"CITESEARCH_API_KEYS starts with '[' but is not JSON (at character {exc.pos})") from None
+            raise ApiKeyConfigError(
+                f"CITESEARCH_API_KEYS starts with '[' but is not JSON (at character {exc.pos})"
+            ) from None
         if not isinstance(items, list):
             raise ApiKeyConfigError("CITESEARCH_API_KEYS: the JSON must be a list of objects")
         keys = []
         for i, item in enumerate(items, 1):
             where = f"CITESEARCH_API_KEYS entry {i}"
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("scope"), str):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("name"), str)
+                or not isinstance(item.get("scope"), str)
+            ):
                 raise ApiKeyConfigError(f"{where}: expected an object with string fields name, scope and key or sha256")
             if isinstance(item.get("sha256"), str):
                 secret = HASH_PREFIX + item["sha256"]
@@ -202,7 +208,9 @@ def _authenticate(request: Request, store: KeyStore, *, required: bool) -> ApiKe
     presented = presented_key(request)
     if presented is None:
         if required:
-            raise _unauthorized("an API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            raise _unauthorized(
+                "an API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
         return None
     key = store.lookup(presented)
     if key is None:
@@ -223,14 +231,21 @@ async def require_write(request: Request) -> None:
     store = _store(request)
     if not store.has_write_keys:
         raise HTTPException(
-            403, detail={"field": "authorization", "message": f"writes are disabled: no write key is configured; "
-                                                              f"{HOW_TO_CONFIGURE}"}
+            403,
+            detail={
+                "field": "authorization",
+                "message": f"writes are disabled: no write key is configured; {HOW_TO_CONFIGURE}",
+            },
         )
     key = _authenticate(request, store, required=True)
     assert key is not None
     if not key.allows("write"):
         raise HTTPException(
-            403, detail={"field": "authorization", "message": f"the key {key.name!r} has read scope; this needs a write key"}
+            403,
+            detail={
+                "field": "authorization",
+                "message": f"the key {key.name!r} has read scope; this needs a write key",
+            },
         )
 
 

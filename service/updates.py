@@ -94,9 +94,13 @@ def document_from_record(record: dict[str, Any]) -> Document:
     title, url = record.get("title"), record.get("url")
     try:
         return _page_document(
-            doc_id, API_SOURCE, _normalise(record["text"]), fallback_title=doc_id,
+            doc_id,
+            API_SOURCE,
+            _normalise(record["text"]),
+            fallback_title=doc_id,
             title=title if isinstance(title, str) and title.strip() else None,
-            url=url if isinstance(url, str) and url else None, metadata=record.get("metadata") or {},
+            url=url if isinstance(url, str) and url else None,
+            metadata=record.get("metadata") or {},
         )
     except _Skip as exc:
         raise InvalidDocument("text", str(exc)) from None
@@ -204,9 +208,13 @@ class Journal:
     def pending(self, limit: int = 1000) -> list[Change]:
         with self._lock:
             db = self._open(create=False)
-            rows = [] if db is None else db.execute(
-                "SELECT * FROM changes WHERE applied_version IS NULL ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
+            rows = (
+                []
+                if db is None
+                else db.execute(
+                    "SELECT * FROM changes WHERE applied_version IS NULL ORDER BY seq LIMIT ?", (limit,)
+                ).fetchall()
+            )
         return [self._change(row) for row in rows]
 
     def mark_applied(self, seqs: Sequence[int], version: str) -> None:
@@ -229,9 +237,13 @@ class Journal:
     def latest_for(self, doc_id: str) -> Change | None:
         with self._lock:
             db = self._open(create=False)
-            row = None if db is None else db.execute(
-                "SELECT * FROM changes WHERE doc_id = ? ORDER BY seq DESC LIMIT 1", (doc_id,)
-            ).fetchone()
+            row = (
+                None
+                if db is None
+                else db.execute(
+                    "SELECT * FROM changes WHERE doc_id = ? ORDER BY seq DESC LIMIT 1", (doc_id,)
+                ).fetchone()
+            )
         return None if row is None else self._change(row)
 
     def counts(self) -> dict[str, int | None]:
@@ -248,8 +260,15 @@ class Journal:
     @staticmethod
     def _change(row: tuple[Any, ...]) -> Change:
         seq, op, doc_id, document, accepted_at, applied_version, applied_at = row
-        return Change(seq, op, doc_id, None if document is None else json.loads(document), accepted_at,
-                      applied_version, applied_at)
+        return Change(
+            seq,
+            op,
+            doc_id,
+            None if document is None else json.loads(document),
+            accepted_at,
+            applied_version,
+            applied_at,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -282,16 +301,31 @@ class WriterStatus:
     since: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "last_error": self.last_error, "last_version": self.last_version,
-                "batches": self.batches, "applied": self.applied}
+        return {
+            "state": self.state,
+            "last_error": self.last_error,
+            "last_version": self.last_version,
+            "batches": self.batches,
+            "applied": self.applied,
+        }
 
 
 class UpdateWriter:
     """The one background thread that applies journaled changes and publishes them (see the module docstring)."""
 
-    def __init__(self, index_dir: Path, embedder: Embedder, journal: Journal, options: BuildOptions, *,
-                 on_published: Any = None, batch_limit: int = 500, retry_seconds: float = 1.0,
-                 error_backoff_seconds: float = 5.0, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        embedder: Embedder,
+        journal: Journal,
+        options: BuildOptions,
+        *,
+        on_published: Any = None,
+        batch_limit: int = 500,
+        retry_seconds: float = 1.0,
+        error_backoff_seconds: float = 5.0,
+        poll_seconds: float = 1.0,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.embedder = embedder
         self.journal = journal
@@ -353,8 +387,10 @@ class UpdateWriter:
             if not has_role:  # taken when there is work, so an index folder never written to stays untouched
                 if not self._take_writer_role():
                     if not standby_logged:
-                        log.warning("another service process applies the update journal of %s; this one stands by",
-                                    self.index_dir)
+                        log.warning(
+                            "another service process applies the update journal of %s; this one stands by",
+                            self.index_dir,
+                        )
                         standby_logged = True
                     self.status.state = "standby"
                     self._stop.wait(self.poll_seconds)
@@ -369,22 +405,28 @@ class UpdateWriter:
                 self.status.state = "applying"
                 self._apply(batch)
                 if waiting_since is not None:
-                    log.info("index lock released after %.1fs; journaled updates applied",
-                             time.monotonic() - waiting_since)
+                    log.info(
+                        "index lock released after %.1fs; journaled updates applied", time.monotonic() - waiting_since
+                    )
                     waiting_since = None
             except IndexLockedError as exc:
                 if waiting_since is None:
                     waiting_since = time.monotonic()
-                    log.warning("%d accepted update(s) wait: %s; retrying every %.0fs", len(batch), exc,
-                                self.retry_seconds)
+                    log.warning(
+                        "%d accepted update(s) wait: %s; retrying every %.0fs", len(batch), exc, self.retry_seconds
+                    )
                 self.status.state = "waiting_for_lock"
                 self.status.last_error = str(exc)
                 self._stop.wait(self.retry_seconds)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if error != self.status.last_error:  # the same failure again is not logged again
-                    log.exception("applying journaled updates %d..%d failed; they stay journaled, retrying every "
-                                  "%.0fs", batch[0].seq, batch[-1].seq, self.error_backoff_seconds)
+                    log.exception(
+                        "applying journaled updates %d..%d failed; they stay journaled, retrying every %.0fs",
+                        batch[0].seq,
+                        batch[-1].seq,
+                        self.error_backoff_seconds,
+                    )
                 self.status.state = "error"
                 self.status.last_error = error
                 self._stop.wait(self.error_backoff_seconds)
@@ -408,8 +450,9 @@ class UpdateWriter:
             version = next(name for name, last in markers if last >= change.seq)
             self.journal.mark_applied([change.seq], version)
         if covered:
-            log.info("%d journaled update(s) were already published before a restart; marked, not re-applied",
-                     len(covered))
+            log.info(
+                "%d journaled update(s) were already published before a restart; marked, not re-applied", len(covered)
+            )
 
     def _apply(self, batch: Sequence[Change]) -> None:
         latest: dict[str, Change] = {}
@@ -420,18 +463,32 @@ class UpdateWriter:
         deletes = [c.doc_id for c in latest.values() if c.op == "delete"]
         last_seq = batch[-1].seq
         options = BuildOptions(
-            chunker=self.options.chunker, batch_size=self.options.batch_size, show_progress=False,
-            lock_timeout=self.options.lock_timeout, vector_backend=self.options.vector_backend,
-            keyword=self.options.keyword, derived_indexes=self.options.derived_indexes,
+            chunker=self.options.chunker,
+            batch_size=self.options.batch_size,
+            show_progress=False,
+            lock_timeout=self.options.lock_timeout,
+            vector_backend=self.options.vector_backend,
+            keyword=self.options.keyword,
+            derived_indexes=self.options.derived_indexes,
             record={**self.options.record, "journal": {"id": self.journal.journal_id, "last_seq": last_seq}},
         )
         started = time.perf_counter()
         # replace_all=False: documents not mentioned are kept (as `citesearch index --add` does).
-        report = apply_changes(self.index_dir, self.embedder, upserts=upserts, deletes=deletes, replace_all=False,
-                               options=options)
-        log.info("applied journaled updates %d..%d (%d upserts, %d deletes) as %s: embedded %d passages, %d from "
-                 "cache, %.1fs", batch[0].seq, last_seq, len(upserts), len(deletes), report.version,
-                 report.passages_embedded, report.passages_from_cache, time.perf_counter() - started)
+        report = apply_changes(
+            self.index_dir, self.embedder, upserts=upserts, deletes=deletes, replace_all=False, options=options
+        )
+        log.info(
+            "applied journaled updates %d..%d (%d upserts, %d deletes) as %s: embedded %d passages, %d from "
+            "cache, %.1fs",
+            batch[0].seq,
+            last_seq,
+            len(upserts),
+            len(deletes),
+            report.version,
+            report.passages_embedded,
+            report.passages_from_cache,
+            time.perf_counter() - started,
+        )
         if self.on_published is not None:
             try:  # searches see the version before its entries say "published"
                 self.on_published(report.version)
@@ -474,5 +531,4 @@ def start_updates(index_dir: Path, embedder: Embedder, settings: Any, *, on_publ
     journal = Journal(index_dir)
     writer = UpdateWriter(index_dir, embedder, journal, options, on_published=on_published)
     writer.start()
-    return UpdateService(journal, writer,
-                         max_batch_documents=int(getattr(settings, "max_batch_documents", 100)))
+    return UpdateService(journal, writer, max_batch_documents=int(getattr(settings, "max_batch_documents", 100)))

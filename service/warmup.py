@@ -48,8 +48,12 @@ class SentenceWarmer:
                 texts = [p.text for p in lease.reader.iter_passages()]
             started = time.perf_counter()
             count = scorer.warm(texts, should_stop=lambda: self._stopping.is_set() or holder.version != version)
-            log.info("index %s: embedded %d sentences ahead of requests in %.1fs", version, count,
-                     time.perf_counter() - started)
+            log.info(
+                "index %s: embedded %d sentences ahead of requests in %.1fs",
+                version,
+                count,
+                time.perf_counter() - started,
+            )
         except IndexNotReady:
             return
         except Exception:  # warming is an optimisation: never let it take the service down

@@ -32,7 +32,9 @@ def hashing_embedder() -> HashingEmbedder:
 
 
 @pytest.fixture(scope="session")
-def seed_index(tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder) -> tuple[Path, BuildReport]:
+def seed_index(
+    tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
+) -> tuple[Path, BuildReport]:
     """An index of seeds/ built once with the real model; tests must not write to it."""
     index_dir = tmp_path_factory.mktemp("seed-index")
     report = build_index([SEEDS], index_dir, real_embedder)

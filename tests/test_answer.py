@@ -25,10 +25,19 @@ DOC = (
 )
 
 
-def _hit(rank: int, start: int, end: int, *, section: str = "article", comment_no: int | None = None,
-         doc_id: str = "d1", text: str = DOC) -> Hit:
-    citation = Citation(doc_id=doc_id, title="T", source="s", section=section, comment_no=comment_no,
-                        char_start=start, char_end=end)
+def _hit(
+    rank: int,
+    start: int,
+    end: int,
+    *,
+    section: str = "article",
+    comment_no: int | None = None,
+    doc_id: str = "d1",
+    text: str = DOC,
+) -> Hit:
+    citation = Citation(
+        doc_id=doc_id, title="T", source="s", section=section, comment_no=comment_no, char_start=start, char_end=end
+    )
     return Hit(rank=rank, score=1.0 / rank, passage_id=rank, text=text[start:end], citation=citation)
 
 
@@ -143,7 +152,9 @@ def test_sentence_spans_are_cached_per_passage_and_bounded(hashing_embedder, mon
     passages = ["One sentence here. Another one there.", "- A list item. And a sentence.", "Third passage."]
     spans = scorer.spans(passages[0])
     assert spans == tuple(real(passages[0])) and [passages[0][s:e] for s, e in spans] == [
-        "One sentence here.", "Another one there."]
+        "One sentence here.",
+        "Another one there.",
+    ]
     assert scorer.spans(passages[0]) is spans and calls == [passages[0]]  # the second time from the cache
     query = hashing_embedder.encode(["sentence"])[0]
     first = scorer.score_passages(passages, query)
@@ -151,7 +162,7 @@ def test_sentence_spans_are_cached_per_passage_and_bounded(hashing_embedder, mon
     assert scorer.score_passages(passages[1:], query) == first[1:] and len(calls) == 3  # the last two: cached
     scorer.spans(passages[0])
     assert calls == [*passages, passages[0]]  # the oldest was evicted (two fit): split again
-    assert [(p[s.start:s.end]) for p, scored in zip(passages, first) for s in scored][2] == "A list item."
+    assert [(p[s.start : s.end]) for p, scored in zip(passages, first) for s in scored][2] == "A list item."
 
 
 def test_scorer_budget_cache_and_warm_up(real_embedder) -> None:

@@ -19,8 +19,10 @@ from eval.bench.query import PREFIXES, SUFFIXES, QuestionPool, _concurrency_list
 from eval.server_process import stop_server
 from index_store import IndexStoreError
 
-WORDS = ("protein expression in tumour cells rises after treatment with the inhibitor while controls stay flat "
-         "and the effect persists across cohorts of patients followed for several years in the trial").split()
+WORDS = (
+    "protein expression in tumour cells rises after treatment with the inhibitor while controls stay flat "
+    "and the effect persists across cohorts of patients followed for several years in the trial"
+).split()
 
 
 def write_corpus(folder: Path, documents: int = 6) -> Path:
@@ -28,10 +30,13 @@ def write_corpus(folder: Path, documents: int = 6) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for n in range(documents):
-        sentences = [" ".join(WORDS[(n + s) % len(WORDS):] + WORDS[: (n + s) % len(WORDS)]).capitalize() + "."
-                     for s in range(3 + n % 3)]
-        lines.append(json.dumps({"_id": f"doc{n}", "title": f"Study {n} of protein expression",
-                                 "text": " ".join(sentences)}))
+        sentences = [
+            " ".join(WORDS[(n + s) % len(WORDS) :] + WORDS[: (n + s) % len(WORDS)]).capitalize() + "."
+            for s in range(3 + n % 3)
+        ]
+        lines.append(
+            json.dumps({"_id": f"doc{n}", "title": f"Study {n} of protein expression", "text": " ".join(sentences)})
+        )
     (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
 
@@ -62,10 +67,12 @@ def test_bench_index_cli_with_the_real_model(tmp_path, real_embedder, monkeypatc
     assert one["changed_docs"] == 1 and 1 <= one["embedded"] <= first["passages"]
     targets = {t["target"].split(" (")[0]: t for t in data["targets"]}
     assert set(targets) == {
-        "indexing throughput / raw encode throughput", "unchanged re-index seconds / first build seconds",
+        "indexing throughput / raw encode throughput",
+        "unchanged re-index seconds / first build seconds",
         "indexing throughput / raw encode throughput by CPU time",
         "share of the first build's wall time spent inside the model's encode",
-        "passages embedded by the unchanged re-index", "passages embedded with 1 document changed",
+        "passages embedded by the unchanged re-index",
+        "passages embedded with 1 document changed",
     }
     assert all(isinstance(t["met"], bool) and t["measured"] >= 0 for t in data["targets"])
     assert targets["passages embedded by the unchanged re-index"]["met"]
@@ -123,15 +130,38 @@ def test_stop_server_stops_a_process_it_started() -> None:
 def test_bench_query_cli_against_a_real_server(seed_index, real_embedder, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr("indexer.embedder.SentenceTransformerEmbedder", lambda *a, **k: real_embedder)
     reports = tmp_path / "reports"
-    code = main(["bench", "query", "--index-dir", str(seed_index[0]), "--requests", "4", "--concurrency", "1,2",
-                 "--warmup", "1", "--in-process", "3", "--time-limit", "30", "--reports-dir", str(reports), "--json"])
+    code = main(
+        [
+            "bench",
+            "query",
+            "--index-dir",
+            str(seed_index[0]),
+            "--requests",
+            "4",
+            "--concurrency",
+            "1,2",
+            "--warmup",
+            "1",
+            "--in-process",
+            "3",
+            "--time-limit",
+            "30",
+            "--reports-dir",
+            str(reports),
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "server stopped (exit code 0)" in captured.err
     data, markdown = _report_files(reports, "query")
     rows = data["tables"]["HTTP load (citesearch serve, loopback)"]
-    assert [(r["endpoint"], r["concurrency"]) for r in rows] == [("/search", 1), ("/ask", 1), ("/search", 2),
-                                                                 ("/ask", 2)]
+    assert [(r["endpoint"], r["concurrency"]) for r in rows] == [
+        ("/search", 1),
+        ("/ask", 1),
+        ("/search", 2),
+        ("/ask", 2),
+    ]
     for row in rows:
         assert row["requests"] == 4 and row["errors"] == 0 and row["throughput_rps"] > 0
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]

@@ -36,19 +36,34 @@ def tiny_beir(tmp_path: Path) -> Path:
     root = tmp_path / "tiny"
     (root / "qrels").mkdir(parents=True)
     (root / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS), encoding="utf-8")
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS), encoding="utf-8"
+    )
     (root / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": q, "text": x}) + "\n" for q, x, _ in QUERIES), encoding="utf-8")
+        "".join(json.dumps({"_id": q, "text": x}) + "\n" for q, x, _ in QUERIES), encoding="utf-8"
+    )
     (root / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, _, d in QUERIES), encoding="utf-8")
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, _, d in QUERIES), encoding="utf-8"
+    )
     return root
 
 
-def test_missing_bench_venv_is_one_line_and_fails(tiny_beir: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_bench_venv_is_one_line_and_fails(
+    tiny_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "no-venv"
-    code = main(["bench", "peer", str(tiny_beir), "--limit", "6", "--bench-venv", str(missing),
-                 "--reports-dir", str(tmp_path / "reports")])
+    code = main(
+        [
+            "bench",
+            "peer",
+            str(tiny_beir),
+            "--limit",
+            "6",
+            "--bench-venv",
+            str(missing),
+            "--reports-dir",
+            str(tmp_path / "reports"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0
     assert len(err.splitlines()) == 1, err
@@ -68,16 +83,28 @@ def _bench_venv() -> Path:
     return peer.bench_venv_dir(None)
 
 
-@pytest.mark.skipif(not (_bench_venv() / "bin" / "python").exists(),
-                    reason=f"no txtai bench venv at {_bench_venv()} (make one: bash {peer.SETUP_SCRIPT})")
+@pytest.mark.skipif(
+    not (_bench_venv() / "bin" / "python").exists(),
+    reason=f"no txtai bench venv at {_bench_venv()} (make one: bash {peer.SETUP_SCRIPT})",
+)
 def test_peer_bench_tiny_run(tiny_beir: Path, tmp_path: Path, real_embedder: SentenceTransformerEmbedder) -> None:
-    args = argparse.Namespace(dataset_dir=tiny_beir, split=None, limit=6, json=True, reports_dir=tmp_path,
-                              bench_venv=None, index_dir=tmp_path / "index")
+    args = argparse.Namespace(
+        dataset_dir=tiny_beir,
+        split=None,
+        limit=6,
+        json=True,
+        reports_dir=tmp_path,
+        bench_venv=None,
+        index_dir=tmp_path / "index",
+    )
     report = peer.run_peer(args, Settings(), embedder=real_embedder)
     assert report.settings["queries"] == 4 and report.settings["documents"] == 6  # q5's document is beyond --limit
     rows = next(iter(report.tables.values()))
     assert [(row["system"].split()[0], row["mode"]) for row in rows] == [
-        ("citesearch", "hybrid"), ("citesearch", "dense"), ("txtai", "dense")]
+        ("citesearch", "hybrid"),
+        ("citesearch", "dense"),
+        ("txtai", "dense"),
+    ]
     for row in rows:
         assert 0.0 <= row["ndcg@10"] <= 1.0 and row["p50_ms"] > 0 and row["index_s"] > 0
     assert rows[2]["ndcg@10"] > 0.5  # the same model finds these easy documents

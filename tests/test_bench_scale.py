@@ -21,10 +21,8 @@ def _run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_bench_scale_smoke_writes_report_with_sane_figures(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    report = _run_json(capsys, "--sizes", "2000,4000", "--queries", "30", "--dim", "64",
-                       "--reports-dir", str(tmp_path))
+def test_bench_scale_smoke_writes_report_with_sane_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _run_json(capsys, "--sizes", "2000,4000", "--queries", "30", "--dim", "64", "--reports-dir", str(tmp_path))
     json_file, md_file = (Path(p) for p in report["report_files"])
     assert json_file.is_file() and md_file.is_file()
     assert json.loads(json_file.read_text())["benchmark"] == "scale"
@@ -46,8 +44,19 @@ def test_bench_scale_smoke_writes_report_with_sane_figures(tmp_path: Path,
 
 
 def test_bench_scale_with_the_approximate_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    report = _run_json(capsys, "--sizes", "3000", "--queries", "20", "--dim", "32", "--backend", "faiss-ivf-sq8",
-                       "--reports-dir", str(tmp_path))
+    report = _run_json(
+        capsys,
+        "--sizes",
+        "3000",
+        "--queries",
+        "20",
+        "--dim",
+        "32",
+        "--backend",
+        "faiss-ivf-sq8",
+        "--reports-dir",
+        str(tmp_path),
+    )
     (row,) = report["tables"]["per size"]
     assert row["backend"] == "faiss-ivf-sq8" and "/" in row["nlist/nprobe"]
     assert row["recall_at_10"] >= 0.95
@@ -55,19 +64,24 @@ def test_bench_scale_with_the_approximate_backend(tmp_path: Path, capsys: pytest
 
 
 def test_human_output_is_the_markdown_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "scale", "--sizes", "1000", "--queries", "5", "--dim", "16",
-                 "--reports-dir", str(tmp_path)]) == 0
+    assert (
+        main(["bench", "scale", "--sizes", "1000", "--queries", "5", "--dim", "16", "--reports-dir", str(tmp_path)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "### bench scale" in out and "| target | measured |" in out and "report: " in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--sizes", "abc"], "comma-separated"),
-    (["--sizes", "10"], "at least 1000"),
-    (["--dim", "0"], "at least 8"),
-    (["--queries", "x"], "whole number"),
-    (["--backend", "annoy"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sizes", "abc"], "comma-separated"),
+        (["--sizes", "10"], "at least 1000"),
+        (["--dim", "0"], "at least 8"),
+        (["--queries", "x"], "whole number"),
+        (["--backend", "annoy"], "invalid choice"),
+    ],
+)
 def test_bad_arguments_fail_with_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["bench", "scale", *args])

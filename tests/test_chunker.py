@@ -21,9 +21,7 @@ def _assert_exact_and_within_units(doc: Document, chunker: Chunker) -> None:
     for passage in passages:
         assert doc.text[passage.char_start : passage.char_end] == passage.text
         assert passage.text == passage.text.strip()
-        containing = [
-            u for u in doc.units if u.char_start <= passage.char_start and passage.char_end <= u.char_end
-        ]
+        containing = [u for u in doc.units if u.char_start <= passage.char_start and passage.char_end <= u.char_end]
         assert len(containing) == 1, f"passage {passage.ordinal} crosses units"
         assert (containing[0].section, containing[0].comment_no) == (passage.section, passage.comment_no)
 
@@ -154,7 +152,9 @@ def test_fast_sentence_offsets_equal_blingfires_own_wrapper() -> None:
         "Ünïcödé text. Émojis 🙂 here! And 中文句子。 Then more.",
         "Zero\u200bwidth joiner‍s and combining é marks. Right-to-left: مرحبا بالعالم. End.",
         "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 outside the BMP. Second sentence 🎉🎉. Third.",
-        "a", " ", "Mr. Smith went to Washington. He met Dr. Jones at 5 p.m. yesterday.",
+        "a",
+        " ",
+        "Mr. Smith went to Washington. He met Dr. Jones at 5 p.m. yesterday.",
     ]
     checked = 0
     for line in lines:

@@ -16,9 +16,7 @@ ALIYEV = "what conditions did Aliyev set?"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "citesearch.cli", *args], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "citesearch.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_documented_search_lists_aliyevs_conditions_first(seed_index) -> None:
@@ -40,8 +38,21 @@ def test_documented_search_lists_aliyevs_conditions_first(seed_index) -> None:
 
 def test_human_output_has_rank_score_and_citation(seed_index, capsys) -> None:
     index_dir, _ = seed_index
-    assert main(["search", "what did readers say about Lavrov?", "--k", "2", "--section", "comment",
-                 "--index-dir", str(index_dir)]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "what did readers say about Lavrov?",
+                "--k",
+                "2",
+                "--section",
+                "comment",
+                "--index-dir",
+                str(index_dir),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "  1. score " in out and "  2. score " in out
     assert "comment #" in out and "chars " in out

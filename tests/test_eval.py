@@ -87,19 +87,28 @@ def test_success_metrics_by_hand() -> None:
 
 
 # -- passage hits to documents -----------------------------------------------------------------------------------
-def _hit(rank: int, doc_id: str, passage_id: int, score: float, start: int = 0, end: int = 10,
-         section: str = "article") -> Hit:
-    citation = Citation(doc_id=doc_id, title=doc_id, source=doc_id, section=section, comment_no=None,
-                        char_start=start, char_end=end)
+def _hit(
+    rank: int, doc_id: str, passage_id: int, score: float, start: int = 0, end: int = 10, section: str = "article"
+) -> Hit:
+    citation = Citation(
+        doc_id=doc_id, title=doc_id, source=doc_id, section=section, comment_no=None, char_start=start, char_end=end
+    )
     return Hit(rank=rank, score=score, passage_id=passage_id, text="x", citation=citation)
 
 
 def test_a_document_ranks_at_its_best_passage() -> None:
-    hits = [_hit(1, "A", 11, 0.9), _hit(2, "B", 21, 0.8), _hit(3, "A", 12, 0.7), _hit(4, "C", 31, 0.6),
-            _hit(5, "B", 22, 0.5)]
+    hits = [
+        _hit(1, "A", 11, 0.9),
+        _hit(2, "B", 21, 0.8),
+        _hit(3, "A", 12, 0.7),
+        _hit(4, "C", 31, 0.6),
+        _hit(5, "B", 22, 0.5),
+    ]
     ranking = best_passage_ranking(hits, depth=100)
     assert [(d.doc_id, d.rank, d.passage_id, d.score) for d in ranking] == [
-        ("A", 1, 11, 0.9), ("B", 2, 21, 0.8), ("C", 3, 31, 0.6)
+        ("A", 1, 11, 0.9),
+        ("B", 2, 21, 0.8),
+        ("C", 3, 31, 0.6),
     ]
     assert [d.doc_id for d in best_passage_ranking(hits, depth=2)] == ["A", "B"]
 
@@ -214,8 +223,9 @@ def test_beir_loader_reads_the_split(tiny_beir: Path) -> None:
     ],
     ids=["unknown-split", "missing-qrels", "missing-corpus", "missing-queries"],
 )
-def test_beir_dataset_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], breakage: str | None,
-                                          args: list[str], expected: str) -> None:
+def test_beir_dataset_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], breakage: str | None, args: list[str], expected: str
+) -> None:
     root = _write_tiny_beir(tmp_path / "ds")
     if breakage:
         (root / breakage).unlink()
@@ -244,7 +254,10 @@ def test_eval_refuses_to_replace_an_index_it_did_not_build(tmp_path: Path, hashi
 
 
 def test_beir_end_to_end_reuses_the_index_and_compares(
-    tiny_beir: Path, tmp_path: Path, real_embedder, monkeypatch: pytest.MonkeyPatch,
+    tiny_beir: Path,
+    tmp_path: Path,
+    real_embedder,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = Settings(_env_file=None, eval_dir=tmp_path / "eval", reports_dir=tmp_path / "reports")
@@ -282,8 +295,23 @@ def test_beir_end_to_end_reuses_the_index_and_compares(
     # The human output of the CLI, with --compare, without loading the model a second time.
     earlier = write_report(report, tmp_path / "earlier")
     monkeypatch.setattr(eval_commands, "_load_embedder", lambda settings: real_embedder)
-    code = main(["eval", "beir", str(tiny_beir), "--split", "test", "--mode", "dense", "--index-dir",
-                 str(tmp_path / "eval" / "tiny"), "--compare", str(earlier), "--reports-dir", str(tmp_path / "r2")])
+    code = main(
+        [
+            "eval",
+            "beir",
+            str(tiny_beir),
+            "--split",
+            "test",
+            "--mode",
+            "dense",
+            "--index-dir",
+            str(tmp_path / "eval" / "tiny"),
+            "--compare",
+            str(earlier),
+            "--reports-dir",
+            str(tmp_path / "r2"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| ndcg@10 |" in out and "| latency p99 |" in out
@@ -297,14 +325,33 @@ def test_beir_end_to_end_reuses_the_index_and_compares(
 def test_beir_cli_json_on_the_tiny_dataset(tiny_beir: Path, tmp_path: Path, real_embedder) -> None:
     """The one subprocess run: the documented --json shape, a report file, and --compare deltas."""
     settings = Settings(_env_file=None)
-    earlier_run = run_beir(load_beir_dataset(tiny_beir, "test"), real_embedder, settings, mode="dense",
-                           index_dir=tmp_path / "idx")
+    earlier_run = run_beir(
+        load_beir_dataset(tiny_beir, "test"), real_embedder, settings, mode="dense", index_dir=tmp_path / "idx"
+    )
     earlier = write_report(earlier_run.report, tmp_path / "earlier")
     result = subprocess.run(
-        [sys.executable, "-m", "citesearch.cli", "eval", "beir", str(tiny_beir), "--split", "test", "--mode", "dense",
-         "--index-dir", str(tmp_path / "idx"), "--reports-dir", str(tmp_path / "reports"), "--json",
-         "--compare", str(earlier)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "citesearch.cli",
+            "eval",
+            "beir",
+            str(tiny_beir),
+            "--split",
+            "test",
+            "--mode",
+            "dense",
+            "--index-dir",
+            str(tmp_path / "idx"),
+            "--reports-dir",
+            str(tmp_path / "reports"),
+            "--json",
+            "--compare",
+            str(earlier),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -320,8 +367,9 @@ def test_beir_cli_json_on_the_tiny_dataset(tiny_beir: Path, tmp_path: Path, real
 
 
 # -- the seed question set ---------------------------------------------------------------------------------------
-def test_seed_questions_in_dense_mode(seed_index, tmp_path: Path, real_embedder, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_seed_questions_in_dense_mode(
+    seed_index, tmp_path: Path, real_embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     index_dir, _ = seed_index
     questions = load_questions(PACKAGED_QUESTIONS)
     with open_index(index_dir) as reader:
@@ -333,8 +381,10 @@ def test_seed_questions_in_dense_mode(seed_index, tmp_path: Path, real_embedder,
     assert len(run.report.misses) == round((1 - metrics["success@1"]) * len(questions))
 
     monkeypatch.setattr(eval_commands, "_load_embedder", lambda settings: real_embedder)
-    assert main(["eval", "questions", "--index-dir", str(index_dir), "--mode", "dense",
-                 "--reports-dir", str(tmp_path)]) == 0
+    assert (
+        main(["eval", "questions", "--index-dir", str(index_dir), "--mode", "dense", "--reports-dir", str(tmp_path)])
+        == 0
+    )
     out = capsys.readouterr().out
     for name in ("success@1", "success@5", "mrr@10"):
         assert f"| {name} | {metrics[name]:.4f} |" in out
@@ -345,8 +395,10 @@ def test_seed_questions_in_dense_mode(seed_index, tmp_path: Path, real_embedder,
 
 
 def test_questions_about_documents_not_in_the_index_fail_clearly(seed_index, real_embedder) -> None:
-    wrong = [LabelledQuestion("x1", "anything?", "no-such-doc.txt", None, ("text",)),
-             LabelledQuestion("x2", "anything?", SEED_PAGE, "article", ("words the page never says",))]
+    wrong = [
+        LabelledQuestion("x1", "anything?", "no-such-doc.txt", None, ("text",)),
+        LabelledQuestion("x2", "anything?", SEED_PAGE, "article", ("words the page never says",)),
+    ]
     with open_index(seed_index[0]) as reader, pytest.raises(QuestionSetError) as caught:
         run_questions(Searcher(reader, real_embedder), wrong, dataset="x", mode="dense")
     message = str(caught.value)
@@ -357,10 +409,17 @@ def test_reports_round_trip_and_compare(tmp_path: Path) -> None:
     from eval.report import EvalReport, IndexInfo
 
     def report(ndcg: float, p50: float) -> EvalReport:
-        return EvalReport(kind="beir", dataset="d", split="test", mode="dense",
-                          metrics={"ndcg@10": ndcg, "recall@100": 0.9, "mrr@10": 0.5},
-                          latency_ms=LatencySummary(p50, p50 * 2, p50), queries=10,
-                          index=IndexInfo("idx", "v000001", 20, 30, reused=False, build_seconds=1.5), settings={})
+        return EvalReport(
+            kind="beir",
+            dataset="d",
+            split="test",
+            mode="dense",
+            metrics={"ndcg@10": ndcg, "recall@100": 0.9, "mrr@10": 0.5},
+            latency_ms=LatencySummary(p50, p50 * 2, p50),
+            queries=10,
+            index=IndexInfo("idx", "v000001", 20, 30, reused=False, build_seconds=1.5),
+            settings={},
+        )
 
     before = load_report(write_report(report(0.5, 10.0), tmp_path))
     comparison = compare_reports(report(0.55, 12.0), before, "old.json")

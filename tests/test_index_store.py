@@ -197,9 +197,7 @@ def test_missing_index_and_model_mismatch_are_clear_errors(tmp_path: Path) -> No
     other = ModelInfo(name="other", dim=8, max_tokens=10)
     with pytest.raises(IndexIncompatibleError, match="test-model"):
         open_index(tmp_path, expect_model=other)
-    with pytest.raises(IndexIncompatibleError, match="re-index"), IndexWriter.begin(
-        tmp_path, model=other, chunker={}
-    ):
+    with pytest.raises(IndexIncompatibleError, match="re-index"), IndexWriter.begin(tmp_path, model=other, chunker={}):
         pass
     with IndexWriter.begin(tmp_path, model=other, chunker={}, allow_model_change=True) as writer:
         assert writer.document_hashes() == {}

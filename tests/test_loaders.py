@@ -58,6 +58,7 @@ def test_folder_ids_are_relative_to_the_root_sorted_and_stable(tmp_path: Path, m
     second = load_documents([str(root)])
     assert [d.doc_id for d in first.documents] == ["a.md", "b.txt", "sub/deeper/c.txt"]
     assert first.skipped == second.skipped == []
+
     def ids_and_hashes(result: LoadResult) -> list[tuple[str, str]]:
         return [(d.doc_id, d.content_hash) for d in result.documents]
 
@@ -159,8 +160,12 @@ def _write_jsonl(path: Path, lines: list[str]) -> Path:
 
 def test_beir_corpus_loads_as_is_with_int_like_ids(tmp_path: Path) -> None:
     records = [
-        {"_id": "4983", "title": "Microstructural development", "text": "Alterations of the architecture.",
-         "metadata": {"year": 2002}},
+        {
+            "_id": "4983",
+            "title": "Microstructural development",
+            "text": "Alterations of the architecture.",
+            "metadata": {"year": 2002},
+        },
         {"_id": 5836, "title": "", "text": "Induction of myelodysplasia.\r\nSecond line."},
         {"id": "x-1", "text": "Uses id instead of _id.", "url": "https://example.org/x-1"},
     ]
@@ -178,17 +183,20 @@ def test_beir_corpus_loads_as_is_with_int_like_ids(tmp_path: Path) -> None:
 
 
 def test_bad_jsonl_lines_are_skipped_with_their_line_numbers(tmp_path: Path) -> None:
-    path = _write_jsonl(tmp_path / "c.jsonl", [
-        json.dumps({"_id": "a", "text": "fine line"}),
-        "",
-        "not json",
-        json.dumps({"title": "no id", "text": "x"}),
-        json.dumps({"_id": "b", "title": "no text"}),
-        json.dumps({"_id": True, "text": "a boolean is not an id"}),
-        json.dumps(["a", "list"]),
-        json.dumps({"_id": "a", "text": "second a"}),
-        json.dumps({"_id": "c", "text": "last line"}),
-    ])
+    path = _write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            json.dumps({"_id": "a", "text": "fine line"}),
+            "",
+            "not json",
+            json.dumps({"title": "no id", "text": "x"}),
+            json.dumps({"_id": "b", "title": "no text"}),
+            json.dumps({"_id": True, "text": "a boolean is not an id"}),
+            json.dumps(["a", "list"]),
+            json.dumps({"_id": "a", "text": "second a"}),
+            json.dumps({"_id": "c", "text": "last line"}),
+        ],
+    )
     result = load_documents([path])
     assert [(d.doc_id, d.text) for d in result.documents] == [("a", "fine line"), ("c", "last line")]
     reasons = {s.source.rsplit(":", 1)[1]: s.reason for s in result.skipped}
@@ -207,8 +215,9 @@ def test_duplicate_ids_across_files_keep_the_first(tmp_path: Path) -> None:
     result = load_documents([tmp_path / "one", tmp_path / "two"])
     assert [d.text for d in result.documents] == ["From folder one."]
     assert result.skipped == [
-        Skipped(str(tmp_path / "two" / "x.txt"),
-                f"duplicate document id 'x.txt' (first in {tmp_path / 'one' / 'x.txt'})")
+        Skipped(
+            str(tmp_path / "two" / "x.txt"), f"duplicate document id 'x.txt' (first in {tmp_path / 'one' / 'x.txt'})"
+        )
     ]
 
 

@@ -14,8 +14,9 @@ def test_run_load_against_the_real_service(seed_index, real_embedder) -> None:
     app = create_app(Settings(index_dir=seed_index[0], _env_file=None), embedder=real_embedder)
     questions = load_questions()[:3]
     with running_server(app) as base:
-        result = run_load(base, question_requests("search", questions, k=3), total=6, concurrency=2, warmup=1,
-                          label="/search")
+        result = run_load(
+            base, question_requests("search", questions, k=3), total=6, concurrency=2, warmup=1, label="/search"
+        )
         assert (result.sent, result.ok, result.errors) == (6, 6, 0)
         assert result.status_counts == {"200": 6}
         assert 0 < result.min_ms <= result.p50_ms <= result.p95_ms <= result.p99_ms <= result.max_ms

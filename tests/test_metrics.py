@@ -34,8 +34,9 @@ Q = {"q": "what conditions did Aliyev set?", "k": 1}
 
 @pytest.fixture(scope="module")
 def ops(seed_index, real_embedder) -> Iterator[TestClient]:
-    settings = Settings(index_dir=seed_index[0], sentence_warmup=False, api_keys="ci:write:wk-Zt4q9XbL2mPq7sVn",
-                        _env_file=None)
+    settings = Settings(
+        index_dir=seed_index[0], sentence_warmup=False, api_keys="ci:write:wk-Zt4q9XbL2mPq7sVn", _env_file=None
+    )
     with TestClient(create_app(settings, embedder=real_embedder), raise_server_exceptions=False) as client:
         yield client
 
@@ -109,8 +110,15 @@ def test_request_id_is_echoed_or_generated(ops: TestClient) -> None:
     for bad in ("has spaces in it", "x" * 200, "ünïcode"):
         replaced = ops.get("/health", headers={"X-Request-ID": bad.encode("utf-8")})
         assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["x-request-id"])
-    for response in (ops.get("/nope"), ops.post("/ask", content=b"{", headers={"content-type": "application/json"}),
-                     ops.post("/search", content=b"x" * 70000, headers={"content-type": "application/json"},)):
+    for response in (
+        ops.get("/nope"),
+        ops.post("/ask", content=b"{", headers={"content-type": "application/json"}),
+        ops.post(
+            "/search",
+            content=b"x" * 70000,
+            headers={"content-type": "application/json"},
+        ),
+    ):
         assert response.status_code in (400, 404, 413) and response.headers["x-request-id"]
 
 
@@ -126,14 +134,26 @@ def test_one_structured_log_line_per_request(ops: TestClient, caplog: pytest.Log
     assert first["key"] == "ci" and "aliyev" not in json.dumps(first).lower()  # the query string is not logged
     assert records[1].fields["route"] == "/documents/{doc_id:path}" and records[1].fields["key"] is None  # type: ignore[attr-defined]
     line = json.loads(JsonFormatter().format(records[0]))
-    assert {"time", "level", "logger", "message", "request_id", "method", "route", "status", "duration_ms",
-            "client", "key"} <= set(line)
+    assert {
+        "time",
+        "level",
+        "logger",
+        "message",
+        "request_id",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "client",
+        "key",
+    } <= set(line)
     assert line["logger"] == "citesearch.access" and line["message"].startswith("GET /search 200")
     assert "wk-Zt4q9XbL2mPq7sVn" not in caplog.text
 
 
-def test_an_unexpected_error_still_gets_the_headers_and_is_logged(ops: TestClient,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unexpected_error_still_gets_the_headers_and_is_logged(
+    ops: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     app = ops.app
 
     def broken() -> None:
@@ -183,10 +203,15 @@ def test_sigterm_lets_the_request_in_flight_finish(hashing_index: Path, tmp_path
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
     with log_path.open("w") as log_file:
-        process = subprocess.Popen([sys.executable, "-c", SERVER, str(hashing_index), str(port), "2.0"],
-                                   stdout=log_file, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(hashing_index), str(port), "2.0"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
     try:
+
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"the server exited: {log_path.read_text()}")

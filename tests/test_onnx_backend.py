@@ -41,8 +41,9 @@ def torch_embedder() -> SentenceTransformerEmbedder:
 
 
 @pytest.fixture(scope="module")
-def encoders(torch_embedder: SentenceTransformerEmbedder, model_dir: Path,
-             onnx_cache: Path) -> dict[str, onnx_backend.OnnxEncoder]:
+def encoders(
+    torch_embedder: SentenceTransformerEmbedder, model_dir: Path, onnx_cache: Path
+) -> dict[str, onnx_backend.OnnxEncoder]:
     """fp32 and int8 encoders on the torch model; the first use exports both into ``onnx_cache``."""
     model = torch_embedder._model
     return {
@@ -56,8 +57,12 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("backend", "bound"), [("onnx", 0.999), ("onnx-int8", 0.98)])
-def test_onnx_vectors_match_torch(torch_embedder: SentenceTransformerEmbedder,
-                                  encoders: dict[str, onnx_backend.OnnxEncoder], backend: str, bound: float) -> None:
+def test_onnx_vectors_match_torch(
+    torch_embedder: SentenceTransformerEmbedder,
+    encoders: dict[str, onnx_backend.OnnxEncoder],
+    backend: str,
+    bound: float,
+) -> None:
     expected = torch_embedder.encode(TEXTS)
     got = encoders[backend].encode(TEXTS, batch_size=2)  # several batches, padded differently than torch's
     assert got.dtype == np.float32 and got.shape == expected.shape and got.flags["C_CONTIGUOUS"]
@@ -73,8 +78,11 @@ def test_batching_does_not_change_vectors(encoders: dict[str, onnx_backend.OnnxE
 
 
 def test_exports_land_in_the_cache_folder_and_are_reused(
-    real_embedder: SentenceTransformerEmbedder, encoders: dict[str, onnx_backend.OnnxEncoder], model_dir: Path,
-    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch,
+    real_embedder: SentenceTransformerEmbedder,
+    encoders: dict[str, onnx_backend.OnnxEncoder],
+    model_dir: Path,
+    onnx_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folder = onnx_backend.model_cache_dir(model_dir, onnx_cache)
     assert folder.parent == onnx_cache
@@ -110,11 +118,15 @@ def test_cache_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert onnx_backend.cache_root(tmp_path / "explicit") == tmp_path / "explicit"
 
 
-def test_embedder_backend_setting_uses_the_cache(onnx_cache: Path, encoders: dict[str, onnx_backend.OnnxEncoder],
-                                                 torch_embedder: SentenceTransformerEmbedder) -> None:
+def test_embedder_backend_setting_uses_the_cache(
+    onnx_cache: Path, encoders: dict[str, onnx_backend.OnnxEncoder], torch_embedder: SentenceTransformerEmbedder
+) -> None:
     embedder = SentenceTransformerEmbedder(backend="onnx-int8", onnx_cache_dir=onnx_cache)
-    assert (embedder.name, embedder.dim, embedder.max_tokens) == (torch_embedder.name, torch_embedder.dim,
-                                                                  torch_embedder.max_tokens)
+    assert (embedder.name, embedder.dim, embedder.max_tokens) == (
+        torch_embedder.name,
+        torch_embedder.dim,
+        torch_embedder.max_tokens,
+    )
     assert embedder.backend == "onnx-int8"
     assert _cosines(embedder.encode(TEXTS[:2]), torch_embedder.encode(TEXTS[:2])).min() > 0.98
     assert embedder.encode([]).shape == (0, embedder.dim)
@@ -196,8 +208,9 @@ def test_settings_accept_the_three_backends(monkeypatch: pytest.MonkeyPatch) -> 
         Settings()
 
 
-def test_a_failing_bulk_call_stops_its_workers_at_once(encoders: dict[str, onnx_backend.OnnxEncoder],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_bulk_call_stops_its_workers_at_once(
+    encoders: dict[str, onnx_backend.OnnxEncoder], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An error in one worker (or Ctrl-C in the caller) ends the call after at most one more text per worker,
     not after each worker's whole share."""
     int8 = encoders["onnx-int8"]

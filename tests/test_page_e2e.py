@@ -97,9 +97,23 @@ def served(tmp_path_factory: pytest.TempPathFactory, real_embedder, host_site: t
     log = tmp_path_factory.mktemp("e2e-log") / "serve.log"
     with log.open("w") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "citesearch.cli", "serve", "--index-dir", str(index_dir), "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log"],
-            stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+            [
+                sys.executable,
+                "-m",
+                "citesearch.cli",
+                "serve",
+                "--index-dir",
+                str(index_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=PROJECT_ROOT,
         )
         base = f"http://127.0.0.1:{port}"
 
@@ -127,9 +141,18 @@ def served(tmp_path_factory: pytest.TempPathFactory, real_embedder, host_site: t
 def driver() -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                     "--disable-extensions", "--window-size=1280,900", "--lang=en-US"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-extensions",
+        "--window-size=1280,900",
+        "--lang=en-US",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
@@ -155,8 +178,13 @@ def _search(driver: WebDriver, base: str, question: str) -> None:
     box = _wait(driver, lambda d: d.find_element(By.ID, "q"))
     box.clear()
     box.send_keys(question + Keys.ENTER)  # the form submits on Enter, no mouse needed
-    _wait(driver, lambda d: d.find_element(By.ID, "status").text.endswith("ms)") or "failed" in
-          d.find_element(By.ID, "status").text, message="search to finish")
+    _wait(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "status").text.endswith("ms)") or "failed" in d.find_element(By.ID, "status").text
+        ),
+        message="search to finish",
+    )
 
 
 def _text(driver: WebDriver, element_id: str) -> str:
@@ -245,8 +273,9 @@ def test_injected_markup_stays_inert_text(served: str, driver: WebDriver) -> Non
     assert expected["answer"]
     opens = next(c for c in expected["citations"] if "opens every August" in c["quote"])
     assert opens["doc_id"] == INJECTED_ID
-    marker = next(m for m in driver.find_elements(By.CSS_SELECTOR, "#answer-text a.marker")
-                  if m.text == f"[{opens['number']}]")
+    marker = next(
+        m for m in driver.find_elements(By.CSS_SELECTOR, "#answer-text a.marker") if m.text == f"[{opens['number']}]"
+    )
     marker.click()
     _wait(driver, lambda d: d.find_elements(By.ID, "cited"), message="the cited span to be marked")
     # Emoji come before the span (JavaScript counts each as two units, the API as one): still exactly the quote.
@@ -274,8 +303,9 @@ def test_document_view_by_link_and_no_external_requests(served: str, driver: Web
 
 
 def test_phone_width_is_readable(served: str, driver: WebDriver) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True}
+    )
     try:
         _search(driver, served, ALIYEV)
         assert driver.execute_script("return document.documentElement.scrollWidth") <= 375  # no sideways scrolling
@@ -307,8 +337,13 @@ def test_embedded_search_box_on_another_origin(served: str, host_site: tuple[str
     driver.get(f"{host_page}/index.html")
     box = _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "[data-citesearch] input.cs-input"))
     box.send_keys(ALIYEV + Keys.ENTER)
-    _wait(driver, lambda d: "passages" in d.find_element(By.CSS_SELECTOR, ".cs-status").text
-          or "failed" in d.find_element(By.CSS_SELECTOR, ".cs-status").text)
+    _wait(
+        driver,
+        lambda d: (
+            "passages" in d.find_element(By.CSS_SELECTOR, ".cs-status").text
+            or "failed" in d.find_element(By.CSS_SELECTOR, ".cs-status").text
+        ),
+    )
     assert "Constitutional amendments in Armenia" in driver.find_element(By.CSS_SELECTOR, ".cs-answer").text
     link = driver.find_element(By.CSS_SELECTOR, ".cs-answer a.cs-link")
     assert link.get_attribute("href").startswith(f"{served}/#/doc/")

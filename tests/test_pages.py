@@ -9,8 +9,16 @@ from indexer.documents import Unit
 from indexer.pages import parse_page
 from tests.conftest import SEED_ARTICLE, SEED_PAGE, SEEDS
 
-CHROME_PHRASES = ("NewsHeadline", "Leave a Reply", "Back to top", "Latest posts by", "(see all)",
-                  "Your email address", "Required fields", "6 Comments")
+CHROME_PHRASES = (
+    "NewsHeadline",
+    "Leave a Reply",
+    "Back to top",
+    "Latest posts by",
+    "(see all)",
+    "Your email address",
+    "Required fields",
+    "6 Comments",
+)
 
 
 def _texts(text: str, units: tuple[Unit, ...], section: str | None = None) -> list[str]:
@@ -122,8 +130,9 @@ def test_empty_text_has_no_units(text: str) -> None:
     assert parsed.units == () and parsed.title == "stem"
 
 
-BIO = ("Ana Petrosyan covers energy and transport for the paper and has reported from Tbilisi, Baku and Tehran "
-       "since 2015.")
+BIO = (
+    "Ana Petrosyan covers energy and transport for the paper and has reported from Tbilisi, Baku and Tehran since 2015."
+)
 OTHER_PAGE = f"""Headline
 
 Rail link to reopen after thirty years

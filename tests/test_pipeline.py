@@ -162,4 +162,3 @@ def test_kill_during_build_leaves_the_old_version_loadable(tmp_path: Path, corpu
     assert report.removed == 1
     assert not list((index_dir / "versions").glob(".tmp-*"))
     assert report.version in list_versions(index_dir)
-

@@ -72,8 +72,12 @@ def live_app(
     """The real app on a copy of the seeds index. Schemathesis starts its lifespan (index loaded, update writer
     running) on an operation's first request and stops it when that operation's test ends."""
     index_dir = tmp_path_factory.mktemp("schemathesis-index")
-    shutil.copytree(seed_index[0], index_dir, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("journal.sqlite*", "writer.lock", "write.lock"))
+    shutil.copytree(
+        seed_index[0],
+        index_dir,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("journal.sqlite*", "writer.lock", "write.lock"),
+    )
     app = _app(index_dir, real_embedder)
     assert app.openapi() == SCHEMA_DICT
     try:

@@ -165,8 +165,11 @@ def test_per_document_cap_matches_a_brute_force_reference(tmp_path: Path) -> Non
     embedder = HashingEmbedder()
     words = "zebra savanna river lion penguin ice flood spring grass water night hunt".split()
     docs = [
-        _doc(f"d{n:02d}", " ".join(words[(n + i) % len(words)] for i in range(12)) + ".",
-             tuple(" ".join(words[(n * i + j) % len(words)] for j in range(6)) + "." for i in range(1, 1 + n % 4)))
+        _doc(
+            f"d{n:02d}",
+            " ".join(words[(n + i) % len(words)] for i in range(12)) + ".",
+            tuple(" ".join(words[(n * i + j) % len(words)] for j in range(6)) + "." for i in range(1, 1 + n % 4)),
+        )
         for n in range(25)
     ]
     apply_changes(tmp_path, embedder, upserts=docs, options=BuildOptions())
@@ -176,8 +179,11 @@ def test_per_document_cap_matches_a_brute_force_reference(tmp_path: Path) -> Non
         doc_of = {p.passage_id: p.doc_id for p in reader.passages(every.tolist())}
         keys = reader.document_keys(every)
         assert len(set(keys.tolist())) == len(docs)  # one key per document ...
-        assert all((keys[i] == keys[j]) == (doc_of[a] == doc_of[b])  # ... shared exactly by its passages
-                   for i, a in enumerate(every) for j, b in enumerate(every))
+        assert all(
+            (keys[i] == keys[j]) == (doc_of[a] == doc_of[b])  # ... shared exactly by its passages
+            for i, a in enumerate(every)
+            for j, b in enumerate(every)
+        )
         assert reader.document_keys(np.array([every.max() + 1, -5])).tolist() == [-1, -1]
         for query in ("zebra river", "penguin ice water", "night hunt lion"):
             for cap, offset in ((None, 0), (1, 0), (2, 3), (3, 5)):
@@ -223,8 +229,14 @@ def test_real_model_answers_the_aliyev_question_in_every_mode(seed_reader, real_
     assert "Minsk Group" in top.text
 
 
-@pytest.mark.parametrize("fusion", [FusionSettings(), FusionSettings(method="rrf", context_weight=0.3),
-                                    FusionSettings(normalization="minmax", context_weight=0.0)])
+@pytest.mark.parametrize(
+    "fusion",
+    [
+        FusionSettings(),
+        FusionSettings(method="rrf", context_weight=0.3),
+        FusionSettings(normalization="minmax", context_weight=0.0),
+    ],
+)
 def test_offline_tuning_replays_the_searcher_exactly(tiny_searcher: Searcher, fusion: FusionSettings) -> None:
     """eval.tune chooses the fusion offline; its replay must rank documents exactly as the searcher does."""
     from eval.tune import QueryScores, replay

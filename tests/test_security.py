@@ -44,8 +44,10 @@ OTHER_READ_KEY = "rk2-Mx7Pq0Lz3Vb9NnQe"
 KEYS = f"ci:write:{WRITE_KEY},web:read:{READ_KEY},bot:read:sha256:{hashlib.sha256(OTHER_READ_KEY.encode()).hexdigest()}"
 ALL_KEYS = (WRITE_KEY, READ_KEY, OTHER_READ_KEY)
 Q = {"q": "what conditions did Aliyev set?", "k": 1}
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 @contextmanager
@@ -88,12 +90,16 @@ def test_key_formats_env_json_and_file(tmp_path: Path) -> None:
     keys = parse_keys(KEYS)
     assert [(k.name, k.scope) for k in keys] == [("ci", "write"), ("web", "read"), ("bot", "read")]
     assert [k.digest for k in keys] == [hashlib.sha256(k.encode()).digest() for k in ALL_KEYS]  # only digests kept
-    as_json = parse_keys(f'[{{"name": "ci", "scope": "WRITE", "key": "{WRITE_KEY}"}},'
-                         f' {{"name": "bot", "scope": "read", "sha256": "{hashlib.sha256(OTHER_READ_KEY.encode()).hexdigest()}"}}]')
+    as_json = parse_keys(
+        f'[{{"name": "ci", "scope": "WRITE", "key": "{WRITE_KEY}"}},'
+        f' {{"name": "bot", "scope": "read", "sha256": "{hashlib.sha256(OTHER_READ_KEY.encode()).hexdigest()}"}}]'
+    )
     assert [(k.name, k.scope, k.digest) for k in as_json] == [(k.name, k.scope, k.digest) for k in (keys[0], keys[2])]
     path = tmp_path / "keys"
-    path.write_text(f"# name scope key\n\nci write {WRITE_KEY}\n  web\tread  {READ_KEY}\n"
-                    f"bot read sha256:{hashlib.sha256(OTHER_READ_KEY.encode()).hexdigest().upper()}\n")
+    path.write_text(
+        f"# name scope key\n\nci write {WRITE_KEY}\n  web\tread  {READ_KEY}\n"
+        f"bot read sha256:{hashlib.sha256(OTHER_READ_KEY.encode()).hexdigest().upper()}\n"
+    )
     assert [(k.name, k.scope, k.digest) for k in parse_keys_file(path)] == [(k.name, k.scope, k.digest) for k in keys]
     store = KeyStore.from_settings(Settings(api_keys=f"web:read:{READ_KEY}", api_keys_file=None, _env_file=None))
     assert store.names == ["web"] and not store.has_write_keys
@@ -164,8 +170,13 @@ def test_reads_are_open_by_default_but_a_wrong_key_is_401(keyed: TestClient, see
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
-    [("GET", "/search", None), ("POST", "/search", {"q": "Aliyev", "k": 1}), ("POST", "/ask", {"question": "Aliyev"}),
-     ("GET", "/documents/000_d73893d2131be99a.txt", None), ("GET", "/metrics", None)],
+    [
+        ("GET", "/search", None),
+        ("POST", "/search", {"q": "Aliyev", "k": 1}),
+        ("POST", "/ask", {"question": "Aliyev"}),
+        ("GET", "/documents/000_d73893d2131be99a.txt", None),
+        ("GET", "/metrics", None),
+    ],
 )
 def test_reads_need_a_key_when_configured(closed: TestClient, method: str, path: str, body: Any) -> None:
     missing = closed.request(method, path, json=body, params=Q if path == "/search" and method == "GET" else None)
@@ -173,15 +184,24 @@ def test_reads_need_a_key_when_configured(closed: TestClient, method: str, path:
     assert missing.headers["www-authenticate"] == 'Bearer realm="citesearch"'
     assert "API key is required" in _error(missing)["message"]
     for headers in (bearer(READ_KEY), {"x-api-key": READ_KEY}, bearer(WRITE_KEY), {"X-API-Key": OTHER_READ_KEY}):
-        ok = closed.request(method, path, json=body, headers=headers,
-                            params=Q if path == "/search" and method == "GET" else None)
+        ok = closed.request(
+            method, path, json=body, headers=headers, params=Q if path == "/search" and method == "GET" else None
+        )
         assert ok.status_code == 200, ok.text
     assert closed.request(method, path, json=body, headers={"Authorization": f"Basic {READ_KEY}"}).status_code == 401
 
 
 def test_health_page_static_and_docs_stay_open(closed: TestClient) -> None:
-    for path in ("/health", "/ready", "/", "/static/app.js", "/static/embed.js", "/openapi.json", "/docs",
-                 "/page-config"):
+    for path in (
+        "/health",
+        "/ready",
+        "/",
+        "/static/app.js",
+        "/static/embed.js",
+        "/openapi.json",
+        "/docs",
+        "/page-config",
+    ):
         assert closed.get(path).status_code == 200, path
 
 
@@ -377,15 +397,33 @@ def test_the_page_has_no_inline_script_style_or_handlers() -> None:
 
 def test_cors_lets_configured_origins_send_keys_and_read_the_headers(seed_index, real_embedder) -> None:
     origin = {"origin": "http://intranet.example"}
-    with client_for(seed_index, real_embedder, cors_origins=["http://intranet.example"], api_keys=KEYS,
-                    rate_limit_per_minute=6, rate_limit_burst=1) as client:
-        preflight = client.options("/search", headers={**origin, "access-control-request-method": "GET",
-                                                       "access-control-request-headers": "authorization,x-api-key"})
+    with client_for(
+        seed_index,
+        real_embedder,
+        cors_origins=["http://intranet.example"],
+        api_keys=KEYS,
+        rate_limit_per_minute=6,
+        rate_limit_burst=1,
+    ) as client:
+        preflight = client.options(
+            "/search",
+            headers={
+                **origin,
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "authorization,x-api-key",
+            },
+        )
         assert preflight.status_code == 200
         allowed = preflight.headers["access-control-allow-headers"].lower()
         assert "authorization" in allowed and "x-api-key" in allowed
-        evil = client.options("/search", headers={"origin": "http://evil.example", "access-control-request-method": "GET",
-                                                   "access-control-request-headers": "authorization"})
+        evil = client.options(
+            "/search",
+            headers={
+                "origin": "http://evil.example",
+                "access-control-request-method": "GET",
+                "access-control-request-headers": "authorization",
+            },
+        )
         assert "access-control-allow-origin" not in evil.headers
         assert client.get("/search", params=Q, headers=origin).status_code == 200
         limited = client.get("/search", params=Q, headers=origin)

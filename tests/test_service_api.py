@@ -305,8 +305,9 @@ def test_question_over_the_length_limit_is_refused_in_ask(seed_api: TestClient) 
 
 
 def test_body_over_the_size_limit_is_413(seed_api: TestClient) -> None:
-    response = seed_api.post("/search", content=b'{"q": "' + b"a" * 70000 + b'"}',
-                             headers={"content-type": "application/json"})
+    response = seed_api.post(
+        "/search", content=b'{"q": "' + b"a" * 70000 + b'"}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413 and _error(response)["field"] == "body"
 
 

@@ -79,8 +79,9 @@ def test_decisions_follow_extract_answer_and_count_groups() -> None:
 
 def test_unanswerable_file_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "u.jsonl"
-    path.write_text('{"question": "fine?", "note": "near miss: x"}\n\n{"note": "off-topic: no question"}\n',
-                    encoding="utf-8")
+    path.write_text(
+        '{"question": "fine?", "note": "near miss: x"}\n\n{"note": "off-topic: no question"}\n', encoding="utf-8"
+    )
     with pytest.raises(QuestionSetError, match=r"u\.jsonl:3: expected an object with a non-empty 'question'"):
         load_unanswerable(path)
     path.write_text('{"question": "fine?", "note": "off-topic: x"}\n{"question": "which group?"}\n', encoding="utf-8")

@@ -33,10 +33,16 @@ from tests.servicekit import free_port, wait_for
 from tests.updates_server import KEY
 
 AUTH = {"X-API-Key": KEY}
-ZEBRA = {"id": "zebra-finch", "title": "Zebra finches",
-         "text": "Zebra finches learn their courtship song from their fathers during the first ninety days."}
-GLACIER = {"id": "glacier", "title": "Perito Moreno",
-           "text": "The Perito Moreno glacier advances across Lago Argentino and calves into the lake."}
+ZEBRA = {
+    "id": "zebra-finch",
+    "title": "Zebra finches",
+    "text": "Zebra finches learn their courtship song from their fathers during the first ninety days.",
+}
+GLACIER = {
+    "id": "glacier",
+    "title": "Perito Moreno",
+    "text": "The Perito Moreno glacier advances across Lago Argentino and calves into the lake.",
+}
 
 
 def _copy_index(source: Path, target: Path) -> Path:
@@ -45,8 +51,15 @@ def _copy_index(source: Path, target: Path) -> Path:
 
 
 def _app(index_dir: Path, embedder: Any, **overrides: Any) -> Any:
-    settings = Settings(index_dir=index_dir, api_keys=f"tests:write:{KEY}", reload_interval_seconds=0.2,
-                        rate_limit_per_minute=0, sentence_warmup=False, _env_file=None, **overrides)
+    settings = Settings(
+        index_dir=index_dir,
+        api_keys=f"tests:write:{KEY}",
+        reload_interval_seconds=0.2,
+        rate_limit_per_minute=0,
+        sentence_warmup=False,
+        _env_file=None,
+        **overrides,
+    )
     app = create_app(settings, embedder=embedder)
     return app
 
@@ -111,8 +124,15 @@ def test_post_is_journaled_then_published_and_found(live) -> None:
 def test_a_posted_news_page_is_cut_into_article_author_and_comments(live) -> None:
     client, _ = live
     text = (SEEDS / SEED_PAGE).read_text(encoding="utf-8")
-    response = client.post("/documents", json={"documents": [{"_id": "page-copy", "text": text, "url": "https://x.test/p",
-                                                              "metadata": {"via": "api"}}, GLACIER]})
+    response = client.post(
+        "/documents",
+        json={
+            "documents": [
+                {"_id": "page-copy", "text": text, "url": "https://x.test/p", "metadata": {"via": "api"}},
+                GLACIER,
+            ]
+        },
+    )
     assert response.status_code == 202, response.text
     seqs = response.json()["seq"]
     assert len(seqs) == 2 and seqs[1] == seqs[0] + 1
@@ -162,8 +182,9 @@ def test_delete_removes_the_document_and_replace_updates_it(live) -> None:
         ([ZEBRA], 422, "body"),
     ],
 )
-def test_bad_input_is_a_4xx_naming_the_field_and_journals_nothing(validating, body: Any, status: int,
-                                                                    field: str) -> None:
+def test_bad_input_is_a_4xx_naming_the_field_and_journals_nothing(
+    validating, body: Any, status: int, field: str
+) -> None:
     client = validating
     response = client.post("/documents", json=body)
     assert response.status_code == status, response.text
@@ -190,8 +211,11 @@ def test_writer_waits_for_the_cli_lock_and_searches_go_on(live) -> None:
     client, index_dir = live
     with write_lock(index_dir):  # what `citesearch index` holds while it builds
         seq = client.post("/documents", json=ZEBRA).json()["seq"][0]
-        wait_for(lambda: client.get("/updates").json()["writer"]["state"] == "waiting_for_lock", timeout=20,
-                 what="the writer to notice the lock")
+        wait_for(
+            lambda: client.get("/updates").json()["writer"]["state"] == "waiting_for_lock",
+            timeout=20,
+            what="the writer to notice the lock",
+        )
         summary = client.get("/updates").json()
         assert str(os.getpid()) in summary["writer"]["last_error"]  # names who holds the lock
         assert client.get(f"/updates/{seq}").json()["status"] == "accepted"
@@ -219,7 +243,9 @@ def test_changes_published_before_a_crash_are_marked_not_reapplied(tmp_path: Pat
     from service.updates import document_from_record
 
     published = apply_changes(
-        index_dir, real_embedder, upserts=[document_from_record(journal.get(seqs[0]).document)],
+        index_dir,
+        real_embedder,
+        upserts=[document_from_record(journal.get(seqs[0]).document)],
         options=BuildOptions(record={"journal": {"id": journal.journal_id, "last_seq": seqs[0]}}),
     ).version
     journal.close()
@@ -249,8 +275,14 @@ class Server:
         if publish_sleep:
             command += ["--publish-sleep", str(publish_sleep)]
         with log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            self.process = subprocess.Popen(
+                command,
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )
         self.http = httpx.Client(base_url=self.url, headers=AUTH, timeout=20)
         wait_for(self._ready, timeout=60, interval=0.1, what=f"the server to start (log: {log_path})")
 
@@ -344,8 +376,10 @@ def test_kill9_at_random_points_never_loses_an_accepted_document(tmp_path: Path,
         try:
             for i in range(4):
                 doc_id = f"r{round_no}-{i}"
-                response = server.http.post("/documents", json={
-                    "id": doc_id, "text": f"Round {round_no} item {i}: the quokka{round_no}x{i} eats leaves."})
+                response = server.http.post(
+                    "/documents",
+                    json={"id": doc_id, "text": f"Round {round_no} item {i}: the quokka{round_no}x{i} eats leaves."},
+                )
                 assert response.status_code == 202, response.text
                 accepted[doc_id] = response.json()["seq"][0]
                 time.sleep(rng.uniform(0.0, 0.3))
@@ -368,7 +402,6 @@ def test_kill9_at_random_points_never_loses_an_accepted_document(tmp_path: Path,
     assert (hashing_index / JOURNAL_NAME).exists()
 
 
-
 # -- the soak command ----------------------------------------------------------------------------------------------
 def test_soak_smoke(tmp_path: Path, seed_index, real_embedder) -> None:
     """`python -m eval.soak` for ~10 s against an in-process server: nothing lost, nothing 5xx."""
@@ -377,8 +410,9 @@ def test_soak_smoke(tmp_path: Path, seed_index, real_embedder) -> None:
 
     index_dir = _copy_index(seed_index[0], tmp_path / "index")
     with running_server(_app(index_dir, real_embedder)) as base:
-        result = run_soak(base, api_key=KEY, duration=10, search_rate=4, updates=6, publish_timeout=60,
-                          max_requests=500)
+        result = run_soak(
+            base, api_key=KEY, duration=10, search_rate=4, updates=6, publish_timeout=60, max_requests=500
+        )
     assert result.ok, result.table()
     assert result.lost == 0 and result.deleted_still_present == 0 and result.status_5xx == 0
     assert result.updates_accepted >= 5 and result.published == result.updates_accepted

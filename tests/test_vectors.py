@@ -37,7 +37,8 @@ def _structured_vectors(n: int, seed: int, dim: int = DIM) -> np.ndarray:
 def _queries(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     queries = vectors[rng.choice(len(vectors), count, replace=False)] + 0.1 * rng.standard_normal(
-        (count, vectors.shape[1])).astype(np.float32)
+        (count, vectors.shape[1])
+    ).astype(np.float32)
     return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -46,8 +47,9 @@ def _brute_force(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: i
 
 
 def _recall(found: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.mean([len(set(f.tolist()) & set(e.tolist())) / len(e) for f, e in zip(found, expected,
-                                                                                          strict=True)]))
+    return float(
+        np.mean([len(set(f.tolist()) & set(e.tolist())) / len(e) for f, e in zip(found, expected, strict=True)])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,9 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module", params=APPROXIMATE)
-def saved(request: pytest.FixtureRequest, data: tuple[np.ndarray, np.ndarray],
-          tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def saved(
+    request: pytest.FixtureRequest, data: tuple[np.ndarray, np.ndarray], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
     ids, vectors = data
     flat = create_vector_index("faiss", DIM)
     flat.add(ids, vectors)
@@ -81,8 +84,9 @@ def test_choose_backend_by_size_and_by_name() -> None:
         choose_backend("annoy", 10, 384)
 
 
-def test_approximate_search_recall_and_exact_scores(saved: tuple[str, Path],
-                                                    data: tuple[np.ndarray, np.ndarray]) -> None:
+def test_approximate_search_recall_and_exact_scores(
+    saved: tuple[str, Path], data: tuple[np.ndarray, np.ndarray]
+) -> None:
     backend, folder = saved
     ids, vectors = data
     index = load_vector_index(backend, folder)
@@ -111,8 +115,9 @@ def test_vectors_for_is_exact_and_in_order(saved: tuple[str, Path], data: tuple[
 
 
 @pytest.mark.parametrize("every", [40, 2])  # 100 allowed: answered exactly; 2000 allowed: IVF with a selector
-def test_filtered_search_returns_only_allowed_ids(saved: tuple[str, Path], data: tuple[np.ndarray, np.ndarray],
-                                                  monkeypatch: pytest.MonkeyPatch, every: int) -> None:
+def test_filtered_search_returns_only_allowed_ids(
+    saved: tuple[str, Path], data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
     monkeypatch.setattr(ivf_backend, "FILTER_EXACT_MAX", 500)
     backend, folder = saved
     ids, vectors = data
@@ -130,9 +135,9 @@ def test_filtered_search_returns_only_allowed_ids(saved: tuple[str, Path], data:
     assert (empty.ids == -1).all() and np.isneginf(empty.scores).all()
 
 
-def test_removed_ids_are_never_returned_and_survive_a_save(saved: tuple[str, Path],
-                                                           data: tuple[np.ndarray, np.ndarray],
-                                                           tmp_path: Path) -> None:
+def test_removed_ids_are_never_returned_and_survive_a_save(
+    saved: tuple[str, Path], data: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     backend, folder = saved
     ids, vectors = data
     index = load_vector_index(backend, folder)
@@ -148,8 +153,9 @@ def test_removed_ids_are_never_returned_and_survive_a_save(saved: tuple[str, Pat
     assert not set(again.search(vectors[10:20], 20).ids.ravel().tolist()) & set(gone[10:].tolist())
 
 
-def test_save_load_round_trip_gives_the_same_results(saved: tuple[str, Path], data: tuple[np.ndarray, np.ndarray],
-                                                     tmp_path: Path) -> None:
+def test_save_load_round_trip_gives_the_same_results(
+    saved: tuple[str, Path], data: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     backend, folder = saved
     _, vectors = data
     first = load_vector_index(backend, folder)
@@ -205,8 +211,7 @@ def _publish(index_dir: Path, docs: dict[str, int], *, deletes: tuple[str, ...] 
         return writer.publish().version
 
 
-def test_publish_chooses_the_backend_by_size_and_records_it(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_chooses_the_backend_by_size_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _publish(tmp_path, {"a": 300, "b": 200})
     with open_index(tmp_path) as reader:  # small: exact, exactly as before
         assert reader.manifest.vector_backend == "faiss" and "vectors.faiss" in reader.manifest.files
@@ -215,7 +220,8 @@ def test_publish_chooses_the_backend_by_size_and_records_it(tmp_path: Path,
     with open_index(tmp_path) as reader:  # grew past the threshold: IVF, every file checksummed
         assert reader.manifest.vector_backend == "faiss-ivf"
         assert {"vectors.ids.npy", "vectors.f32.npy", "vectors.ivf.faiss", "vectors.ivf.json"} <= set(
-            reader.manifest.files)
+            reader.manifest.files
+        )
         assert "vectors.faiss" not in reader.manifest.files  # the previous backend's file is not carried over
         assert isinstance(reader.vectors, IvfVectorIndex) and len(reader.vectors) == 600
         ids = reader.passage_ids(doc_id="c")
@@ -229,7 +235,8 @@ def test_publish_chooses_the_backend_by_size_and_records_it(tmp_path: Path,
         assert reader.manifest.vector_backend == "faiss" and len(reader.vectors) == 100
         assert not any(name.startswith("vectors.ivf") for name in reader.manifest.files)
         assert set(reader.search_vectors(_structured_vectors(3, seed=9), 100).ids.ravel().tolist()) == set(
-            reader.passage_ids().tolist())
+            reader.passage_ids().tolist()
+        )
 
 
 def test_explicit_sq8_backend_through_publish_and_a_corrupt_vector_file(tmp_path: Path) -> None:
@@ -246,4 +253,3 @@ def test_explicit_sq8_backend_through_publish_and_a_corrupt_vector_file(tmp_path
         assert reader.version == first and reader.skipped_versions
     with pytest.raises(IndexCorruptError):
         open_index(tmp_path, fallback=False)
-

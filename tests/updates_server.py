@@ -48,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
         versions._write_atomically = slow_switch  # type: ignore[assignment]
 
-    settings = Settings(index_dir=args.index_dir, api_keys=f"tests:write:{KEY}", reload_interval_seconds=0.2,
-                        rate_limit_per_minute=0, _env_file=None)
+    settings = Settings(
+        index_dir=args.index_dir,
+        api_keys=f"tests:write:{KEY}",
+        reload_interval_seconds=0.2,
+        rate_limit_per_minute=0,
+        _env_file=None,
+    )
     embedder = HashingEmbedder() if args.hashing else SentenceTransformerEmbedder()
     app = create_app(settings, embedder=embedder)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

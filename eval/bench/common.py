@@ -37,18 +37,30 @@ class BenchReport:
         return met
 
     def to_dict(self) -> dict[str, Any]:
-        return {"benchmark": self.name, "created": self.created, "machine": self.machine, "settings": self.settings,
-                "tables": self.tables, "targets": self.targets, "notes": self.notes}
+        return {
+            "benchmark": self.name,
+            "created": self.created,
+            "machine": self.machine,
+            "settings": self.settings,
+            "tables": self.tables,
+            "targets": self.targets,
+            "notes": self.notes,
+        }
 
     def to_markdown(self) -> str:
-        lines = [f"### bench {self.name} ({self.created}, {self.machine.get('cpu_count')} cores, "
-                 f"{self.machine.get('cpu_model', '?')})", ""]
+        lines = [
+            f"### bench {self.name} ({self.created}, {self.machine.get('cpu_count')} cores, "
+            f"{self.machine.get('cpu_model', '?')})",
+            "",
+        ]
         for title, rows in self.tables.items():
             lines += [f"**{title}**", "", *markdown_table(rows), ""]
         if self.targets:
             lines += ["| target | measured | limit | met |", "| --- | ---: | ---: | --- |"]
-            lines += [f"| {t['target']} | {t['measured']} | {t['limit']} | {'yes' if t['met'] else 'NO'} |"
-                      for t in self.targets]
+            lines += [
+                f"| {t['target']} | {t['measured']} | {t['limit']} | {'yes' if t['met'] else 'NO'} |"
+                for t in self.targets
+            ]
             lines.append("")
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines).rstrip() + "\n"

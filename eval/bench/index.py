@@ -85,8 +85,13 @@ def raw_encode(embedder: Embedder, texts: Sequence[str], batch_size: int, *, sho
         return f"OnnxEncoder.encode ({getattr(embedder, 'backend', 'onnx')}, ONNX Runtime)"
     model = getattr(embedder, "_model", None)
     if model is not None and hasattr(model, "encode"):
-        model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True,
-                     normalize_embeddings=True)
+        model.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
         return f"{type(model).__name__}.encode"
     embedder.encode(list(texts), batch_size=batch_size)
     return f"{type(embedder).__name__}.encode (no SentenceTransformer)"
@@ -216,8 +221,10 @@ def run_index_bench(
         first_seconds = t_first["seconds"] + t_load["seconds"]
         texts = list(recorder.texts)
         pipeline_encode_seconds = recorder.encode_seconds
-        say(f"first build: {first.passages} passages, {first.passages_embedded} embedded in {first_seconds:.1f}s "
-            f"({first.passages_embedded / first_seconds:.1f} passages/s)")
+        say(
+            f"first build: {first.passages} passages, {first.passages_embedded} embedded in {first_seconds:.1f}s "
+            f"({first.passages_embedded / first_seconds:.1f} passages/s)"
+        )
 
         say(f"raw encode of the same {len(texts)} texts (batch size {batch_size})…")
         cpu_started = time.process_time()
@@ -269,10 +276,18 @@ def run_index_bench(
     first_row = _build_row("first build (empty cache)", first, first_seconds, t_load["seconds"])
     first_row["cpu_s"] = round(first_cpu, 3)
     raw_row = {key: None for key in first_row}
-    raw_row.update({"step": f"raw {raw_call} (same texts)", "passages": len(texts), "embedded": len(texts),
-                    "seconds": round(t_raw["seconds"], 3), "passages_per_s": round(raw_rate, 2),
-                    "embedded_per_s": round(raw_rate, 2), "embed_s": round(t_raw["seconds"], 3),
-                    "cpu_s": round(raw_cpu, 3)})
+    raw_row.update(
+        {
+            "step": f"raw {raw_call} (same texts)",
+            "passages": len(texts),
+            "embedded": len(texts),
+            "seconds": round(t_raw["seconds"], 3),
+            "passages_per_s": round(raw_rate, 2),
+            "embedded_per_s": round(raw_rate, 2),
+            "embed_s": round(t_raw["seconds"], 3),
+            "cpu_s": round(raw_cpu, 3),
+        }
+    )
     report.tables["Indexing"] = [
         first_row,
         raw_row,
@@ -280,24 +295,47 @@ def run_index_bench(
         _build_row("re-index, 1 document changed", one, t_one["seconds"], t_load_one["seconds"]),
     ]
     index_rate = first.passages_embedded / first_seconds if first_seconds > 0 else 0.0
-    report.check("indexing throughput / raw encode throughput (texts embedded per second)",
-                 index_rate / raw_rate if raw_rate > 0 else 0.0, THROUGHPUT_RATIO, at_most=False)
+    report.check(
+        "indexing throughput / raw encode throughput (texts embedded per second)",
+        index_rate / raw_rate if raw_rate > 0 else 0.0,
+        THROUGHPUT_RATIO,
+        at_most=False,
+    )
     # The same ratio by CPU time of this process: much less sensitive to other jobs on a shared machine, which
     # can make the two wall-clock passes run at different speeds.
-    report.check("indexing throughput / raw encode throughput by CPU time (less sensitive to other jobs)",
-                 raw_cpu / first_cpu if first_cpu > 0 else 0.0, THROUGHPUT_RATIO, at_most=False)
-    report.check("share of the first build's wall time spent inside the model's encode",
-                 pipeline_encode_seconds / first_seconds if first_seconds > 0 else 0.0, THROUGHPUT_RATIO,
-                 at_most=False)
-    report.check("unchanged re-index seconds / first build seconds",
-                 t_same["seconds"] / first_seconds if first_seconds > 0 else 0.0, REINDEX_RATIO, at_most=True)
+    report.check(
+        "indexing throughput / raw encode throughput by CPU time (less sensitive to other jobs)",
+        raw_cpu / first_cpu if first_cpu > 0 else 0.0,
+        THROUGHPUT_RATIO,
+        at_most=False,
+    )
+    report.check(
+        "share of the first build's wall time spent inside the model's encode",
+        pipeline_encode_seconds / first_seconds if first_seconds > 0 else 0.0,
+        THROUGHPUT_RATIO,
+        at_most=False,
+    )
+    report.check(
+        "unchanged re-index seconds / first build seconds",
+        t_same["seconds"] / first_seconds if first_seconds > 0 else 0.0,
+        REINDEX_RATIO,
+        at_most=True,
+    )
     report.check("passages embedded by the unchanged re-index", unchanged.passages_embedded, 0, at_most=True)
-    report.check(f"passages embedded with 1 document changed (it has {doc_passages} passages)",
-                 one.passages_embedded, doc_passages, at_most=True)
+    report.check(
+        f"passages embedded with 1 document changed (it has {doc_passages} passages)",
+        one.passages_embedded,
+        doc_passages,
+        at_most=True,
+    )
     overhead = first_seconds - pipeline_encode_seconds
     report.notes += [
-        f"{len(documents)} documents of {source}" + (f" (--limit {limit}: the first {limit} lines copied to a file "
-                                                    "that is then indexed)" if limit is not None else "")
+        f"{len(documents)} documents of {source}"
+        + (
+            f" (--limit {limit}: the first {limit} lines copied to a file that is then indexed)"
+            if limit is not None
+            else ""
+        )
         + f"; {first.passages} passages, {len(texts)} texts embedded by the first build "
         f"(duplicate passage texts are embedded once)",
         f"first build = loading the corpus file + apply_changes (chunk, embed, write, BM25, publish), as "
@@ -349,8 +387,14 @@ def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
-    report = run_index_bench(args.dataset_dir, embedder, settings, limit=args.limit, index_dir=args.index_dir,
-                             show_progress=args.progress or sys.stderr.isatty())
+    report = run_index_bench(
+        args.dataset_dir,
+        embedder,
+        settings,
+        limit=args.limit,
+        index_dir=args.index_dir,
+        show_progress=args.progress or sys.stderr.isatty(),
+    )
     return finish(report, args, settings)
 
 
@@ -368,10 +412,18 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="BEIR dataset folder (corpus.jsonl)")
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="index only the first N documents")
-    parser.add_argument("--index-dir", type=Path, metavar="DIR",
-                        help="new or empty folder to build into, kept afterwards (default: a temporary folder)")
+    parser.add_argument(
+        "--index-dir",
+        type=Path,
+        metavar="DIR",
+        help="new or empty folder to build into, kept afterwards (default: a temporary folder)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument("--reports-dir", type=Path, metavar="DIR",
-                        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)")
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
+    )
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr even when not a terminal")
     parser.set_defaults(handler=cmd_bench_index)

@@ -76,7 +76,9 @@ def check_bench_venv(venv: Path) -> Path:
     # find_spec, not import: importing txtai loads torch, seconds the runner pays again anyway.
     probe = subprocess.run(
         [str(python), "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('txtai') is None)"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["txtai is not installed there"])[-1]
@@ -111,8 +113,16 @@ def select_subset(dataset: BeirDataset, documents: list[Document], limit: int | 
     )
 
 
-def run_citesearch(subset: Subset, dataset_name: str, embedder: Embedder, settings: Settings, index_dir: Path,
-                   *, modes: tuple[str, ...] = MODES, log: Any = None) -> dict[str, Any]:
+def run_citesearch(
+    subset: Subset,
+    dataset_name: str,
+    embedder: Embedder,
+    settings: Settings,
+    index_dir: Path,
+    *,
+    modes: tuple[str, ...] = MODES,
+    log: Any = None,
+) -> dict[str, Any]:
     """Build ``subset`` into ``index_dir`` (reused when it already holds it), search every query in each mode."""
     from citesearch.search import Searcher, check_model_matches
     from eval.beir import prepare_index
@@ -123,8 +133,12 @@ def run_citesearch(subset: Subset, dataset_name: str, embedder: Embedder, settin
     stream = log if log is not None else sys.stderr
     prepared = prepare_index(index_dir, dataset_name, subset.documents, embedder, settings)
     print(f"citesearch index {index_dir}: {prepared.reason}", file=stream)
-    result: dict[str, Any] = {"build_seconds": prepared.build_seconds, "reused": prepared.reused,
-                              "build": prepared.build, "modes": {}}
+    result: dict[str, Any] = {
+        "build_seconds": prepared.build_seconds,
+        "reused": prepared.reused,
+        "build": prepared.build,
+        "modes": {},
+    }
     with open_index(index_dir) as reader:
         check_model_matches(reader, embedder)
         result["passages"] = int(reader.manifest.counts.get("passages", 0))
@@ -140,8 +154,11 @@ def run_citesearch(subset: Subset, dataset_name: str, embedder: Embedder, settin
                 rankings[query_id] = [doc.doc_id for doc in found.documents]
                 latencies.append(found.latency_ms)
             scored = evaluate_rankings(subset.qrels, rankings, BEIR_METRICS)
-            result["modes"][mode] = {"metrics": scored.metrics, "queries": scored.queries,
-                                     "latency": percentiles(latencies)}
+            result["modes"][mode] = {
+                "metrics": scored.metrics,
+                "queries": scored.queries,
+                "latency": percentiles(latencies),
+            }
     return result
 
 
@@ -161,28 +178,47 @@ def run_txtai(python: Path, subset: Subset, model_path: str, *, encode_batch: in
         job_path.write_text(json.dumps(job), encoding="utf-8")
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
         with stopwatch() as wall:
-            done = subprocess.run([str(python), str(RUNNER), str(job_path), str(out_path)], capture_output=True,
-                                  text=True, env=env, check=False)
+            done = subprocess.run(
+                [str(python), str(RUNNER), str(job_path), str(out_path)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
         if done.returncode != 0 or not out_path.is_file():
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise PeerSetupError(f"the txtai runner failed (exit {done.returncode}): {last}")
         result = json.loads(out_path.read_text(encoding="utf-8"))
     scored = evaluate_rankings(subset.qrels, result["rankings"], BEIR_METRICS)
-    return {"version": result.get("txtai_version"), "load_seconds": result["load_seconds"],
-            "index_seconds": result["index_seconds"], "wall_seconds": wall["seconds"],
-            "metrics": scored.metrics, "queries": scored.queries, "latency": percentiles(result["latencies_ms"])}
+    return {
+        "version": result.get("txtai_version"),
+        "load_seconds": result["load_seconds"],
+        "index_seconds": result["index_seconds"],
+        "wall_seconds": wall["seconds"],
+        "metrics": scored.metrics,
+        "queries": scored.queries,
+        "latency": percentiles(result["latencies_ms"]),
+    }
 
 
-def _row(system: str, mode: str, index_s: float | None, rows: int, metrics: dict[str, float],
-         latency: dict[str, float]) -> dict[str, Any]:
-    return {"system": system, "mode": mode, "index_s": None if index_s is None else round(index_s, 2),
-            "indexed_rows": rows, "ndcg@10": round(metrics["ndcg@10"], 4),
-            "recall@100": round(metrics["recall@100"], 4), "p50_ms": round(latency["p50_ms"], 2),
-            "p99_ms": round(latency["p99_ms"], 2)}
+def _row(
+    system: str, mode: str, index_s: float | None, rows: int, metrics: dict[str, float], latency: dict[str, float]
+) -> dict[str, Any]:
+    return {
+        "system": system,
+        "mode": mode,
+        "index_s": None if index_s is None else round(index_s, 2),
+        "indexed_rows": rows,
+        "ndcg@10": round(metrics["ndcg@10"], 4),
+        "recall@100": round(metrics["recall@100"], 4),
+        "p50_ms": round(latency["p50_ms"], 2),
+        "p99_ms": round(latency["p99_ms"], 2),
+    }
 
 
-def run_peer(args: argparse.Namespace, settings: Settings, *, embedder: Embedder | None = None,
-             log: Any = None) -> BenchReport:
+def run_peer(
+    args: argparse.Namespace, settings: Settings, *, embedder: Embedder | None = None, log: Any = None
+) -> BenchReport:
     """The whole benchmark; ``embedder`` (tests) replaces the one the settings describe."""
     from eval.beir import available_splits, load_beir_dataset
     from indexer.embedder import SentenceTransformerEmbedder, resolve_model_path
@@ -201,8 +237,10 @@ def run_peer(args: argparse.Namespace, settings: Settings, *, embedder: Embedder
     loaded = load_documents([dataset.corpus_path])
     subset = select_subset(dataset, list(loaded.documents), args.limit)
     if not subset.queries:
-        raise ValueError(f"no query of split {split!r} has all its relevant documents in the first "
-                         f"{args.limit} documents; raise --limit")
+        raise ValueError(
+            f"no query of split {split!r} has all its relevant documents in the first "
+            f"{args.limit} documents; raise --limit"
+        )
     print(f"bench peer: {len(subset.documents)} documents, {len(subset.queries)} queries", file=stream)
 
     if embedder is None:
@@ -219,27 +257,68 @@ def run_peer(args: argparse.Namespace, settings: Settings, *, embedder: Embedder
     print("bench peer: running txtai in the bench venv", file=stream)
     peer = run_txtai(python, subset, model_path, encode_batch=settings.embed_batch_size)
 
-    report = BenchReport(name="peer", settings={
-        "dataset": dataset.name, "split": dataset.split, "limit": args.limit, "documents": len(subset.documents),
-        "queries": len(subset.queries), "model": settings.model, "model_path": model_path,
-        "embed_backend": settings.embed_backend, "embed_batch_size": settings.embed_batch_size,
-        "chunker": settings.chunker_settings().to_dict(), "fusion": settings.fusion_settings().to_dict(),
-        "depth": DEPTH, "txtai_version": peer["version"], "bench_venv": str(python.parent.parent),
-        "txtai_config": {"method": "sentence-transformers", "content": True, "backend": "faiss",
-                         "faiss": {"components": "IDMap,Flat"}, "encodebatch": settings.embed_batch_size},
-    })
-    rows = [_row("citesearch", mode, ours["build_seconds"], ours["passages"], ours["modes"][mode]["metrics"],
-                 ours["modes"][mode]["latency"]) for mode in MODES]
-    rows.append(_row(f"txtai {peer['version'] or ''}".strip(), "dense", peer["index_seconds"],
-                     len(subset.documents), peer["metrics"], peer["latency"]))
+    report = BenchReport(
+        name="peer",
+        settings={
+            "dataset": dataset.name,
+            "split": dataset.split,
+            "limit": args.limit,
+            "documents": len(subset.documents),
+            "queries": len(subset.queries),
+            "model": settings.model,
+            "model_path": model_path,
+            "embed_backend": settings.embed_backend,
+            "embed_batch_size": settings.embed_batch_size,
+            "chunker": settings.chunker_settings().to_dict(),
+            "fusion": settings.fusion_settings().to_dict(),
+            "depth": DEPTH,
+            "txtai_version": peer["version"],
+            "bench_venv": str(python.parent.parent),
+            "txtai_config": {
+                "method": "sentence-transformers",
+                "content": True,
+                "backend": "faiss",
+                "faiss": {"components": "IDMap,Flat"},
+                "encodebatch": settings.embed_batch_size,
+            },
+        },
+    )
+    rows = [
+        _row(
+            "citesearch",
+            mode,
+            ours["build_seconds"],
+            ours["passages"],
+            ours["modes"][mode]["metrics"],
+            ours["modes"][mode]["latency"],
+        )
+        for mode in MODES
+    ]
+    rows.append(
+        _row(
+            f"txtai {peer['version'] or ''}".strip(),
+            "dense",
+            peer["index_seconds"],
+            len(subset.documents),
+            peer["metrics"],
+            peer["latency"],
+        )
+    )
     report.tables["citesearch vs txtai (same corpus, model, queries)"] = rows
     hybrid = ours["modes"]["hybrid"]
-    report.check("index seconds: citesearch / txtai", ours["build_seconds"] / peer["index_seconds"], 1.0,
-                 at_most=True)
-    report.check("p50 latency: citesearch hybrid / txtai", hybrid["latency"]["p50_ms"] / peer["latency"]["p50_ms"],
-                 1.0, at_most=True)
-    report.check("nDCG@10: citesearch hybrid - txtai", hybrid["metrics"]["ndcg@10"] - peer["metrics"]["ndcg@10"],
-                 0.0, at_most=False)
+    report.check("index seconds: citesearch / txtai", ours["build_seconds"] / peer["index_seconds"], 1.0, at_most=True)
+    report.check(
+        "p50 latency: citesearch hybrid / txtai",
+        hybrid["latency"]["p50_ms"] / peer["latency"]["p50_ms"],
+        1.0,
+        at_most=True,
+    )
+    report.check(
+        "nDCG@10: citesearch hybrid - txtai",
+        hybrid["metrics"]["ndcg@10"] - peer["metrics"]["ndcg@10"],
+        0.0,
+        at_most=False,
+    )
     report.notes += [
         LIMIT_RULE if args.limit is not None else "whole corpus, every query of the split with a relevant document",
         f"{len(subset.documents)} of {subset.corpus_documents} documents; {len(subset.queries)} of "
@@ -268,14 +347,27 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         "bench-peer-*.json and .md to the reports folder.",
     )
     parser.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="BEIR dataset folder (read in place)")
-    parser.add_argument("--split", help="qrels split to evaluate (default: test if the dataset has it, else its "
-                        "first split)")
+    parser.add_argument(
+        "--split", help="qrels split to evaluate (default: test if the dataset has it, else its first split)"
+    )
     parser.add_argument("--limit", type=positive_int, metavar="N", help=LIMIT_RULE.split(": ", 1)[1])
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument("--reports-dir", type=Path, metavar="DIR",
-                        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)")
-    parser.add_argument("--bench-venv", type=Path, metavar="DIR",
-                        help=f"the txtai virtualenv (default: ${BENCH_VENV_ENV} or {DEFAULT_BENCH_VENV})")
-    parser.add_argument("--index-dir", type=Path, metavar="DIR",
-                        help="new or empty folder for citesearch's index, kept afterwards (default: temporary)")
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
+    )
+    parser.add_argument(
+        "--bench-venv",
+        type=Path,
+        metavar="DIR",
+        help=f"the txtai virtualenv (default: ${BENCH_VENV_ENV} or {DEFAULT_BENCH_VENV})",
+    )
+    parser.add_argument(
+        "--index-dir",
+        type=Path,
+        metavar="DIR",
+        help="new or empty folder for citesearch's index, kept afterwards (default: temporary)",
+    )
     parser.set_defaults(handler=cmd_bench_peer)

@@ -46,10 +46,28 @@ if TYPE_CHECKING:
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 QUESTION_FILES = (DATA_DIR / "seed_questions.jsonl", DATA_DIR / "unanswerable_questions.jsonl")
 # Variations that keep a question's meaning but change its text (so its embedding is not cached by the service).
-PREFIXES = ("", "Quick question: ", "Question: ", "I would like to know: ", "Please answer: ", "I'm curious: ",
-            "Help me understand: ", "From the documents: ", "Asking for a colleague: ", "One more thing: ")
-SUFFIXES = ("", " Please cite the source.", " Thanks!", " Briefly.", " Answer with quotes.",
-            " I need this for a report.", " What does the text say?", " Be precise.")
+PREFIXES = (
+    "",
+    "Quick question: ",
+    "Question: ",
+    "I would like to know: ",
+    "Please answer: ",
+    "I'm curious: ",
+    "Help me understand: ",
+    "From the documents: ",
+    "Asking for a colleague: ",
+    "One more thing: ",
+)
+SUFFIXES = (
+    "",
+    " Please cite the source.",
+    " Thanks!",
+    " Briefly.",
+    " Answer with quotes.",
+    " I need this for a report.",
+    " What does the text say?",
+    " Be precise.",
+)
 ENDPOINTS = ("search", "ask")
 LATENCY_RATIO = 1.3  # /search p50 at concurrency 1 over the in-process p50 of the same work, at most
 SCALING_RATIO = 2.5  # throughput at the highest concurrency over that at concurrency 1, at least
@@ -127,22 +145,45 @@ SERVER_ENV = {"CITESEARCH_RATE_LIMIT_PER_MINUTE": "0", "CITESEARCH_REQUIRE_READ_
 
 
 def server_command(index_dir: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "citesearch.cli", "serve", "--index-dir", str(index_dir), "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "info"]
+    return [
+        sys.executable,
+        "-m",
+        "citesearch.cli",
+        "serve",
+        "--index-dir",
+        str(index_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "info",
+    ]
 
 
 @contextlib.contextmanager
-def running_server(index_dir: Path, workdir: Path, *, startup_timeout: float = 180.0,
-                   wait_for_warmup: bool = True, log: TextIO = sys.stderr) -> Iterator[ServerProcess]:
+def running_server(
+    index_dir: Path,
+    workdir: Path,
+    *,
+    startup_timeout: float = 180.0,
+    wait_for_warmup: bool = True,
+    log: TextIO = sys.stderr,
+) -> Iterator[ServerProcess]:
     """``citesearch serve`` in a subprocess on a free loopback port; yields once /ready answers 200 (and the
     sentence warm-up logged that it finished); always stopped afterwards (SIGINT, then SIGTERM, then SIGKILL)."""
     port = free_port()
     log_path = workdir / f"server-{port}.log"
     with log_path.open("wb") as handle:
         # Its own session: a Ctrl-C in the terminal reaches only the benchmark, which then stops the server cleanly.
-        process = subprocess.Popen(server_command(index_dir, port), stdout=handle, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True,
-                                   env={**os.environ, **SERVER_ENV})
+        process = subprocess.Popen(
+            server_command(index_dir, port),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **SERVER_ENV},
+        )
     server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + startup_timeout
@@ -164,9 +205,15 @@ def running_server(index_dir: Path, workdir: Path, *, startup_timeout: float = 1
 
 
 # -- in-process cost ---------------------------------------------------------------------------------------------
-def measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings, search_questions: Sequence[str],
-                       ask_questions: Sequence[str], *, torch_threads: int | None = 1
-                       ) -> dict[str, dict[str, list[float]]]:
+def measure_in_process(
+    index_dir: Path,
+    embedder: Embedder,
+    settings: Settings,
+    search_questions: Sequence[str],
+    ask_questions: Sequence[str],
+    *,
+    torch_threads: int | None = 1,
+) -> dict[str, dict[str, list[float]]]:
     """Per-stage milliseconds of each query, for the /search work and the /ask work, done as the routes do it.
 
     The work runs on a worker thread, as the service runs its (sync) routes in a thread pool, with torch limited to
@@ -183,15 +230,21 @@ def measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings, 
         if torch is not None and torch_threads is not None:
             torch.set_num_threads(torch_threads)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-in-process") as pool:
-            return pool.submit(_measure_in_process, index_dir, embedder, settings, search_questions,
-                               ask_questions).result()
+            return pool.submit(
+                _measure_in_process, index_dir, embedder, settings, search_questions, ask_questions
+            ).result()
     finally:
         if torch is not None and before is not None:
             torch.set_num_threads(before)
 
 
-def _measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings, search_questions: Sequence[str],
-                        ask_questions: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+def _measure_in_process(
+    index_dir: Path,
+    embedder: Embedder,
+    settings: Settings,
+    search_questions: Sequence[str],
+    ask_questions: Sequence[str],
+) -> dict[str, dict[str, list[float]]]:
     import faiss
 
     from citesearch.answer import SentenceScorer, answer_question, highlight_result
@@ -215,17 +268,29 @@ def _measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings,
 
         def search_work(question: str) -> tuple[Any, float, float]:
             t0 = time.perf_counter()
-            result = searcher.search(SearchRequest(query=question, k=settings.default_k,
-                                                   per_doc_cap=settings.per_doc_cap))
+            result = searcher.search(
+                SearchRequest(query=question, k=settings.default_k, per_doc_cap=settings.per_doc_cap)
+            )
             t1 = time.perf_counter()
-            highlight_result(result, scorer, max_sentences=settings.highlight_max_sentences,
-                             margin=settings.highlight_margin, budget=settings.highlight_encode_budget)
+            highlight_result(
+                result,
+                scorer,
+                max_sentences=settings.highlight_max_sentences,
+                margin=settings.highlight_margin,
+                budget=settings.highlight_encode_budget,
+            )
             return result, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000
 
         def ask_work(question: str) -> Any:
             return answer_question(
-                searcher, scorer, question, k=settings.answer_passages, threshold=settings.answer_min_score,
-                max_sentences=settings.answer_max_sentences, margin=settings.answer_margin, max_k=settings.max_k,
+                searcher,
+                scorer,
+                question,
+                k=settings.answer_passages,
+                threshold=settings.answer_min_score,
+                max_sentences=settings.answer_max_sentences,
+                margin=settings.answer_margin,
+                max_k=settings.max_k,
                 search_options={"per_doc_cap": settings.per_doc_cap},
             )
 
@@ -251,10 +316,15 @@ def _measure_in_process(index_dir: Path, embedder: Embedder, settings: Settings,
 
 def _stage_rows(samples: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
     labels = {
-        "encode": "encode (query embedding)", "vector_search": "vector_search", "bm25": "bm25", "fusion": "fusion",
-        "store_lookup": "store_lookup", "search_other": "rest of Searcher.search (validate, hits)",
-        "highlight": "highlight_result (sentence scoring)", "answer": "answer: sentence scoring + extraction "
-        "(+ rest of search)", "total": "total",
+        "encode": "encode (query embedding)",
+        "vector_search": "vector_search",
+        "bm25": "bm25",
+        "fusion": "fusion",
+        "store_lookup": "store_lookup",
+        "search_other": "rest of Searcher.search (validate, hits)",
+        "highlight": "highlight_result (sentence scoring)",
+        "answer": "answer: sentence scoring + extraction (+ rest of search)",
+        "total": "total",
     }
     rows = []
     for name, label in labels.items():
@@ -320,56 +390,86 @@ def run_query_bench(
         say(f"loading {settings.model} for the in-process measurement…")
         embedder = SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
     say(f"in-process cost of {n_in} /search and {n_in} /ask queries on {index_dir} ({manifest.version})…")
-    samples = measure_in_process(index_dir, embedder, settings, search_questions, ask_questions,
-                                 torch_threads=in_process_threads)
+    samples = measure_in_process(
+        index_dir, embedder, settings, search_questions, ask_questions, torch_threads=in_process_threads
+    )
 
     rows: list[dict[str, Any]] = []
     results: dict[tuple[str, int], LoadResult] = {}
     with tempfile.TemporaryDirectory(prefix="citesearch-bench-query-") as workdir:
         say("starting citesearch serve…")
         started = time.perf_counter()
-        with running_server(index_dir, Path(workdir), startup_timeout=startup_timeout,
-                            wait_for_warmup=settings.sentence_warmup and settings.sentence_cache_size > 0,
-                            log=stream) as server:
+        with running_server(
+            index_dir,
+            Path(workdir),
+            startup_timeout=startup_timeout,
+            wait_for_warmup=settings.sentence_warmup and settings.sentence_cache_size > 0,
+            log=stream,
+        ) as server:
             startup_seconds = time.perf_counter() - started
             say(f"server ready at {server.base_url} after {startup_seconds:.1f}s")
             for endpoint, concurrency in phases:
                 cpu_before, client_before = server.cpu_seconds(), time.process_time()
-                result = run_load(server.base_url, _requests(endpoint, pool, offsets[(endpoint, concurrency)]),
-                                  total=requests, concurrency=concurrency, time_limit=time_limit, warmup=warmup,
-                                  label=f"/{endpoint}")
+                result = run_load(
+                    server.base_url,
+                    _requests(endpoint, pool, offsets[(endpoint, concurrency)]),
+                    total=requests,
+                    concurrency=concurrency,
+                    time_limit=time_limit,
+                    warmup=warmup,
+                    label=f"/{endpoint}",
+                )
                 server_cpu = server.cpu_seconds() - cpu_before
                 client_cpu = time.process_time() - client_before
                 results[(endpoint, concurrency)] = result
                 say(result.summary())
                 for sample in result.error_samples:
                     say(f"  error: {sample}")
-                rows.append({
-                    "endpoint": f"/{endpoint}", "concurrency": concurrency, "requests": result.sent,
-                    "errors": result.errors, "seconds": result.wall_seconds, "throughput_rps": result.throughput_rps,
-                    "p50_ms": result.p50_ms, "p95_ms": result.p95_ms, "p99_ms": result.p99_ms,
-                    "mean_ms": result.mean_ms, "max_ms": result.max_ms,
-                    # CPU the whole phase used (warm-up requests included), over the measured wall time.
-                    "server_cores": round(server_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
-                    "server_cpu_ms_per_req": round(1000 * server_cpu / max(1, result.sent + warmup), 2),
-                    "client_cores": round(client_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
-                })
+                rows.append(
+                    {
+                        "endpoint": f"/{endpoint}",
+                        "concurrency": concurrency,
+                        "requests": result.sent,
+                        "errors": result.errors,
+                        "seconds": result.wall_seconds,
+                        "throughput_rps": result.throughput_rps,
+                        "p50_ms": result.p50_ms,
+                        "p95_ms": result.p95_ms,
+                        "p99_ms": result.p99_ms,
+                        "mean_ms": result.mean_ms,
+                        "max_ms": result.max_ms,
+                        # CPU the whole phase used (warm-up requests included), over the measured wall time.
+                        "server_cores": round(server_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
+                        "server_cpu_ms_per_req": round(1000 * server_cpu / max(1, result.sent + warmup), 2),
+                        "client_cores": round(client_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
+                    }
+                )
         server_log_tail = server.log_tail(5)
     say(f"server stopped (exit code {server.exit_code})")
 
     report = BenchReport(
         name="query",
         settings={
-            "index_dir": str(index_dir), "index_version": manifest.version,
-            "documents": manifest.counts.get("documents"), "passages": manifest.counts.get("passages"),
-            "model": manifest.model.name, "embed_backend": settings.embed_backend,
-            "requests_per_run": requests, "warmup_per_run": warmup, "time_limit_s": time_limit,
-            "concurrency": concurrencies, "in_process_queries": n_in, "default_k": settings.default_k,
-            "answer_passages": settings.answer_passages, "per_doc_cap": settings.per_doc_cap,
-            "sentence_warmup": settings.sentence_warmup, "highlight_encode_budget": settings.highlight_encode_budget,
+            "index_dir": str(index_dir),
+            "index_version": manifest.version,
+            "documents": manifest.counts.get("documents"),
+            "passages": manifest.counts.get("passages"),
+            "model": manifest.model.name,
+            "embed_backend": settings.embed_backend,
+            "requests_per_run": requests,
+            "warmup_per_run": warmup,
+            "time_limit_s": time_limit,
+            "concurrency": concurrencies,
+            "in_process_queries": n_in,
+            "default_k": settings.default_k,
+            "answer_passages": settings.answer_passages,
+            "per_doc_cap": settings.per_doc_cap,
+            "sentence_warmup": settings.sentence_warmup,
+            "highlight_encode_budget": settings.highlight_encode_budget,
             "server": " ".join(server_command(index_dir, 0)[1:]).replace("--port 0", "--port <free>"),
             "server_env": SERVER_ENV,
-            "torch_threads": _torch_threads(), "in_process_torch_threads": in_process_threads,
+            "torch_threads": _torch_threads(),
+            "in_process_torch_threads": in_process_threads,
         },
     )
     report.tables["HTTP load (citesearch serve, loopback)"] = rows
@@ -378,28 +478,41 @@ def run_query_bench(
     in_search = percentiles(samples["search"]["total"])["p50_ms"]
     in_ask = percentiles(samples["ask"]["total"])["p50_ms"]
     comparison = []
-    for endpoint, in_p50, work in (("search", in_search, "Searcher.search + highlight_result"),
-                                   ("ask", in_ask, "answer_question")):
+    for endpoint, in_p50, work in (
+        ("search", in_search, "Searcher.search + highlight_result"),
+        ("ask", in_ask, "answer_question"),
+    ):
         http = results[(endpoint, lowest)].p50_ms
-        comparison.append({
-            "endpoint": f"/{endpoint}", "in_process_work": work, "in_process_p50_ms": round(in_p50, 2),
-            f"http_p50_ms_at_c{lowest}": http,
-            "ratio": round(http / in_p50, 3) if http and in_p50 else None,
-            "http_overhead_ms": round(http - in_p50, 2) if http is not None else None,
-        })
+        comparison.append(
+            {
+                "endpoint": f"/{endpoint}",
+                "in_process_work": work,
+                "in_process_p50_ms": round(in_p50, 2),
+                f"http_p50_ms_at_c{lowest}": http,
+                "ratio": round(http / in_p50, 3) if http and in_p50 else None,
+                "http_overhead_ms": round(http - in_p50, 2) if http is not None else None,
+            }
+        )
     report.tables["HTTP p50 vs in-process p50"] = comparison
 
     search_low = results[("search", lowest)]
     if search_low.p50_ms is not None and in_search > 0:
-        report.check(f"/search p50 at concurrency {lowest} / in-process p50 (Searcher.search + highlight_result)",
-                     search_low.p50_ms / in_search, LATENCY_RATIO, at_most=True)
+        report.check(
+            f"/search p50 at concurrency {lowest} / in-process p50 (Searcher.search + highlight_result)",
+            search_low.p50_ms / in_search,
+            LATENCY_RATIO,
+            at_most=True,
+        )
     highest = concurrencies[-1]
     if highest != lowest:
         for endpoint in ENDPOINTS:
             low, high = results[(endpoint, lowest)], results[(endpoint, highest)]
-            report.check(f"/{endpoint} throughput at concurrency {highest} / at concurrency {lowest}",
-                         high.throughput_rps / low.throughput_rps if low.throughput_rps else 0.0, SCALING_RATIO,
-                         at_most=False)
+            report.check(
+                f"/{endpoint} throughput at concurrency {highest} / at concurrency {lowest}",
+                high.throughput_rps / low.throughput_rps if low.throughput_rps else 0.0,
+                SCALING_RATIO,
+                at_most=False,
+            )
     report.check("errors over all load runs", sum(r.errors for r in results.values()), 0, at_most=True)
 
     requested_questions = len(phases) * per_phase
@@ -407,8 +520,12 @@ def run_query_bench(
         f"questions: {len(pool.base)} base questions (eval/data/seed_questions.jsonl and "
         f"unanswerable_questions.jsonl) × {len(PREFIXES) * len(SUFFIXES)} prefix/suffix variations = {pool.size} "
         f"distinct; this run used {pool.distinct_used} distinct questions for {requested_questions} HTTP request "
-        f"slots (warm-up included)" + ("" if requested_questions <= pool.size else
-                                       f" — more than the pool, so {requested_questions - pool.size} repeat")
+        f"slots (warm-up included)"
+        + (
+            ""
+            if requested_questions <= pool.size
+            else f" — more than the pool, so {requested_questions - pool.size} repeat"
+        )
         + f"; the in-process measurement used the questions of the concurrency-{lowest} runs",
         "in-process /search work = Searcher.search (encode, vector_search, bm25, fusion, store_lookup, the rest) + "
         "highlight_result, with the settings the route uses; /ask work = answer_question as the route calls it; "
@@ -454,9 +571,16 @@ def cmd_bench_query(args: argparse.Namespace, settings: Settings) -> int:
 
     index_dir = Path(args.index_dir or settings.index_dir)
     try:
-        report = run_query_bench(index_dir, settings, requests=args.requests, time_limit=args.time_limit,
-                                 concurrencies=args.concurrency, warmup=args.warmup, in_process=args.in_process,
-                                 in_process_threads=args.in_process_threads or None)
+        report = run_query_bench(
+            index_dir,
+            settings,
+            requests=args.requests,
+            time_limit=args.time_limit,
+            concurrencies=args.concurrency,
+            warmup=args.warmup,
+            in_process=args.in_process,
+            in_process_threads=args.in_process_threads or None,
+        )
     except ServerError as exc:
         print(f"citesearch: error: {exc}", file=sys.stderr)
         return 1
@@ -471,21 +595,48 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         "127.0.0.1 port against the index and load /search and /ask at each concurrency (bounded in requests and "
         "time). Writes bench-query-*.json and .md to the reports folder.",
     )
-    parser.add_argument("--index-dir", type=Path, metavar="DIR",
-                        help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
-    parser.add_argument("--requests", type=positive_int, default=300, metavar="N",
-                        help="measured requests per endpoint and concurrency (default 300)")
-    parser.add_argument("--time-limit", type=float, default=120.0, metavar="S",
-                        help="stop each load run after S seconds (default 120)")
-    parser.add_argument("--concurrency", type=_concurrency_list, default=[1, 4, 16], metavar="1,4,16",
-                        help="concurrency levels (default 1,4,16)")
-    parser.add_argument("--warmup", type=int, default=5, metavar="N",
-                        help="unmeasured requests before each load run (default 5)")
-    parser.add_argument("--in-process", type=positive_int, default=100, metavar="N",
-                        help="queries measured in process per endpoint (default 100, at most --requests)")
-    parser.add_argument("--in-process-threads", type=int, default=1, metavar="N",
-                        help="torch intra-op threads for the in-process measurement (default 1; 0: leave as is)")
+    parser.add_argument(
+        "--index-dir", type=Path, metavar="DIR", help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)"
+    )
+    parser.add_argument(
+        "--requests",
+        type=positive_int,
+        default=300,
+        metavar="N",
+        help="measured requests per endpoint and concurrency (default 300)",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=120.0, metavar="S", help="stop each load run after S seconds (default 120)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency_list,
+        default=[1, 4, 16],
+        metavar="1,4,16",
+        help="concurrency levels (default 1,4,16)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=5, metavar="N", help="unmeasured requests before each load run (default 5)"
+    )
+    parser.add_argument(
+        "--in-process",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="queries measured in process per endpoint (default 100, at most --requests)",
+    )
+    parser.add_argument(
+        "--in-process-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch intra-op threads for the in-process measurement (default 1; 0: leave as is)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument("--reports-dir", type=Path, metavar="DIR",
-                        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)")
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
+    )
     parser.set_defaults(handler=cmd_bench_query)

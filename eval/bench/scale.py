@@ -57,8 +57,12 @@ def vocabulary(size: int = VOCABULARY, seed: int = 7) -> list[str]:
     seen: set[str] = set()
     while len(words) < size:
         syllables = int(rng.integers(2, 4))
-        word = "".join(consonants[rng.integers(len(consonants))] + vowels[rng.integers(len(vowels))]
-                       for _ in range(syllables)) + consonants[rng.integers(len(consonants))]
+        word = (
+            "".join(
+                consonants[rng.integers(len(consonants))] + vowels[rng.integers(len(vowels))] for _ in range(syllables)
+            )
+            + consonants[rng.integers(len(consonants))]
+        )
         if word not in seen:
             seen.add(word)
             words.append(word)
@@ -120,8 +124,10 @@ def synthetic_texts(topics: np.ndarray, words: list[str], rng: np.random.Generat
 def keyword_queries(words: list[str], count: int, rng: np.random.Generator) -> list[str]:
     """2-4 word queries from the vocabulary below its 20 commonest words (those behave like stopwords)."""
     probabilities = zipf_probabilities(len(words) - 20)
-    return [" ".join(words[20 + i] for i in rng.choice(len(words) - 20, size=int(rng.integers(2, 5)), p=probabilities))
-            for _ in range(count)]
+    return [
+        " ".join(words[20 + i] for i in rng.choice(len(words) - 20, size=int(rng.integers(2, 5)), p=probabilities))
+        for _ in range(count)
+    ]
 
 
 # -- the benchmark -----------------------------------------------------------------------------------------------
@@ -167,12 +173,31 @@ def _build_store(path: Path, texts: list[str]) -> None:
         chunk = texts[start : start + PASSAGES_PER_DOCUMENT]
         doc_id = f"doc{doc_no:07d}"
         text = " ".join(chunk)
-        store.insert_document(doc_id=doc_id, title=f"Document {doc_no}", text=text, source="synthetic", url=None,
-                              metadata={}, units=[("article", 0, len(text), None)], content_hash=f"h{doc_no}")
+        store.insert_document(
+            doc_id=doc_id,
+            title=f"Document {doc_no}",
+            text=text,
+            source="synthetic",
+            url=None,
+            metadata={},
+            units=[("article", 0, len(text), None)],
+            content_hash=f"h{doc_no}",
+        )
         rows, offset = [], 0
         for ordinal, passage in enumerate(chunk):
-            rows.append((start + ordinal, doc_id, ordinal, "article", None, offset, offset + len(passage), passage,
-                         f"p{start + ordinal}"))
+            rows.append(
+                (
+                    start + ordinal,
+                    doc_id,
+                    ordinal,
+                    "article",
+                    None,
+                    offset,
+                    offset + len(passage),
+                    passage,
+                    f"p{start + ordinal}",
+                )
+            )
             offset += len(passage) + 1
         store.insert_passages(rows)
     connection.commit()
@@ -202,15 +227,31 @@ print(json.dumps({"before_mb": before, "loaded_mb": loaded, "after_queries_mb": 
 def _resident_memory(backend: str, folder: Path, queries_file: Path) -> dict[str, float]:
     """Resident memory of a fresh process before and after loading the vector index (and after the queries)."""
     project_root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", _RSS_PROBE, backend, str(folder), str(queries_file)],
-                            capture_output=True, text=True, check=False, cwd=project_root)
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, backend, str(folder), str(queries_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=project_root,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"memory probe failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure_size(n: int, *, dim: int, queries: int, backend: str, distribution: str, work_dir: Path,
-                 words: list[str], seed: int, progress: Any, search_threads: int | None = 1) -> dict[str, Any]:
+def measure_size(
+    n: int,
+    *,
+    dim: int,
+    queries: int,
+    backend: str,
+    distribution: str,
+    work_dir: Path,
+    words: list[str],
+    seed: int,
+    progress: Any,
+    search_threads: int | None = 1,
+) -> dict[str, Any]:
     """Every figure for one size. ``progress`` is a tqdm bar advanced once per step."""
     from index_store.keyword import KeywordIndex, KeywordSettings
     from index_store.sqlite_store import PassageStore, connect
@@ -236,8 +277,7 @@ def measure_size(n: int, *, dim: int, queries: int, backend: str, distribution: 
     progress.update(1)
     step("BM25")
     settings = KeywordSettings(context=False)
-    keyword, bm25_seconds = _timed(
-        lambda: KeywordIndex.build(((i, t) for i, t in enumerate(texts)), settings))
+    keyword, bm25_seconds = _timed(lambda: KeywordIndex.build(((i, t) for i, t in enumerate(texts)), settings))
     texts = []  # free them before the vectors
     progress.update(1)
 
@@ -260,8 +300,9 @@ def measure_size(n: int, *, dim: int, queries: int, backend: str, distribution: 
         if saved_backend == "faiss":
             flat_ms = chosen_ms
         else:
-            flat_ms = _latencies_ms(lambda i: flat.search(query_vectors[i : i + 1], 10),
-                                    min(queries, FLAT_TIMED_QUERIES))
+            flat_ms = _latencies_ms(
+                lambda i: flat.search(query_vectors[i : i + 1], 10), min(queries, FLAT_TIMED_QUERIES)
+            )
     recall = float(np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)]))
     flat = index = None  # free both before the next steps
     progress.update(1)
@@ -303,53 +344,109 @@ def measure_size(n: int, *, dim: int, queries: int, backend: str, distribution: 
 STEPS_PER_SIZE = 7
 
 
-def run_scale_bench(sizes: list[int], *, dim: int = 384, queries: int = 200, backend: str = "auto",
-                    distribution: str = "clustered", work_dir: Path | None = None, seed: int = 0,
-                    search_threads: int | None = 1, show_progress: bool = False) -> BenchReport:
+def run_scale_bench(
+    sizes: list[int],
+    *,
+    dim: int = 384,
+    queries: int = 200,
+    backend: str = "auto",
+    distribution: str = "clustered",
+    work_dir: Path | None = None,
+    seed: int = 0,
+    search_threads: int | None = 1,
+    show_progress: bool = False,
+) -> BenchReport:
     from tqdm import tqdm
 
     from index_store.vectors import EXACT_MAX_VECTORS, FLOAT_VECTORS_MAX_BYTES
 
     sizes = sorted(sizes)
-    report = BenchReport("scale", settings={
-        "sizes": sizes, "dim": dim, "queries": queries, "backend": backend, "distribution": distribution,
-        "seed": seed, "search_threads": search_threads, "exact_max_vectors": EXACT_MAX_VECTORS,
-        "float_vectors_max_bytes": FLOAT_VECTORS_MAX_BYTES,
-        "words_per_passage": WORDS_PER_PASSAGE, "vocabulary": VOCABULARY,
-    })
+    report = BenchReport(
+        "scale",
+        settings={
+            "sizes": sizes,
+            "dim": dim,
+            "queries": queries,
+            "backend": backend,
+            "distribution": distribution,
+            "seed": seed,
+            "search_threads": search_threads,
+            "exact_max_vectors": EXACT_MAX_VECTORS,
+            "float_vectors_max_bytes": FLOAT_VECTORS_MAX_BYTES,
+            "words_per_passage": WORDS_PER_PASSAGE,
+            "vocabulary": VOCABULARY,
+        },
+    )
     words = vocabulary()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=work_dir) as tmp, tqdm(
-        total=STEPS_PER_SIZE * len(sizes), desc="bench scale", unit="step", file=sys.stderr,
-        disable=not show_progress,
-    ) as progress:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-scale-", dir=work_dir) as tmp,
+        tqdm(
+            total=STEPS_PER_SIZE * len(sizes),
+            desc="bench scale",
+            unit="step",
+            file=sys.stderr,
+            disable=not show_progress,
+        ) as progress,
+    ):
         for n in sizes:
-            rows.append(measure_size(n, dim=dim, queries=queries, backend=backend, distribution=distribution,
-                                     work_dir=Path(tmp), words=words, seed=seed, progress=progress,
-                                     search_threads=search_threads))
+            rows.append(
+                measure_size(
+                    n,
+                    dim=dim,
+                    queries=queries,
+                    backend=backend,
+                    distribution=distribution,
+                    work_dir=Path(tmp),
+                    words=words,
+                    seed=seed,
+                    progress=progress,
+                    search_threads=search_threads,
+                )
+            )
     report.tables["per size"] = rows
     smallest, largest = rows[0], rows[-1]
     if len(rows) > 1:
         ratio = largest["vector_p50_ms"] / max(smallest["vector_p50_ms"], 1e-6)
-        report.check(f"vector search p50 at {largest['passages']:,} / at {smallest['passages']:,}", ratio,
-                     LATENCY_RATIO_TARGET, at_most=True)
-    report.check(f"loaded vector index resident MB at {largest['passages']:,}", largest["index_rss_mb"],
-                 RSS_TARGET_MB, at_most=True)
+        report.check(
+            f"vector search p50 at {largest['passages']:,} / at {smallest['passages']:,}",
+            ratio,
+            LATENCY_RATIO_TARGET,
+            at_most=True,
+        )
+    report.check(
+        f"loaded vector index resident MB at {largest['passages']:,}",
+        largest["index_rss_mb"],
+        RSS_TARGET_MB,
+        at_most=True,
+    )
     for row in rows:
-        report.check(f"recall@10 vs exact at {row['passages']:,} ({row['backend']})", row["recall_at_10"],
-                     RECALL_TARGET, at_most=False)
+        report.check(
+            f"recall@10 vs exact at {row['passages']:,} ({row['backend']})",
+            row["recall_at_10"],
+            RECALL_TARGET,
+            at_most=False,
+        )
     report.notes += [
-        (f"vector index chosen by size ('{backend}'): exact flat up to {EXACT_MAX_VECTORS:,} vectors, IVF above, "
-         f"with 8-bit codes when the float vectors exceed {FLOAT_VECTORS_MAX_BYTES / 2**30:.0f} GiB; scores are "
-         "exact (re-ranked from the float vectors on disk)"),
-        (f"latencies are one query at a time, p50 over {queries} queries (exact flat over at most "
-         f"{FLAT_TIMED_QUERIES}), faiss with {search_threads or 'its default'} search thread(s); recall@10 against "
-         "exact flat search"),
-        (f"synthetic {distribution} vectors, {dim} dims; {WORDS_PER_PASSAGE} words per passage from a Zipf "
-         f"vocabulary of {VOCABULARY:,}; BM25 without the part-level context index"),
-        ("index_rss_mb: resident memory a fresh process gains by loading the vector index; process_rss_mb: that "
-         "process after running the queries (Python, numpy and faiss included); file_backed_rss_mb: the part of it "
-         "that is mapped files (shared libraries)"),
+        (
+            f"vector index chosen by size ('{backend}'): exact flat up to {EXACT_MAX_VECTORS:,} vectors, IVF above, "
+            f"with 8-bit codes when the float vectors exceed {FLOAT_VECTORS_MAX_BYTES / 2**30:.0f} GiB; scores are "
+            "exact (re-ranked from the float vectors on disk)"
+        ),
+        (
+            f"latencies are one query at a time, p50 over {queries} queries (exact flat over at most "
+            f"{FLAT_TIMED_QUERIES}), faiss with {search_threads or 'its default'} search thread(s); recall@10 against "
+            "exact flat search"
+        ),
+        (
+            f"synthetic {distribution} vectors, {dim} dims; {WORDS_PER_PASSAGE} words per passage from a Zipf "
+            f"vocabulary of {VOCABULARY:,}; BM25 without the part-level context index"
+        ),
+        (
+            "index_rss_mb: resident memory a fresh process gains by loading the vector index; process_rss_mb: that "
+            "process after running the queries (Python, numpy and faiss included); file_backed_rss_mb: the part of it "
+            "that is mapped files (shared libraries)"
+        ),
         "IVF float vectors stay on disk and are read per row (os.pread) for the exact re-rank and vectors_for",
     ]
     return report
@@ -386,10 +483,17 @@ def cmd_bench_scale(args: argparse.Namespace, settings: Any) -> int:
         raise ValueError(f"--queries {args.queries} is more than the smallest size {min(args.sizes)}")
     if args.work_dir is not None and not args.work_dir.is_dir():
         raise ValueError(f"--work-dir {args.work_dir} is not a folder")
-    report = run_scale_bench(args.sizes, dim=args.dim, queries=args.queries, backend=args.backend,
-                             distribution=args.distribution, work_dir=args.work_dir, seed=args.seed,
-                             search_threads=args.search_threads or None,
-                             show_progress=args.progress or sys.stderr.isatty())
+    report = run_scale_bench(
+        args.sizes,
+        dim=args.dim,
+        queries=args.queries,
+        backend=args.backend,
+        distribution=args.distribution,
+        work_dir=args.work_dir,
+        seed=args.seed,
+        search_threads=args.search_threads or None,
+        show_progress=args.progress or sys.stderr.isatty(),
+    )
     return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
 
 
@@ -404,22 +508,48 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         "store lookup times, and the resident memory of the loaded vector index. Writes bench-scale-*.json and .md "
         "to the reports folder.",
     )
-    parser.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES), metavar="N,N",
-                        help="passage counts (default: 100000,1000000)")
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=list(DEFAULT_SIZES),
+        metavar="N,N",
+        help="passage counts (default: 100000,1000000)",
+    )
     parser.add_argument("--dim", type=_at_least(8), default=384, help="vector dimensions (default: 384)")
     parser.add_argument("--queries", type=_at_least(1), default=200, help="queries timed per size (default: 200)")
-    parser.add_argument("--backend", choices=(AUTO, *BACKENDS), default=AUTO,
-                        help="vector backend; 'auto' chooses by size as an index build does (default)")
-    parser.add_argument("--distribution", choices=("clustered", "uniform"), default="clustered",
-                        help="synthetic vectors around topic centres (default) or uniform on the sphere")
-    parser.add_argument("--search-threads", type=_at_least(0), default=1, metavar="N",
-                        help="faiss threads while timing searches (default 1: one query per request thread; 0: "
-                        "faiss's default, whose OpenMP spinning is slow on a busy machine)")
+    parser.add_argument(
+        "--backend",
+        choices=(AUTO, *BACKENDS),
+        default=AUTO,
+        help="vector backend; 'auto' chooses by size as an index build does (default)",
+    )
+    parser.add_argument(
+        "--distribution",
+        choices=("clustered", "uniform"),
+        default="clustered",
+        help="synthetic vectors around topic centres (default) or uniform on the sphere",
+    )
+    parser.add_argument(
+        "--search-threads",
+        type=_at_least(0),
+        default=1,
+        metavar="N",
+        help="faiss threads while timing searches (default 1: one query per request thread; 0: "
+        "faiss's default, whose OpenMP spinning is slow on a busy machine)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--work-dir", type=Path, metavar="DIR",
-                        help="folder for the temporary indexes (default: the system temporary folder)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder for the temporary indexes (default: the system temporary folder)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument("--reports-dir", type=Path, metavar="DIR",
-                        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)")
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
+    )
     parser.add_argument("--progress", action="store_true", help="progress bar on stderr even when not a terminal")
     parser.set_defaults(handler=cmd_bench_scale)

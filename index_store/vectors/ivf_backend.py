@@ -78,8 +78,9 @@ class IvfVectorIndex:
 
     # -- building ------------------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, *, quantizer: str = "flat", seed: int = 0,
-              progress: bool = False) -> IvfVectorIndex:
+    def build(
+        cls, ids: np.ndarray, vectors: np.ndarray, *, quantizer: str = "flat", seed: int = 0, progress: bool = False
+    ) -> IvfVectorIndex:
         """Train and fill the IVF index over ``vectors`` (rows of ``ids``) and tune nprobe."""
         order = np.argsort(ids, kind="stable")
         ids = np.ascontiguousarray(ids[order], dtype=np.int64)
@@ -93,8 +94,9 @@ class IvfVectorIndex:
         nlist = min(nlist_for(n), max(1, n // 39))
         coarse = faiss.IndexFlatIP(dim)
         if self.params.get("quantizer", "flat") == "sq8":
-            ivf = faiss.IndexIVFScalarQuantizer(coarse, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                                faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.IndexIVFScalarQuantizer(
+                coarse, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
         else:
             ivf = faiss.IndexIVFFlat(coarse, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = seed
@@ -120,8 +122,14 @@ class IvfVectorIndex:
         nprobe, recall = 1, 0.0
         while True:
             found = self._ann_rows(queries, k + 1, nprobe)
-            recall = float(np.mean([len(set(f.tolist()) - {int(q)} & t) / max(1, len(t))
-                                    for f, q, t in zip(found, rows, truth, strict=True)]))
+            recall = float(
+                np.mean(
+                    [
+                        len(set(f.tolist()) - {int(q)} & t) / max(1, len(t))
+                        for f, q, t in zip(found, rows, truth, strict=True)
+                    ]
+                )
+            )
             if recall >= TUNE_RECALL or nprobe >= nlist:
                 break
             nprobe = min(nlist, nprobe * 2)
@@ -256,8 +264,9 @@ class RowFile:
         self.path = path
         with path.open("rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
-                np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else (np.lib.format.read_array_header_2_0)
+            )
             shape, fortran, dtype = read_header(handle)
             self._offset = handle.tell()
         if len(shape) != 2 or fortran or np.dtype(dtype) != np.float32:

@@ -26,16 +26,26 @@ def ask(body: AskRequest, services: ServicesDep, lease: LeaseDep) -> AskResponse
     # Every passage an answer draws on has its sentences embedded, so /ask takes fewer passages than /search.
     check_limits(settings, text_field="question", text=body.question, k=k, max_k=settings.answer_max_passages)
     outcome = answer_with_settings(
-        lease.searcher, services.scorer, body.question, settings, k=k, section=body.section, doc_id=body.doc_id,
-        mode=body.mode, per_doc_cap=body.per_doc_cap,
+        lease.searcher,
+        services.scorer,
+        body.question,
+        settings,
+        k=k,
+        section=body.section,
+        doc_id=body.doc_id,
+        mode=body.mode,
+        per_doc_cap=body.per_doc_cap,
     )
     answer = outcome.answer
     position = {hit.passage_id: i for i, hit in enumerate(outcome.hits)}
     passages = []
     for hit in answer.passages:
         # Highlight the quoted sentences of each passage used, so the page shows where the answer came from.
-        quoted = {(c.char_start - hit.citation.char_start, c.char_end - hit.citation.char_start)
-                  for c in answer.citations if c.passage_id == hit.passage_id}
+        quoted = {
+            (c.char_start - hit.citation.char_start, c.char_end - hit.citation.char_start)
+            for c in answer.citations
+            if c.passage_id == hit.passage_id
+        }
         spans = [s for s in outcome.scored[position[hit.passage_id]] if (s.start, s.end) in quoted]
         passages.append(hit_out(hit, spans))
     return AskResponse(

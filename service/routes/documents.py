@@ -34,8 +34,13 @@ def get_document(doc_id: str, lease: LeaseDep) -> DocumentResponse:
         metadata=document.metadata,
         text=document.text,
         parts=[
-            PartOut(section=u.section, comment_no=u.comment_no, char_start=u.char_start, char_end=u.char_end,
-                    label=part_label(u.section, u.comment_no))
+            PartOut(
+                section=u.section,
+                comment_no=u.comment_no,
+                char_start=u.char_start,
+                char_end=u.char_end,
+                label=part_label(u.section, u.comment_no),
+            )
             for u in parts
         ],
     )

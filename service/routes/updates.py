@@ -109,8 +109,7 @@ def _record(raw: Any, where: str) -> dict[str, Any]:
     metadata = raw.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise _invalid(f"{prefix}metadata", "must be a JSON object")
-    record = {"id": doc_id, "title": raw.get("title"), "text": text, "url": raw.get("url"),
-              "metadata": metadata or {}}
+    record = {"id": doc_id, "title": raw.get("title"), "text": text, "url": raw.get("url"), "metadata": metadata or {}}
     try:
         document_from_record(record)  # the indexer's parse: a text with nothing to index is refused now, not later
     except InvalidDocument as exc:
@@ -127,8 +126,13 @@ def _record(raw: Any, where: str) -> dict[str, Any]:
 )
 def post_documents(
     services: ServicesDep,
-    body: Annotated[Any, Body(description='One document (`{"id", "title", "text", "url", "metadata"}`, `_id` '
-                                          'also accepted) or a batch `{"documents": [...]}`')],
+    body: Annotated[
+        Any,
+        Body(
+            description='One document (`{"id", "title", "text", "url", "metadata"}`, `_id` '
+            'also accepted) or a batch `{"documents": [...]}`'
+        ),
+    ],
 ) -> AcceptedResponse:
     """Add or replace documents. Answered 202 once the change is journaled and fsynced; the writer publishes it in
     a new index version shortly after (poll `GET /updates/{seq}`)."""
@@ -143,14 +147,18 @@ def post_documents(
         if not items:
             raise _invalid("documents", "must hold at least one document")
         if len(items) > updates.max_batch_documents:
-            raise _invalid("documents", f"at most {updates.max_batch_documents} documents per request, "
-                                        f"got {len(items)}", status=413)
+            raise _invalid(
+                "documents",
+                f"at most {updates.max_batch_documents} documents per request, got {len(items)}",
+                status=413,
+            )
         records = [_record(item, f"documents[{i}]") for i, item in enumerate(items)]
         first: dict[str, int] = {}
         for i, record in enumerate(records):
             if record["id"] in first:
-                raise _invalid(f"documents[{i}].id",
-                               f"duplicate id {record['id']!r} (also documents[{first[record['id']]}])")
+                raise _invalid(
+                    f"documents[{i}].id", f"duplicate id {record['id']!r} (also documents[{first[record['id']]}])"
+                )
             first[record["id"]] = i
     else:
         records = [_record(body, "")]
@@ -189,15 +197,21 @@ def _accept(updates: UpdateService, changes: list[tuple[str, str, dict[str, Any]
         return updates.accept(changes)
     except (OSError, sqlite3.Error) as exc:  # a full disk, a read-only index folder
         log.error("cannot journal %d change(s) in %s: %s", len(changes), updates.journal.path, exc)
-        raise HTTPException(503, detail={"field": None, "message": f"cannot journal the change ({exc}); nothing was "
-                                                                   f"accepted, retry later"}) from None
+        raise HTTPException(
+            503,
+            detail={"field": None, "message": f"cannot journal the change ({exc}); nothing was accepted, retry later"},
+        ) from None
 
 
 def _status(change: Change, services: Services) -> UpdateStatus:
     return UpdateStatus(
-        seq=change.seq, op=change.op, doc_id=change.doc_id,
+        seq=change.seq,
+        op=change.op,
+        doc_id=change.doc_id,
         status="published" if change.published else "accepted",
-        accepted_at=change.accepted_at, index_version=change.applied_version, published_at=change.applied_at,
+        accepted_at=change.accepted_at,
+        index_version=change.applied_version,
+        published_at=change.applied_at,
         served_version=services.holder.version,
     )
 
@@ -215,5 +229,8 @@ def get_update(seq: int, services: ServicesDep) -> UpdateStatus:
 def get_updates(services: ServicesDep) -> UpdatesSummary:
     """Journal counts and the writer's state (idle, applying, waiting_for_lock, error, standby)."""
     updates = _updates(services)
-    return UpdatesSummary(**updates.journal.counts(), writer=updates.writer.status.to_dict(),  # type: ignore[arg-type]
-                          served_version=services.holder.version)
+    return UpdatesSummary(
+        **updates.journal.counts(),
+        writer=updates.writer.status.to_dict(),  # type: ignore[arg-type]
+        served_version=services.holder.version,
+    )
