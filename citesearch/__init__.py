@@ -8,9 +8,9 @@ from citesearch.search import (
     Explanation,
     Hit,
     InvalidSearchRequest,
+    Searcher,
     SearchRequest,
     SearchResult,
-    Searcher,
 )
 from citesearch.settings import Settings
 

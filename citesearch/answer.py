@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from citesearch.search import Hit, SearchRequest, SearchResult, Searcher
+from citesearch.search import Hit, Searcher, SearchRequest, SearchResult
 from indexer.embedder import Embedder
 from indexer.sentences import sentence_spans
 
@@ -369,8 +369,9 @@ def extract_answer(
 
     The best sentence must reach ``threshold``; others join it when they also reach the threshold and are within
     ``margin`` of the best. For a question about what readers said, the best sentence of each comment above the
-    threshold comes first, so the answer shows the range of opinions rather than one comment. A chosen sentence ending in a colon introduces what follows ("two conditions:"), so the
-    sentences that open the following lines of the same passage join it: an answer never stops at its own preface.
+    threshold comes first, so the answer shows the range of opinions rather than one comment. A chosen sentence ending
+    in a colon introduces what follows ("two conditions:"), so the sentences that open the following lines of the same
+    passage join it: an answer never stops at its own preface.
     Sentences are then grouped by document (best document first) and kept in text order, which reads like the source.
     """
     reader = is_reader_question(question) if reader_question is None else reader_question
@@ -626,7 +627,6 @@ def answer_with_settings(
 
 
 __all__ = [
-    "answer_with_settings",
     "Answer",
     "AnswerCitation",
     "AnswerSentence",
@@ -635,6 +635,7 @@ __all__ = [
     "ScoredSentence",
     "SentenceScorer",
     "answer_question",
+    "answer_with_settings",
     "apply_plan",
     "extract_answer",
     "highlight",

@@ -13,15 +13,16 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from pydantic import ValidationError
 
 from citesearch.search import (
     MODES,
     InvalidSearchRequest,
+    Searcher,
     SearchRequest,
     SearchResult,
-    Searcher,
     check_model_matches,
 )
 from citesearch.settings import Settings
@@ -70,7 +71,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     options = BuildOptions(
         chunker=settings.chunker_settings(),
         batch_size=settings.embed_batch_size,
-        show_progress=not args.json and sys.stderr.isatty() or args.progress,
+        show_progress=(not args.json and sys.stderr.isatty()) or args.progress,
         lock_timeout=args.wait,
         keyword=settings.keyword_settings(),
         record={"fusion": settings.fusion_settings().to_dict()},
@@ -93,7 +94,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _format_hit_for_people(hit_dict: dict, width: int = 100) -> str:
+def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
     citation = hit_dict["citation"]
     part = citation["section"]
     if citation["comment_no"] is not None:
@@ -131,7 +132,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(data, ensure_ascii=False))
         return 0
     print(f'{len(result.hits)} results for "{result.query}" (index {result.index_version}, {result.mode})')
-    for item in data["results"]:
+    for item in cast("list[dict[str, Any]]", data["results"]):
         print(_format_hit_for_people(item))
     return 0
 

@@ -19,9 +19,9 @@ from typing import Literal, get_args
 import numpy as np
 
 FusionMethod = Literal["convex", "rrf"]
-FUSION_METHODS: tuple[str, ...] = get_args(FusionMethod)
+FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
 Normalization = Literal["zscore", "minmax"]
-NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+NORMALIZATIONS: tuple[Normalization, ...] = get_args(Normalization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def z_score(scores: np.ndarray) -> np.ndarray:
     spread = float(values.std())
     if spread < 1e-12:
         return np.zeros_like(values)
-    return (values - values.mean()) / spread
+    return np.asarray((values - values.mean()) / spread, dtype=np.float64)
 
 
 NORMALIZERS = {"zscore": z_score, "minmax": min_max}

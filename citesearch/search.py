@@ -14,8 +14,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from index_store import IndexIncompatibleError, IndexReader, StoredPassage
 from citesearch.fusion import FusionSettings, fuse, keyword_score, ranks_of
+from index_store import IndexIncompatibleError, IndexReader, StoredPassage
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
 

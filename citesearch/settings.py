@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from citesearch.fusion import FusionSettings
+from citesearch.fusion import FusionMethod, FusionSettings, Normalization
 from index_store.keyword import KeywordSettings
 from indexer.chunker import ChunkerSettings
-from indexer.embedder import DEFAULT_BACKEND, DEFAULT_MODEL
+from indexer.embedder import DEFAULT_BACKEND, DEFAULT_MODEL, EmbedBackend
 
 
 class Settings(BaseSettings):
@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     # Index and model
     index_dir: Path = Field(Path("var/index"), description="Folder holding the versioned index")
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or local folder")
-    embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+    embed_backend: EmbedBackend = Field(
         DEFAULT_BACKEND,
         description="onnx-int8 (ONNX Runtime, int8 dynamic quantization; the default), onnx (ONNX Runtime, fp32) or "
         "torch (sentence-transformers on PyTorch); the onnx ones export the model once, offline, into "
@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     bm25_context: bool = Field(True, description="Also index each document part whole (the context signal)")
     bm25_context_k1: float = Field(0.9, ge=0, description="BM25 k1 of the part-level (context) index")
     bm25_context_b: float = Field(0.4, ge=0, le=1, description="BM25 b of the part-level (context) index")
-    fusion_method: str = Field("convex", description="convex (weighted normalised scores) or rrf")
-    fusion_normalization: str = Field("zscore", description="convex: zscore or minmax over the candidates")
+    fusion_method: FusionMethod = Field("convex", description="convex (weighted normalised scores) or rrf")
+    fusion_normalization: Normalization = Field("zscore", description="convex: zscore or minmax over the candidates")
     fusion_dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of the dense (cosine) score")
     fusion_bm25_weight: float = Field(0.2, ge=0, le=1, description="Weight of the passage's BM25 score")
     fusion_context_weight: float = Field(0.3, ge=0, le=1, description="Weight of the passage's part's BM25 score")
@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     )
 
     # Access control and limits (service/security.py, service/limits.py; README "Security and operations").
-    # The keys are secrets: SecretStr keeps them out of reprs, and service/security.py parses them (never pydantic, whose
-    # validation errors would echo the value).
+    # The keys are secrets: SecretStr keeps them out of reprs, and service/security.py parses them (never pydantic,
+    # whose validation errors would echo the value).
     api_keys: SecretStr = Field(
         SecretStr(""),
         description="API keys: comma-separated name:scope:key (scope read or write; key plain or sha256:<64 hex>), or "
@@ -156,8 +156,8 @@ class Settings(BaseSettings):
 
     def fusion_settings(self) -> FusionSettings:
         return FusionSettings(
-            method=self.fusion_method,  # type: ignore[arg-type]  # validated by FusionSettings
-            normalization=self.fusion_normalization,  # type: ignore[arg-type]
+            method=self.fusion_method,
+            normalization=self.fusion_normalization,
             dense_weight=self.fusion_dense_weight,
             bm25_weight=self.fusion_bm25_weight,
             context_weight=self.fusion_context_weight,

@@ -49,7 +49,7 @@ _EXPORTS = {
     "write_report": "eval.report",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

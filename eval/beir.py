@@ -163,8 +163,8 @@ def why_rebuild(manifest: Manifest, fingerprint: str, embedder: Embedder, settin
     if manifest.chunker != settings.chunker_settings().to_dict():
         return "the chunker settings changed"
     wanted = settings.keyword_settings().to_dict()
-    recorded = _keyword_recorded(manifest)
-    if recorded is None or any(recorded.get(name) != value for name, value in wanted.items()):
+    keyword = _keyword_recorded(manifest)
+    if keyword is None or any(keyword.get(name) != value for name, value in wanted.items()):
         return "the BM25 settings changed"
     return None
 

@@ -205,8 +205,8 @@ def _send(client: httpx.Client, spec: RequestSpec) -> httpx.Response:
 def load_questions(path: Path = SEED_QUESTIONS) -> list[str]:
     """Questions from a JSONL file with a "question" field, or a plain text file with one question a line."""
     questions = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
         if not line:
             continue
         questions.append(json.loads(line)["question"] if line.startswith("{") else line)

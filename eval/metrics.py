@@ -61,7 +61,7 @@ def evaluate_rankings(qrels: Qrels, rankings: DocumentRankings, metrics: Sequenc
         if query_id in judged and ranking
     }
     if not run:  # ranx cannot evaluate an empty run; nothing was found for any query
-        return MetricResult({name: 0.0 for name in metrics}, len(judged), skipped)
+        return MetricResult(dict.fromkeys(metrics, 0.0), len(judged), skipped)
     with warnings.catch_warnings():
         # numba's "unsafe cast from uint64 to int64" inside ranx: harmless for relevance grades, noisy on stderr
         warnings.simplefilter("ignore")

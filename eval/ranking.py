@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from citesearch.search import Hit, SearchRequest, Searcher
+from citesearch.search import Hit, Searcher, SearchRequest
 
 BEST_PASSAGE_RULE = (
     "a document ranks at the place of its best passage (its first occurrence in the passage ranking); "

@@ -59,7 +59,7 @@ class EvalReport:
     queries: int
     index: IndexInfo
     settings: dict[str, Any]
-    machine: dict[str, Any] = field(default_factory=lambda: machine_info())
+    machine: dict[str, Any] = field(default_factory=lambda: machine_info())  # noqa: PLW0108 (defined below)
     timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     notes: list[str] = field(default_factory=list)
     misses: list[dict[str, Any]] = field(default_factory=list)  # questions: the ones not answered at rank 1

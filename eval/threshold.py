@@ -2,8 +2,8 @@
 
 ``POST /ask`` answers null when the best sentence of the top passages scores below the threshold. For every question
 this module runs ``citesearch.answer.answer_with_settings``, the very call the ``/ask`` route makes (same plan,
-passages, sentence scorer and settings) and records ``Answer.best_score``, the score that decision is made on. The answerable
-questions are a labelled set (``eval/data/seed_questions.jsonl``); the unanswerable ones
+passages, sentence scorer and settings) and records ``Answer.best_score``, the score that decision is made on. The
+answerable questions are a labelled set (``eval/data/seed_questions.jsonl``); the unanswerable ones
 (``eval/data/unanswerable_questions.jsonl``, one ``{"question": ..., "note": ...}`` a line) ask about things the
 indexed documents do not say. Each note starts with its group: ``off-topic:`` (nothing in the documents is on the
 subject) or ``near miss:`` (the documents discuss the subject, not the asked fact); the report counts the groups apart.
@@ -23,6 +23,7 @@ the quote is the right one.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -171,7 +172,7 @@ def load_unanswerable(path: Path | str = UNANSWERABLE_QUESTIONS) -> list[Unanswe
             raise QuestionSetError(f"{where}: expected an object with a non-empty 'question' string")
         note = item.get("note")
         group = note.split(":", 1)[0].strip() if isinstance(note, str) and ":" in note else None
-        if group not in GROUPS:
+        if group is None or not isinstance(note, str) or group not in GROUPS:
             expected = " or ".join(f"'{g}:'" for g in GROUPS)
             raise QuestionSetError(f"{where}: expected a 'note' starting with {expected}")
         questions.append(UnanswerableQuestion(item["question"], group, note))
@@ -198,7 +199,7 @@ def decide(
         by_group = tuple(
             GroupDecisions(
                 name,
-                null=sum(1 for r, g in zip(refused, groups) if r and g == name),
+                null=sum(1 for r, g in zip(refused, groups, strict=True) if r and g == name),
                 total=sum(1 for g in groups if g == name),
             )
             for name in names
@@ -235,7 +236,7 @@ def accuracy_optimal_threshold(answerable: Sequence[float | None], unanswerable:
     low, high = SCORE_RANGE
     points = sorted({min(max(s, low), high) for s in (*answerable, *unanswerable) if s is not None} | {low, high})
     best: tuple[int, float, float] | None = None  # (correct, gap width, -threshold): larger is better
-    for left, right in zip(points, points[1:]):
+    for left, right in itertools.pairwise(points):
         threshold = (left + right) / 2  # anything in (left, right] decides alike; the midpoint keeps a margin
         key = (decide(answerable, unanswerable, threshold).correct, right - left, -threshold)
         if best is None or key > best:
@@ -277,7 +278,9 @@ def calibrate(
         answerable=ScoreSummary.of(good),
         unanswerable=ScoreSummary.of(bad),
         groups={
-            name: ScoreSummary.of([s for s, g in zip(bad, groups) if g == name]) for name in GROUPS if name in groups
+            name: ScoreSummary.of([s for s, g in zip(bad, groups, strict=True) if g == name])
+            for name in GROUPS
+            if name in groups
         },
         threshold=threshold,
         chosen=decide(good, bad, threshold, groups),

@@ -17,10 +17,11 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from citesearch.fusion import FusionSettings, fuse, keyword_score
+from citesearch.fusion import NORMALIZATIONS, FusionSettings, fuse, keyword_score
 from citesearch.settings import Settings
 from eval.beir import load_beir_dataset
 from eval.metrics import evaluate_rankings
@@ -67,7 +68,7 @@ def default_grid() -> list[FusionSettings]:
     grid = [
         FusionSettings(method="convex", normalization=n, dense_weight=w, bm25_weight=b, context_weight=c, candidates=k)
         for n, (w, b, c), k in itertools.product(
-            ("zscore", "minmax"),
+            NORMALIZATIONS,
             (
                 (0.5, 0.5, 0.0),
                 (0.6, 0.4, 0.0),
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             q: QueryScores(dense_all[i], keyword.scores(dataset.queries[q]), keyword.context_scores(dataset.queries[q]))
             for i, q in enumerate(query_ids)
         }
-    results = []
+    results: list[dict[str, Any]] = []
     for name in ("dense", "bm25"):
         rankings = {q: doc_ranking(getattr(s, name), doc_of) for q, s in per_query.items()}
         results.append({"fusion": name, **evaluate_rankings(dataset.qrels, rankings).metrics})
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         rankings = {q: replay(s, fusion, doc_of) for q, s in per_query.items()}
         results.append({"fusion": fusion.to_dict(), **evaluate_rankings(dataset.qrels, rankings).metrics})
         print(json.dumps(results[-1]), file=sys.stderr)
-    results.sort(key=lambda r: -r["ndcg@10"])
+    results.sort(key=lambda r: -float(r["ndcg@10"]))
     print(json.dumps(results[:10], indent=1))
     return 0
 

@@ -228,4 +228,5 @@ class PartContext:
         part_scores = self.parts.scores(query)
         if not len(part_scores):
             return np.zeros(len(self.part_of), dtype=np.float32)
-        return part_scores[self.part_of]
+        per_passage: np.ndarray = part_scores[self.part_of]
+        return per_passage

@@ -73,34 +73,51 @@ LOCK_NAME = "write.lock"
 TMP_PREFIX = ".tmp-"
 
 
+# Read-only members (properties), so that the frozen dataclasses of indexer/ satisfy them: a plain attribute in a
+# Protocol means "settable", which a frozen dataclass is not.
 class UnitLike(Protocol):
-    section: str
-    char_start: int
-    char_end: int
-    comment_no: int | None
+    @property
+    def section(self) -> str: ...
+    @property
+    def char_start(self) -> int: ...
+    @property
+    def char_end(self) -> int: ...
+    @property
+    def comment_no(self) -> int | None: ...
 
 
 class DocumentLike(Protocol):
-    doc_id: str
-    title: str
-    text: str
-    source: str
-    url: str | None
-    metadata: dict[str, Any]
-    units: Sequence[UnitLike]
-
+    @property
+    def doc_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+    @property
+    def units(self) -> Sequence[UnitLike]: ...
     @property
     def content_hash(self) -> str: ...
 
 
 class PassageLike(Protocol):
-    ordinal: int
-    section: str
-    comment_no: int | None
-    char_start: int
-    char_end: int
-    text: str
-
+    @property
+    def ordinal(self) -> int: ...
+    @property
+    def section(self) -> str: ...
+    @property
+    def comment_no(self) -> int | None: ...
+    @property
+    def char_start(self) -> int: ...
+    @property
+    def char_end(self) -> int: ...
+    @property
+    def text(self) -> str: ...
     @property
     def content_hash(self) -> str: ...
 

@@ -76,7 +76,7 @@ class MicroBatchingEmbedder:
                 vectors = self.inner.encode([p.text for p in batch], batch_size=len(batch))
                 for i, pending in enumerate(batch):
                     pending.vector = vectors[i : i + 1]
-            except BaseException as exc:  # every waiter of this batch gets the error, not a hang
+            except BaseException as exc:  # noqa: BLE001 - every waiter of this batch gets the error, not a hang
                 for pending in batch:
                     pending.error = exc
             self.batches += 1

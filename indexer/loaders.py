@@ -25,7 +25,7 @@ from indexer.documents import Document
 from indexer.errors import IngestError, Skipped
 from indexer.pages import parse_page
 
-__all__ = ["LoadResult", "Skipped", "SUPPORTED_SUFFIXES", "load_documents"]
+__all__ = ["SUPPORTED_SUFFIXES", "LoadResult", "Skipped", "load_documents"]
 
 TEXT_SUFFIXES = frozenset({".txt", ".md"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})

@@ -64,8 +64,9 @@ def sentence_offsets(text: str) -> list[tuple[int, int]]:
     if written == -1 or written > capacity:
         return []
     count = out.value.count(b"\n") + 1
-    byte_starts = np.frombuffer(starts, dtype=np.int32, count=count).astype(np.int64)
-    byte_ends = np.frombuffer(ends, dtype=np.int32, count=count).astype(np.int64) + 1  # inclusive -> exclusive
+    byte_starts = np.frombuffer(memoryview(starts), dtype=np.int32, count=count).astype(np.int64)
+    # blingfire's ends are inclusive; +1 makes them exclusive
+    byte_ends = np.frombuffer(memoryview(ends), dtype=np.int32, count=count).astype(np.int64) + 1
     if len(data) == len(text):  # ASCII: bytes are characters
         return list(zip(byte_starts.tolist(), byte_ends.tolist(), strict=True))
     # Character index of every byte (the character it belongs to), plus len(text) for the end of the text.

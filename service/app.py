@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -17,8 +16,6 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citesearch.answer import SentenceScorer
 from citesearch.settings import Settings
@@ -26,9 +23,10 @@ from indexer.batching import MicroBatchingEmbedder
 from indexer.embedder import Embedder, SentenceTransformerEmbedder
 from service import errors
 from service.index_holder import IndexHolder
-from service.limits import AbandonedRequests, RateLimiter, RequestTimeout
+from service.limits import RateLimiter
 from service.metrics import ServiceMetrics
 from service.metrics import router as metrics_router
+from service.middleware import AbandonedRequests, BodySizeLimit, RequestTimeout
 from service.observability import RequestLog, wrap_outermost
 from service.routes import ask, documents, health, page, search, updates
 from service.routes.page import STATIC_DIR
@@ -42,58 +40,6 @@ log = logging.getLogger(__name__)
 API_DESCRIPTION = """Semantic search and extractive answers over the indexed documents, with exact citations:
 every quote is the stored document text at the cited character span (`GET /documents/{doc_id}` shows it).
 Every response names the `index_version` it was served from."""
-
-
-class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with a 413 before they are parsed.
-
-    A declared Content-Length is checked up front; a chunked body is counted as it arrives. The error is raised
-    as an HTTP exception from inside the body read, where FastAPI turns it into the usual JSON error.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> StarletteHTTPException:
-        return StarletteHTTPException(
-            413, detail={"field": "body", "message": f"request body over the limit of {self.max_bytes} bytes"}
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_error(send, 413, "body", f"request body over the limit of {self.max_bytes} bytes")
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._too_large()
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-async def _send_error(send: Send, status: int, field: str | None, message: str) -> None:
-    """The API's error shape, sent before the app is reached (so without an index version)."""
-    error = {"field": field, "message": message}
-    payload = json.dumps({"error": error, "errors": [error], "index_version": None}).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 def load_embedder(settings: Settings) -> Embedder:

@@ -1,8 +1,9 @@
 """FastAPI dependencies: the app's services, a lease on the current index version, and request checks.
 
-Dependencies raise ``HTTPException`` (this is the HTTP layer); everything below them raises domain errors. They are
-``async def`` because none of them blocks (a dict lookup, a brief lock): FastAPI runs a sync dependency in the thread
-pool, and those hops (two for a generator) cost more CPU per /search than the retrieval itself once queries were fast.
+Dependencies raise ``ApiError`` (service/errors.py; this is the HTTP layer); everything below them raises domain
+errors. They are ``async def`` because none of them blocks (a dict lookup, a brief lock): FastAPI runs a sync
+dependency in the thread pool, and those hops (two for a generator) cost more CPU per /search than the retrieval
+itself once queries were fast.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
 from citesearch.settings import Settings
+from service.errors import ApiError
 from service.index_holder import IndexNotReady, Lease
 from service.state import Services
 
@@ -20,7 +22,7 @@ from service.state import Services
 async def get_services(request: Request) -> Services:
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None:  # only between startup and the end of the lifespan's setup
-        raise HTTPException(503, detail={"field": None, "message": "the service is starting"})
+        raise ApiError(503, "the service is starting")
     return services
 
 
@@ -40,7 +42,7 @@ async def lease_index(services: ServicesDep) -> AsyncIterator[Lease]:
     try:
         lease = services.holder.acquire()
     except IndexNotReady as exc:
-        raise HTTPException(503, detail={"field": None, "message": f"no index loaded: {exc}"}) from None
+        raise ApiError(503, f"no index loaded: {exc}") from None
     try:
         yield lease
     finally:
@@ -54,12 +56,10 @@ async def require_json(request: Request) -> None:
     """POST bodies must be JSON. Without this a form or text body would surface as a confusing type error."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
-        raise HTTPException(
+        raise ApiError(
             415,
-            detail={
-                "field": "content-type",
-                "message": f"send a JSON body with Content-Type: application/json (got {media_type or 'none'!r})",
-            },
+            f"send a JSON body with Content-Type: application/json (got {media_type or 'none'!r})",
+            field="content-type",
         )
 
 
@@ -69,16 +69,8 @@ def check_limits(
     """Limits that come from configuration, so they cannot be static pydantic constraints."""
     max_k = settings.max_k if max_k is None else max_k
     if len(text) > settings.max_query_chars:
-        raise HTTPException(
-            422,
-            detail={
-                "field": text_field,
-                "message": f"must be at most {settings.max_query_chars} characters, got {len(text)}",
-            },
-        )
+        raise ApiError(422, f"must be at most {settings.max_query_chars} characters, got {len(text)}", field=text_field)
     if k > max_k:
-        raise HTTPException(422, detail={"field": "k", "message": f"must be at most {max_k}, got {k}"})
+        raise ApiError(422, f"must be at most {max_k}, got {k}", field="k")
     if offset > settings.max_offset:
-        raise HTTPException(
-            422, detail={"field": "offset", "message": f"must be at most {settings.max_offset}, got {offset}"}
-        )
+        raise ApiError(422, f"must be at most {settings.max_offset}, got {offset}", field="offset")

@@ -36,7 +36,7 @@ _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}  # other
 def request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers") or []:
         if name == b"x-request-id":
-            text = value.decode("latin-1").strip()
+            text = bytes(value).decode("latin-1").strip()
             if _REQUEST_ID.match(text):
                 return text
             break

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citesearch.settings import Settings
+from service.errors import ApiError
 
 Scope_ = Literal["read", "write"]
 SCOPES: tuple[Scope_, ...] = ("read", "write")
@@ -82,7 +83,7 @@ def _entry(name: str, scope: str, secret: str, where: str) -> ApiKey:
                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         digest = hash_key(secret)
-    return ApiKey(name=name, scope=scope, digest=digest)  # type: ignore[arg-type]
+    return ApiKey(name=name, scope=scope, digest=digest)
 
 
 def parse_keys(text: str) -> list[ApiKey]:
@@ -125,7 +126,8 @@ def parse_keys(text: str) -> list[ApiKey]:
         fields = part.split(":", 2)  # the key itself may contain ':' (sha256:<hex> does)
         if len(fields) != 3:
             raise ApiKeyConfigError(f"CITESEARCH_API_KEYS entry {i}: expected name:scope:key")
-        keys.append(_entry(*fields, where=f"CITESEARCH_API_KEYS entry {i}"))
+        name, scope, secret = fields
+        keys.append(_entry(name, scope, secret, f"CITESEARCH_API_KEYS entry {i}"))
     return keys
 
 
@@ -137,15 +139,16 @@ def parse_keys_file(path: Path) -> list[ApiKey]:
     except OSError as exc:
         raise ApiKeyConfigError(f"cannot read CITESEARCH_API_KEYS_FILE {path}: {exc.strerror or exc}") from None
     keys = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         fields = line.split()
         where = f"{path} line {number}"
         if len(fields) != 3:
             raise ApiKeyConfigError(f"{where}: expected 'name scope key' (three fields separated by spaces)")
-        keys.append(_entry(*fields, where=where))
+        name, scope, secret = fields
+        keys.append(_entry(name, scope, secret, where))
     return keys
 
 
@@ -200,8 +203,8 @@ def _store(request: Request) -> KeyStore:
     return store if isinstance(store, KeyStore) else KeyStore()  # an app without a store: no keys, writes refused
 
 
-def _unauthorized(message: str) -> HTTPException:
-    return HTTPException(401, detail={"field": "authorization", "message": message}, headers=WWW_AUTHENTICATE)
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, field="authorization", headers=WWW_AUTHENTICATE)
 
 
 def _authenticate(request: Request, store: KeyStore, *, required: bool) -> ApiKey | None:
@@ -230,23 +233,13 @@ async def require_write(request: Request) -> None:
     """Allow the request to change the index (add, replace or delete documents): a write key is always required."""
     store = _store(request)
     if not store.has_write_keys:
-        raise HTTPException(
-            403,
-            detail={
-                "field": "authorization",
-                "message": f"writes are disabled: no write key is configured; {HOW_TO_CONFIGURE}",
-            },
+        raise ApiError(
+            403, f"writes are disabled: no write key is configured; {HOW_TO_CONFIGURE}", field="authorization"
         )
     key = _authenticate(request, store, required=True)
     assert key is not None
     if not key.allows("write"):
-        raise HTTPException(
-            403,
-            detail={
-                "field": "authorization",
-                "message": f"the key {key.name!r} has read scope; this needs a write key",
-            },
-        )
+        raise ApiError(403, f"the key {key.name!r} has read scope; this needs a write key", field="authorization")
 
 
 # -- security headers -------------------------------------------------------------------------------------------
@@ -259,7 +252,8 @@ PAGE_CSP = (
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "font-src 'self' https://fonts.gstatic.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
     "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from index_store import IndexReader, open_index  # noqa: E402
-from indexer.embedder import HashingEmbedder, SentenceTransformerEmbedder  # noqa: E402
-from indexer.pipeline import BuildReport, build_index  # noqa: E402
+from index_store import IndexReader, open_index
+from indexer.embedder import HashingEmbedder, SentenceTransformerEmbedder
+from indexer.pipeline import BuildReport, build_index
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEEDS = PROJECT_ROOT / "seeds"

@@ -25,7 +25,8 @@ def loopback_socket() -> socket.socket:
 
 def free_port() -> int:
     with loopback_socket() as sock:
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextmanager
@@ -52,7 +53,7 @@ def running_server(app: FastAPI, *, startup_timeout: float = 60.0) -> Iterator[s
         sock.close()
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(predicate: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from citesearch.answer import (
@@ -75,9 +77,9 @@ def test_below_threshold_is_no_answer_with_the_scores_in_the_reason() -> None:
     hit = _hit(1, 0, len(DOC) - 1)
     answer = extract_answer("cake?", [hit], [_scored(hit, {"Aliyev spoke": 0.12})], threshold=0.3)
     assert answer.text is None and answer.citations == ()
-    assert "0.12" in answer.reason and "0.30" in answer.reason
+    assert answer.reason is not None and "0.12" in answer.reason and "0.30" in answer.reason
     empty = extract_answer("cake?", [], [], threshold=0.3)
-    assert empty.text is None and "no passage" in empty.reason
+    assert empty.text is None and empty.reason is not None and "no passage" in empty.reason
 
 
 def test_overlapping_passages_never_quote_a_sentence_twice() -> None:
@@ -147,7 +149,12 @@ def test_sentence_spans_are_cached_per_passage_and_bounded(hashing_embedder, mon
 
     calls: list[str] = []
     real = answer._quotable_spans
-    monkeypatch.setattr(answer, "_quotable_spans", lambda text: calls.append(text) or real(text))
+
+    def counting(text: str) -> Any:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(answer, "_quotable_spans", counting)
     scorer = SentenceScorer(hashing_embedder, cache_size=4)  # room for the spans of 2 passages
     passages = ["One sentence here. Another one there.", "- A list item. And a sentence.", "Third passage."]
     spans = scorer.spans(passages[0])
@@ -162,7 +169,8 @@ def test_sentence_spans_are_cached_per_passage_and_bounded(hashing_embedder, mon
     assert scorer.score_passages(passages[1:], query) == first[1:] and len(calls) == 3  # the last two: cached
     scorer.spans(passages[0])
     assert calls == [*passages, passages[0]]  # the oldest was evicted (two fit): split again
-    assert [(p[s.start : s.end]) for p, scored in zip(passages, first) for s in scored][2] == "A list item."
+    quotes = [p[s.start : s.end] for p, scored in zip(passages, first, strict=True) for s in scored]
+    assert quotes[2] == "A list item."
 
 
 def test_scorer_budget_cache_and_warm_up(real_embedder) -> None:

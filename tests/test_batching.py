@@ -65,7 +65,7 @@ def test_a_lone_query_and_bulk_calls_go_straight_through() -> None:
 
 def test_an_error_reaches_every_caller_of_the_batch_and_the_next_call_works() -> None:
     class Failing(SlowCountingEmbedder):
-        def encode(self, texts, *, batch_size=32, show_progress=False):  # type: ignore[no-untyped-def]
+        def encode(self, texts, *, batch_size=32, show_progress=False):
             if any("boom" in t for t in texts):
                 raise RuntimeError("model failed")
             return super().encode(texts, batch_size=batch_size)
@@ -89,13 +89,13 @@ class _BatchableModel:
 
     one_text_per_call = False
 
-    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, inner) -> None:
         self.inner, self.name, self.dim, self.max_tokens = inner, inner.name, inner.dim, inner.max_tokens
 
-    def encode(self, texts, *, batch_size=32, show_progress=False):  # type: ignore[no-untyped-def]
+    def encode(self, texts, *, batch_size=32, show_progress=False):
         return self.inner.encode(texts, batch_size=batch_size)
 
-    def count_tokens(self, texts):  # type: ignore[no-untyped-def]
+    def count_tokens(self, texts):
         return self.inner.count_tokens(texts)
 
 

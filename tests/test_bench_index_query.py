@@ -92,7 +92,7 @@ def test_bench_index_logic_with_the_hashing_embedder(tmp_path, hashing_embedder)
     assert "first build" in log.getvalue() and "one document changed" in log.getvalue()
     with pytest.raises(ValueError, match="not empty"):
         run_index_bench(dataset, hashing_embedder, Settings(_env_file=None), index_dir=index_dir, log=log)
-    with pytest.raises(ValueError, match="corpus.jsonl is missing"):
+    with pytest.raises(ValueError, match=r"corpus\.jsonl is missing"):
         run_index_bench(tmp_path, hashing_embedder, Settings(_env_file=None), log=log)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from indexer.chunker import Chunker, ChunkerSettings
@@ -50,7 +52,7 @@ def test_oversized_target_is_split_to_fit_the_real_model_window(real_embedder) -
     assert max(counts) <= real_embedder.max_tokens
     _assert_exact_and_within_units(doc, Chunker(real_embedder, ChunkerSettings(target_tokens=2000, overlap_tokens=0)))
     # Nothing is lost: every sentence character of each unit is inside some passage.
-    covered = set()
+    covered: set[int] = set()
     for passage in passages:
         covered.update(range(passage.char_start, passage.char_end))
     for unit in doc.units:
@@ -71,7 +73,7 @@ def test_overlap_is_whole_sentences_and_only_when_asked(overlap: int) -> None:
     text = " ".join(f"Sentence number {i} says something about topic {i % 7}." for i in range(60))
     chunker = Chunker(HashingEmbedder(), ChunkerSettings(target_tokens=60, overlap_tokens=overlap))
     passages = chunker.chunk(_one_unit_doc(text))
-    overlaps = [b.char_start < a.char_end for a, b in zip(passages, passages[1:])]
+    overlaps = [b.char_start < a.char_end for a, b in itertools.pairwise(passages)]
     assert all(overlaps) if overlap else not any(overlaps)
     for passage in passages:
         assert passage.text.startswith("Sentence") and passage.text.endswith(".")

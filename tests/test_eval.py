@@ -75,7 +75,7 @@ def test_ranx_agrees_with_hand_computed_ndcg_recall_and_mrr() -> None:
 
 def test_rank_scores_keep_our_order_even_for_tied_retrieval_scores() -> None:
     scores = rank_scores(["c", "a", "b"])
-    assert sorted(scores, key=scores.get, reverse=True) == ["c", "a", "b"]
+    assert sorted(scores, key=lambda d: scores[d], reverse=True) == ["c", "a", "b"]
     # ranx would order tied scores by its own rule; with rank-derived scores the first-listed document wins.
     result = evaluate_rankings({"q": {"a": 1}}, {"q": ["c", "a", "b"]}, ("mrr@10",))
     assert result.metrics["mrr@10"] == pytest.approx(0.5)
@@ -186,9 +186,8 @@ QUERIES = {
 def _write_tiny_beir(root: Path, *, changed: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with (root / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for i, (title, text) in enumerate(TOPICS):
-            if changed and i == 0:
-                text += " Pyroclastic flows are the deadliest hazard."
+        for i, (title, body) in enumerate(TOPICS):
+            text = body + " Pyroclastic flows are the deadliest hazard." if changed and i == 0 else body
             handle.write(json.dumps({"_id": f"d{i}", "title": title, "text": text}) + "\n")
     with (root / "queries.jsonl").open("w", encoding="utf-8") as handle:
         for query_id, (text, _) in QUERIES.items():

@@ -19,6 +19,8 @@ def test_run_load_against_the_real_service(seed_index, real_embedder) -> None:
         )
         assert (result.sent, result.ok, result.errors) == (6, 6, 0)
         assert result.status_counts == {"200": 6}
+        assert result.min_ms is not None and result.p50_ms is not None and result.p95_ms is not None
+        assert result.p99_ms is not None and result.max_ms is not None
         assert 0 < result.min_ms <= result.p50_ms <= result.p95_ms <= result.p99_ms <= result.max_ms
         assert result.throughput_rps > 0 and "/search: 6 requests (6 ok, 0 errors)" in result.summary()
         bad = run_load(base, [RequestSpec("GET", "/search", params={"q": " "})], total=3)

@@ -29,7 +29,7 @@ from service.observability import JsonFormatter
 from tests.conftest import PROJECT_ROOT, SEEDS
 from tests.servicekit import free_port, wait_for
 
-Q = {"q": "what conditions did Aliyev set?", "k": 1}
+Q: dict[str, str | int] = {"q": "what conditions did Aliyev set?", "k": 1}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_request_id_is_echoed_or_generated(ops: TestClient) -> None:
     generated = {ops.get("/health").headers["x-request-id"] for _ in range(2)}
     assert len(generated) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", g) for g in generated)
     for bad in ("has spaces in it", "x" * 200, "ünïcode"):
-        replaced = ops.get("/health", headers={"X-Request-ID": bad.encode("utf-8")})
+        replaced = ops.get("/health", headers={b"X-Request-ID": bad.encode("utf-8")})
         assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["x-request-id"])
     for response in (
         ops.get("/nope"),

@@ -217,7 +217,7 @@ def test_a_failing_bulk_call_stops_its_workers_at_once(
     real_run = int8._run
     calls = 0
 
-    def failing_run(session, texts):  # type: ignore[no-untyped-def]
+    def failing_run(session, texts):
         nonlocal calls
         calls += 1
         if texts[0].startswith("boom"):

@@ -40,9 +40,9 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.chromium.webdriver import ChromiumDriver as WebDriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 ALIYEV = "what conditions did Aliyev set?"
@@ -74,7 +74,7 @@ def host_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -245,7 +245,7 @@ def test_question_answer_passages_and_keyboard_to_the_cited_span(served: str, dr
     assert driver.find_element(By.ID, "doc-view").is_displayed()
     assert not driver.find_element(By.ID, "search-view").is_displayed()
     assert _text(driver, "cited") == expected["quote"]
-    assert _wait(driver, lambda d: _mark_in_view(d), timeout=5, message="the mark to be scrolled into view")
+    assert _wait(driver, _mark_in_view, timeout=5, message="the mark to be scrolled into view")
     assert driver.switch_to.active_element.get_attribute("id") == "cited"  # focus moved to the quote
     labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#doc-body .part-label")]
     assert labels[0] == "ARTICLE" or labels[0] == "Article"
@@ -295,7 +295,7 @@ def test_document_view_by_link_and_no_external_requests(served: str, driver: Web
     driver.get(f"{served}/#/doc/{SEED_PAGE}?start={comment['char_start']}&end={comment['char_end']}")
     _wait(driver, lambda d: d.find_elements(By.ID, "cited"))
     assert _text(driver, "cited") == document["text"][comment["char_start"] : comment["char_end"]]
-    assert _wait(driver, lambda d: _mark_in_view(d), timeout=5)
+    assert _wait(driver, _mark_in_view, timeout=5)
     resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(url.startswith(served + "/") for url in resources), resources
     driver.get(f"{served}/#/doc/no-such-document.txt")
@@ -316,7 +316,7 @@ def test_phone_width_is_readable(served: str, driver: WebDriver) -> None:
         driver.save_screenshot(str(REPORTS / "page-phone.png"))
         driver.find_element(By.CSS_SELECTOR, "#answer-text a.marker").click()
         _wait(driver, lambda d: d.find_elements(By.ID, "cited"))
-        assert _wait(driver, lambda d: _mark_in_view(d), timeout=5)
+        assert _wait(driver, _mark_in_view, timeout=5)
         assert driver.execute_script("return document.documentElement.scrollWidth") <= 375
         driver.save_screenshot(str(REPORTS / "page-phone-document.png"))
     finally:

@@ -87,10 +87,10 @@ class _BackendEmbedder:
         self.inner, self.backend = HashingEmbedder(), backend
         self.name, self.dim, self.max_tokens = self.inner.name, self.inner.dim, self.inner.max_tokens
 
-    def encode(self, texts, *, batch_size=32, show_progress=False):  # type: ignore[no-untyped-def]
+    def encode(self, texts, *, batch_size=32, show_progress=False):
         return self.inner.encode(texts)
 
-    def count_tokens(self, texts):  # type: ignore[no-untyped-def]
+    def count_tokens(self, texts):
         return self.inner.count_tokens(texts)
 
 

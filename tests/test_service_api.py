@@ -50,7 +50,7 @@ def _document(client: TestClient, doc_id: str) -> dict[str, Any]:
     return response.json()
 
 
-def _error(response: httpx.Response) -> dict[str, Any]:
+def _error(response: Any) -> dict[str, Any]:  # an httpx or a TestClient (httpx2) response
     """The error body every failure must have: JSON, an error with field and message, no traceback."""
     assert response.headers["content-type"].startswith("application/json"), response.text
     body = response.json()
@@ -102,7 +102,7 @@ def test_search_shape_citations_and_highlights(seed_api: TestClient, seed_reader
 
 
 def test_post_search_equals_get(seed_api: TestClient) -> None:
-    fields = {"q": "Where will Russia open a new consulate general?", "k": 4, "offset": 1}
+    fields: dict[str, str | int] = {"q": "Where will Russia open a new consulate general?", "k": 4, "offset": 1}
     got = seed_api.get("/search", params=fields).json()
     posted = seed_api.post("/search", json=fields).json()
     key = [(r["rank"], r["citation"]["doc_id"], r["citation"]["char_start"]) for r in got["results"]]
@@ -502,7 +502,12 @@ def test_a_new_version_is_warmed_before_it_is_served(holder_index, real_embedder
     index_dir, holder = holder_index
     reads: list[int] = []
     original = PassageStore.document_keys
-    monkeypatch.setattr(PassageStore, "document_keys", lambda self: reads.append(1) or original(self))
+
+    def counting(self: PassageStore) -> Any:
+        reads.append(1)
+        return original(self)
+
+    monkeypatch.setattr(PassageStore, "document_keys", counting)
     apply_changes(index_dir, real_embedder, upserts=[GLACIER])
     assert holder.refresh() and reads == [1]
     with holder.acquire() as lease:

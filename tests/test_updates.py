@@ -245,7 +245,7 @@ def test_changes_published_before_a_crash_are_marked_not_reapplied(tmp_path: Pat
     published = apply_changes(
         index_dir,
         real_embedder,
-        upserts=[document_from_record(journal.get(seqs[0]).document)],
+        upserts=[document_from_record(journal.get(seqs[0]).document or {})],
         options=BuildOptions(record={"journal": {"id": journal.journal_id, "last_seq": seqs[0]}}),
     ).version
     journal.close()

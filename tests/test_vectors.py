@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,7 +176,8 @@ MODEL = ModelInfo(name="test-model", dim=DIM, max_tokens=128)
 
 class _Doc:
     def __init__(self, doc_id: str, n: int) -> None:
-        self.doc_id, self.title, self.source, self.url, self.metadata = doc_id, "T", "src", None, {}
+        self.doc_id, self.title, self.source, self.url = doc_id, "T", "src", None
+        self.metadata: dict[str, Any] = {}
         self.text = " ".join(f"{doc_id}w{i}" for i in range(n))
         self.words = self.text.split(" ")
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.publish_sleep)
             original(path, text)
 
-        versions._write_atomically = slow_switch  # type: ignore[assignment]
+        versions._write_atomically = slow_switch
 
     settings = Settings(
         index_dir=args.index_dir,

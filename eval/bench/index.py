@@ -275,7 +275,7 @@ def run_index_bench(
     )
     first_row = _build_row("first build (empty cache)", first, first_seconds, t_load["seconds"])
     first_row["cpu_s"] = round(first_cpu, 3)
-    raw_row = {key: None for key in first_row}
+    raw_row = dict.fromkeys(first_row)
     raw_row.update(
         {
             "step": f"raw {raw_call} (same texts)",

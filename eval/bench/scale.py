@@ -71,7 +71,7 @@ def vocabulary(size: int = VOCABULARY, seed: int = 7) -> list[str]:
 
 def zipf_probabilities(size: int, s: float = ZIPF_S) -> np.ndarray:
     weights = 1.0 / np.arange(1, size + 1) ** s
-    return weights / weights.sum()
+    return np.asarray(weights / weights.sum(), dtype=np.float64)
 
 
 def synthetic_vectors(n: int, dim: int, rng: np.random.Generator, distribution: str) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +104,7 @@ def synthetic_queries(vectors: np.ndarray, count: int, rng: np.random.Generator)
     rows = rng.choice(len(vectors), size=count, replace=False)
     noise = rng.standard_normal((count, vectors.shape[1]), dtype=np.float32) / np.sqrt(vectors.shape[1])
     queries = vectors[rows] + QUERY_NOISE * noise
-    return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(queries / np.linalg.norm(queries, axis=1, keepdims=True), dtype=np.float32)
 
 
 def synthetic_texts(topics: np.ndarray, words: list[str], rng: np.random.Generator) -> list[str]:
@@ -236,7 +236,8 @@ def _resident_memory(backend: str, folder: Path, queries_file: Path) -> dict[str
     )
     if result.returncode != 0:
         raise RuntimeError(f"memory probe failed: {result.stderr.strip().splitlines()[-1:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    probe: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return probe
 
 
 def measure_size(
@@ -284,7 +285,7 @@ def measure_size(
     step("vector index")
     flat = FaissVectorIndex.create(dim)
     flat.add(ids, vectors)
-    vectors = None
+    del vectors  # free them before the searches
     chosen = choose_backend(backend, n, dim)
     (saved_backend, files), vector_seconds = _timed(lambda: save_vector_index(flat, folder, chosen))
     index = load_vector_index(saved_backend, folder)
@@ -304,7 +305,7 @@ def measure_size(
                 lambda i: flat.search(query_vectors[i : i + 1], 10), min(queries, FLAT_TIMED_QUERIES)
             )
     recall = float(np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact, strict=True)]))
-    flat = index = None  # free both before the next steps
+    flat = index = None  # type: ignore[assignment]  # free both before the next steps (the lambdas hold the names)
     progress.update(1)
 
     step("BM25 and store queries")
@@ -457,7 +458,9 @@ def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated passage counts like 100000,1000000, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated passage counts like 100000,1000000, got {text!r}"
+        ) from None
     if not sizes:
         raise argparse.ArgumentTypeError("give at least one size")
     if min(sizes) < MIN_SIZE:

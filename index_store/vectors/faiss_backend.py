@@ -67,7 +67,7 @@ class FaissVectorIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         # One call for all ids (the fusion re-scores a few hundred candidates per query): a Python loop of
         # reconstruct() calls cost three times as much, all of it holding the GIL.
-        return self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+        return np.asarray(self._index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64)))
 
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every (id, vector) pair, ids ascending: what another backend is built from."""

@@ -69,12 +69,20 @@ def nlist_for(n: int) -> int:
 class IvfVectorIndex:
     """Exact float vectors addressed by id plus an IVF index over them; ``quantizer`` is "flat" or "sq8"."""
 
-    def __init__(self, ids: np.ndarray, vectors: np.ndarray, ivf: faiss.Index | None, params: dict[str, Any]) -> None:
+    def __init__(
+        self, ids: np.ndarray, vectors: np.ndarray | RowFile, ivf: faiss.Index | None, params: dict[str, Any]
+    ) -> None:
         self.ids = ids
         self.vectors = vectors  # an array, or a RowFile reading rows from disk on demand
         self.dim = int(vectors.shape[1])
         self.params = params
         self._ivf = ivf  # None after add/remove until the next build: searches are then exact
+
+    def _built(self) -> faiss.Index:
+        """The IVF structure; only the paths that checked (or just made) it call this."""
+        if self._ivf is None:
+            raise RuntimeError("the IVF index is not built (it is rebuilt at save)")
+        return self._ivf
 
     # -- building ------------------------------------------------------------------------------------------------
     @classmethod
@@ -118,7 +126,7 @@ class IvfVectorIndex:
         queries = np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
         exact = _exact_rows(self.vectors, queries, k + 1)
         truth = [set(r.tolist()) - {int(q)} for r, q in zip(exact, rows, strict=True)]
-        nlist = int(self._ivf.nlist)
+        nlist = int(self._built().nlist)
         nprobe, recall = 1, 0.0
         while True:
             found = self._ann_rows(queries, k + 1, nprobe)
@@ -142,7 +150,7 @@ class IvfVectorIndex:
         np.save(path / IDS_FILE, self.ids)
         vectors = np.asarray(self.vectors, dtype=np.float32)
         np.save(path / VECTORS_FILE, vectors)
-        faiss.write_index(self._ivf, str(path / INDEX_FILE))
+        faiss.write_index(self._built(), str(path / INDEX_FILE))
         (path / PARAMS_FILE).write_text(json.dumps(self.params, sort_keys=True), encoding="utf-8")
         return [path / name for name in FILES]
 
@@ -218,16 +226,17 @@ class IvfVectorIndex:
 
     def _ann_rows(self, queries: np.ndarray, k: int, nprobe: int, rows: np.ndarray | None = None) -> np.ndarray:
         selector = None if rows is None else faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
-        params = faiss.SearchParametersIVF(nprobe=min(int(self._ivf.nlist), max(1, nprobe)), sel=selector)
-        _, labels = self._ivf.search(queries, k, params=params)
-        return labels
+        ivf = self._built()
+        params = faiss.SearchParametersIVF(nprobe=min(int(ivf.nlist), max(1, nprobe)), sel=selector)
+        _, labels = ivf.search(queries, k, params=params)
+        return np.asarray(labels)
 
     def _rerank(self, queries: np.ndarray, rows: np.ndarray, k: int) -> VectorHits:
         """Exact scores of candidate rows (-1 = none), best k first, as ids."""
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         out_ids = np.full((len(queries), k), -1, dtype=np.int64)
-        for q, (query, candidates) in enumerate(zip(queries, rows, strict=True)):
-            candidates = np.unique(candidates[candidates >= 0])  # sorted: neighbouring rows are read together
+        for q, (query, row) in enumerate(zip(queries, rows, strict=True)):
+            candidates = np.unique(row[row >= 0])  # sorted: neighbouring rows are read together
             if len(candidates) == 0:
                 continue
             scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ query
@@ -237,7 +246,7 @@ class IvfVectorIndex:
         return VectorHits(out_scores, out_ids)
 
 
-def _exact_rows(vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 65_536) -> np.ndarray:
+def _exact_rows(vectors: np.ndarray | RowFile, queries: np.ndarray, k: int, block: int = 65_536) -> np.ndarray:
     """Row numbers of the exact top-k of each query among ``vectors`` (padded with -1), scanning in blocks so a
     memory-mapped or very large array is never copied whole."""
     k = min(k, len(vectors))

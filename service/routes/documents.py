@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 
 from citesearch.answer import part_label
 from service.deps import LeaseDep
+from service.errors import ApiError
 from service.models import DocumentResponse, ErrorResponse, PartOut
 from service.security import require_read
 
@@ -21,9 +22,7 @@ def get_document(doc_id: str, lease: LeaseDep) -> DocumentResponse:
     """The document's exact text (every citation's ``char_start``/``char_end`` index into it) and its parts."""
     document = lease.reader.document(doc_id) if "\x00" not in doc_id else None
     if document is None:
-        raise HTTPException(
-            404, detail={"field": "doc_id", "message": f"no document {doc_id!r} in index {lease.index_version}"}
-        )
+        raise ApiError(404, f"no document {doc_id!r} in index {lease.index_version}", field="doc_id")
     parts = sorted(document.units, key=lambda u: u.char_start)
     return DocumentResponse(
         index_version=lease.index_version,

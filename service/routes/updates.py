@@ -11,10 +11,11 @@ import logging
 import sqlite3
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, Field
 
 from service.deps import ServicesDep, require_json
+from service.errors import ApiError
 from service.index_holder import IndexNotReady
 from service.models import ErrorResponse
 from service.security import require_read, require_write
@@ -66,14 +67,14 @@ class UpdatesSummary(BaseModel):
 
 
 def _updates(services: Services) -> UpdateService:
-    updates = getattr(services, "updates", None)
+    updates: UpdateService | None = services.updates
     if updates is None:
-        raise HTTPException(503, detail={"field": None, "message": "live updates are not running"})
+        raise ApiError(503, "live updates are not running")
     return updates
 
 
-def _invalid(field: str, message: str, status: int = 422) -> HTTPException:
-    return HTTPException(status, detail={"field": field, "message": message})
+def _invalid(field: str, message: str, status: int = 422) -> ApiError:
+    return ApiError(status, message, field=field)
 
 
 def _record(raw: Any, where: str) -> dict[str, Any]:
@@ -197,10 +198,7 @@ def _accept(updates: UpdateService, changes: list[tuple[str, str, dict[str, Any]
         return updates.accept(changes)
     except (OSError, sqlite3.Error) as exc:  # a full disk, a read-only index folder
         log.error("cannot journal %d change(s) in %s: %s", len(changes), updates.journal.path, exc)
-        raise HTTPException(
-            503,
-            detail={"field": None, "message": f"cannot journal the change ({exc}); nothing was accepted, retry later"},
-        ) from None
+        raise ApiError(503, f"cannot journal the change ({exc}); nothing was accepted, retry later") from None
 
 
 def _status(change: Change, services: Services) -> UpdateStatus:
@@ -231,6 +229,6 @@ def get_updates(services: ServicesDep) -> UpdatesSummary:
     updates = _updates(services)
     return UpdatesSummary(
         **updates.journal.counts(),
-        writer=updates.writer.status.to_dict(),  # type: ignore[arg-type]
+        writer=updates.writer.status.to_dict(),
         served_version=services.holder.version,
     )
