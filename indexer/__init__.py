@@ -5,7 +5,7 @@ The public API is small: load documents, build or update an index, and the embed
 
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import SECTIONS, Document, Passage, Section, Unit
-from indexer.embedder import DEFAULT_MODEL, Embedder, EmbedderError, HashingEmbedder, SentenceTransformerEmbedder
+from indexer.embedder import DEFAULT_MODEL, Embedder, EmbedderError, SentenceTransformerEmbedder
 from indexer.errors import IngestError
 from indexer.loaders import LoadResult, Skipped, load_documents
 from indexer.pipeline import BuildOptions, BuildReport, apply_changes, build_index
@@ -20,7 +20,6 @@ __all__ = [
     "Document",
     "Embedder",
     "EmbedderError",
-    "HashingEmbedder",
     "IngestError",
     "LoadResult",
     "Passage",

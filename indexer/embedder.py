@@ -1,15 +1,14 @@
-"""Text embedders: the sentence-transformers model used for real, and a hashing embedder for fast unit tests.
+"""Text embedders: the ``Embedder`` protocol and the sentence-transformers model behind it.
 
-Both give L2-normalised float32 vectors, so inner product is cosine similarity, and both can count a text's length
-in their own tokens, which is how the chunker guarantees that no passage is silently truncated by the model.
+An embedder gives L2-normalised float32 vectors, so inner product is cosine similarity, and counts a text's length in
+its own tokens, which is how the chunker guarantees that no passage is silently truncated by the model. The tests'
+fake embedder (tests/fakes.py) implements the same protocol.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
@@ -187,31 +186,3 @@ def _counting_tokenizer(tokenizer: object) -> Any:
     counter.no_truncation()
     counter.no_padding()
     return counter
-
-
-_WORD = re.compile(r"\w+|[^\w\s]")
-
-
-class HashingEmbedder:
-    """A deterministic bag-of-words embedder for unit tests: no model, instant, same interface.
-
-    Texts sharing words get similar vectors, so ranking tests still mean something; it is never used in production.
-    """
-
-    def __init__(self, dim: int = 64, max_tokens: int = 256, name: str = "hashing-test") -> None:
-        self.name = name
-        self.dim = dim
-        self.max_tokens = max_tokens
-
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in _WORD.findall(text.lower()):
-                digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
-                vectors[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
-            norm = np.linalg.norm(vectors[row])
-            vectors[row] = vectors[row] / norm if norm else 1.0 / np.sqrt(self.dim)
-        return vectors
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return [len(_WORD.findall(text)) + 2 for text in texts]  # +2 like [CLS] and [SEP]

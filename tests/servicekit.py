@@ -1,16 +1,24 @@
-"""Helpers for the service tests: run the real app under uvicorn on a free loopback port, and wait for things."""
+"""Helpers for the service tests: run the real app under uvicorn on a free loopback port (in a thread, or in a
+subprocess that a test can kill), and wait for things."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+
+from eval.server_process import ServerError, free_port, wait_until_ready
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
 
@@ -21,12 +29,6 @@ def loopback_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
-
-
-def free_port() -> int:
-    with loopback_socket() as sock:
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -51,6 +53,37 @@ def running_server(app: FastAPI, *, startup_timeout: float = 60.0) -> Iterator[s
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def start_server_process(
+    command: Callable[[int], list[str]],
+    log_path: Path,
+    *,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``command(port)`` (a server on a free loopback port) from the project root, with its output appended to
+    ``log_path`` and ``env`` added to the environment; return once ``GET /ready`` answers 200, with the process and
+    its base URL. The same wait as the benchmarks' (eval/server_process.py); a server that dies or never gets ready
+    fails the test with its log."""
+    port = free_port()
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command(port),
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, base, timeout=timeout, poll_seconds=0.1)
+    except ServerError as exc:
+        process.kill()
+        process.wait(10)
+        raise AssertionError(f"{exc}; its log:\n{log_path.read_text(errors='replace')[-3000:]}") from None
+    return process, base
 
 
 def wait_for(predicate: Callable[[], T | None], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from indexer.batching import MicroBatchingEmbedder
-from indexer.embedder import HashingEmbedder
+from tests.fakes import HashingEmbedder
 
 
 class SlowCountingEmbedder(HashingEmbedder):

@@ -120,6 +120,7 @@ def test_bench_query_fails_fast_without_an_index(tmp_path) -> None:
         run_query_bench(tmp_path / "no-index", Settings(_env_file=None), requests=1, log=io.StringIO())
 
 
+@pytest.mark.subprocess
 def test_stop_server_stops_a_process_it_started() -> None:
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     started = time.monotonic()

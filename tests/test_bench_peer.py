@@ -71,6 +71,7 @@ def test_missing_bench_venv_is_one_line_and_fails(
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.subprocess
 def test_a_venv_without_txtai_is_reported(tmp_path: Path) -> None:
     fake = tmp_path / "venv"
     (fake / "bin").mkdir(parents=True)

@@ -21,6 +21,7 @@ def _run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.subprocess
 def test_bench_scale_smoke_writes_report_with_sane_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = _run_json(capsys, "--sizes", "2000,4000", "--queries", "30", "--dim", "64", "--reports-dir", str(tmp_path))
     json_file, md_file = (Path(p) for p in report["report_files"])
@@ -43,6 +44,7 @@ def test_bench_scale_smoke_writes_report_with_sane_figures(tmp_path: Path, capsy
     assert report["settings"]["exact_max_vectors"] >= 100_000
 
 
+@pytest.mark.subprocess
 def test_bench_scale_with_the_approximate_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = _run_json(
         capsys,
@@ -63,6 +65,7 @@ def test_bench_scale_with_the_approximate_backend(tmp_path: Path, capsys: pytest
     assert all(t["met"] for t in report["targets"] if "recall" in t["target"])
 
 
+@pytest.mark.subprocess
 def test_human_output_is_the_markdown_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(["bench", "scale", "--sizes", "1000", "--queries", "5", "--dim", "16", "--reports-dir", str(tmp_path)])

@@ -8,9 +8,9 @@ import pytest
 
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import Document, Unit
-from indexer.embedder import HashingEmbedder
 from indexer.loaders import load_documents
 from tests.conftest import SEEDS
+from tests.fakes import HashingEmbedder
 
 
 def _one_unit_doc(text: str, title: str = "T") -> Document:

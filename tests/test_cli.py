@@ -109,6 +109,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, capsys, m
     assert "CITESEARCH_PORT" in err and "CITESEARCH_FUSION_DENSE_WEIGHT" in err
 
 
+@pytest.mark.subprocess
 def test_console_script_runs_end_to_end(tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     built = _run("index", str(SEEDS), "--index-dir", str(index_dir), "--json")

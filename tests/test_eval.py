@@ -40,6 +40,7 @@ def _dcg(gains: list[int]) -> float:
     return sum(gain / math.log2(rank + 1) for rank, gain in enumerate(gains, start=1))
 
 
+@pytest.mark.slow  # ranx compiles its metrics with numba on first use (about 11 s)
 def test_ranx_agrees_with_hand_computed_ndcg_recall_and_mrr() -> None:
     qrels = {
         "q1": {"a": 2, "b": 1},  # graded: a counts twice as much as b
@@ -73,6 +74,7 @@ def test_ranx_agrees_with_hand_computed_ndcg_recall_and_mrr() -> None:
     assert ndcg["q1"] == pytest.approx(0.6433, abs=1e-4) and ndcg["q2"] == pytest.approx(0.3066, abs=1e-4)
 
 
+@pytest.mark.slow  # ranx compiles its metrics with numba on first use (about 11 s)
 def test_rank_scores_keep_our_order_even_for_tied_retrieval_scores() -> None:
     scores = rank_scores(["c", "a", "b"])
     assert sorted(scores, key=lambda d: scores[d], reverse=True) == ["c", "a", "b"]
@@ -321,6 +323,7 @@ def test_beir_end_to_end_reuses_the_index_and_compares(
     assert len(written) == 1 and load_report(written[0]).metrics.keys() == report.metrics.keys()
 
 
+@pytest.mark.subprocess
 def test_beir_cli_json_on_the_tiny_dataset(tiny_beir: Path, tmp_path: Path, real_embedder) -> None:
     """The one subprocess run: the documented --json shape, a report file, and --compare deltas."""
     settings = Settings(_env_file=None)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -21,23 +19,25 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citesearch.settings import Settings
-from indexer.embedder import HashingEmbedder
+from index_store import open_index
 from indexer.pipeline import build_index
 from service.app import create_app
 from service.metrics import ServiceMetrics
 from service.observability import JsonFormatter
-from tests.conftest import PROJECT_ROOT, SEEDS
-from tests.servicekit import free_port, wait_for
+from tests.conftest import SEEDS
+from tests.fakes import HashingEmbedder
+from tests.servicekit import start_server_process, wait_for
 
 Q: dict[str, str | int] = {"q": "what conditions did Aliyev set?", "k": 1}
 
 
 @pytest.fixture(scope="module")
-def ops(seed_index, real_embedder) -> Iterator[TestClient]:
+def ops(fake_index, fake_embedder) -> Iterator[TestClient]:
+    """The app over the fake index: what is counted and logged does not depend on the vectors."""
     settings = Settings(
-        index_dir=seed_index[0], sentence_warmup=False, api_keys="ci:write:wk-Zt4q9XbL2mPq7sVn", _env_file=None
+        index_dir=fake_index, sentence_warmup=False, api_keys="ci:write:wk-Zt4q9XbL2mPq7sVn", _env_file=None
     )
-    with TestClient(create_app(settings, embedder=real_embedder), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, embedder=fake_embedder), raise_server_exceptions=False) as client:
         yield client
 
 
@@ -51,7 +51,7 @@ def _samples(text: str) -> dict[str, float]:
     return samples
 
 
-def test_metrics_after_a_few_requests(ops: TestClient, seed_reader) -> None:
+def test_metrics_after_a_few_requests(ops: TestClient, fake_index: Path) -> None:
     before = _samples(ops.get("/metrics").text)
     for _ in range(3):
         assert ops.get("/search", params=Q).status_code == 200
@@ -81,8 +81,9 @@ def test_metrics_after_a_few_requests(ops: TestClient, seed_reader) -> None:
     assert delta('citesearch_request_duration_seconds_count{method="GET",route="/search"}') == 4
     assert delta('citesearch_request_duration_seconds_bucket{le="+Inf",method="POST",route="/ask"}') == 1
     assert delta('citesearch_request_duration_seconds_sum{method="POST",route="/ask"}') > 0
-    counts = seed_reader.manifest.counts
-    assert after[f'citesearch_index_info{{version="{seed_reader.version}"}}'] == 1
+    with open_index(fake_index) as reader:
+        counts, version = reader.manifest.counts, reader.version
+    assert after[f'citesearch_index_info{{version="{version}"}}'] == 1
     assert after["citesearch_index_loaded"] == 1
     assert after["citesearch_index_documents"] == counts["documents"] > 0
     assert after["citesearch_index_passages"] == counts["passages"] > 0
@@ -175,7 +176,7 @@ SERVER = textwrap.dedent(
     import sys, time
     import uvicorn
     from citesearch.settings import Settings
-    from indexer.embedder import HashingEmbedder
+    from tests.fakes import HashingEmbedder
     from service.app import create_app
 
     class Slow(HashingEmbedder):
@@ -198,29 +199,13 @@ def hashing_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return index_dir
 
 
+@pytest.mark.subprocess
 def test_sigterm_lets_the_request_in_flight_finish(hashing_index: Path, tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "server.log"
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(hashing_index), str(port), "2.0"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
+    process, base = start_server_process(
+        lambda port: [sys.executable, "-c", SERVER, str(hashing_index), str(port), "2.0"], log_path
+    )
     try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"the server exited: {log_path.read_text()}")
-            try:
-                return httpx.get(f"{base}/ready", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, timeout=120, interval=0.1, what="the server to be ready")
         result: dict[str, Any] = {}
 
         def slow_request() -> None:

@@ -14,6 +14,8 @@ import pytest
 from indexer import onnx_backend
 from indexer.embedder import DEFAULT_MODEL, EmbedderError, SentenceTransformerEmbedder, resolve_model_path
 
+pytestmark = pytest.mark.model  # every test here loads the bundled model (torch and its ONNX exports)
+
 TEXTS = [
     "Vitamin D supplementation reduces the risk of fractures in elderly women.",
     "How do I reset my password?",

@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,9 +22,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from eval.server_process import stop_server
 from indexer.pipeline import build_index
 from tests.conftest import PROJECT_ROOT, SEED_PAGE, SEEDS
-from tests.servicekit import free_port, wait_for
+from tests.servicekit import start_server_process
 
 pytestmark = pytest.mark.browser
 
@@ -87,54 +87,29 @@ def served(tmp_path_factory: pytest.TempPathFactory, real_embedder, host_site: t
     (corpus / INJECTED_ID).write_text(INJECTED, encoding="utf-8")
     index_dir = tmp_path_factory.mktemp("e2e-index")
     build_index([corpus], index_dir, real_embedder)
-    port = free_port()
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "CITESEARCH_CORS_ORIGINS": json.dumps([host_site[0]]),
-        "CITESEARCH_RELOAD_INTERVAL_SECONDS": "1",
-    }
     log = tmp_path_factory.mktemp("e2e-log") / "serve.log"
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "citesearch.cli",
-                "serve",
-                "--index-dir",
-                str(index_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=PROJECT_ROOT,
-        )
-        base = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"citesearch serve exited: {log.read_text()}")
-            try:
-                return httpx.get(f"{base}/ready", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        try:
-            wait_for(ready, timeout=180, interval=0.25, what="citesearch serve to be ready")
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    process, base = start_server_process(
+        lambda port: [
+            sys.executable,
+            "-m",
+            "citesearch.cli",
+            "serve",
+            "--index-dir",
+            str(index_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        log,
+        timeout=180,
+        env={"CITESEARCH_CORS_ORIGINS": json.dumps([host_site[0]]), "CITESEARCH_RELOAD_INTERVAL_SECONDS": "1"},
+    )
+    try:
+        yield base
+    finally:
+        stop_server(process)
 
 
 @pytest.fixture(scope="module")

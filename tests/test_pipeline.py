@@ -82,7 +82,7 @@ class _BackendEmbedder:
     """The hashing test embedder under a named backend (as the real one reports torch, onnx or onnx-int8)."""
 
     def __init__(self, backend: str) -> None:
-        from indexer.embedder import HashingEmbedder
+        from tests.fakes import HashingEmbedder
 
         self.inner, self.backend = HashingEmbedder(), backend
         self.name, self.dim, self.max_tokens = self.inner.name, self.inner.dim, self.inner.max_tokens
@@ -133,6 +133,7 @@ def test_failure_before_publish_keeps_the_previous_version(tmp_path: Path, corpu
     assert not list((index_dir / "versions").glob(".tmp-*"))
 
 
+@pytest.mark.subprocess
 def test_kill_during_build_leaves_the_old_version_loadable(tmp_path: Path, corpus: Path, real_embedder) -> None:
     index_dir = tmp_path / "index"
     first = build_index([corpus], index_dir, real_embedder)

@@ -19,9 +19,9 @@ from citesearch.fusion import (
 from citesearch.search import InvalidSearchRequest, Mode, Searcher, SearchRequest
 from index_store import KeywordIndex, open_index
 from indexer.documents import Document, Unit
-from indexer.embedder import HashingEmbedder
 from indexer.pipeline import BuildOptions, apply_changes
 from tests.conftest import SEED_PAGE
+from tests.fakes import HashingEmbedder
 
 ALIYEV = "what conditions did Aliyev set?"
 

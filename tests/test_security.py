@@ -1,4 +1,4 @@
-"""Access control, limits and security headers, against the real app over the session's seed index.
+"""Access control, limits and security headers, against the real app over the session's fake (hashing) index.
 
 API keys (formats, hashing, constant-time comparison, 401/403, read open or closed by configuration, writes refused
 without a write key, keys never logged), the rate limit (429 + Retry-After), the request time limit (503 while the
@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from citesearch.settings import Settings
+from index_store.versions import current_version
 from service import security
 from service.app import create_app
 from service.limits import RateLimiter
@@ -51,24 +52,25 @@ PAGE_CSP = (
 
 
 @contextmanager
-def client_for(seed_index, embedder, **overrides: Any) -> Iterator[TestClient]:
-    """The real app over the session's seed index with these settings (no sentence warm-up: nothing to wait for)."""
-    settings = Settings(index_dir=seed_index[0], sentence_warmup=False, _env_file=None, **overrides)
+def client_for(index_dir: Path, embedder: Any, **overrides: Any) -> Iterator[TestClient]:
+    """The real app over ``index_dir`` with these settings (no sentence warm-up: nothing to wait for). The tests here
+    check access, limits and headers, which no vector decides, so they serve the session's fake index."""
+    settings = Settings(index_dir=index_dir, sentence_warmup=False, _env_file=None, **overrides)
     with TestClient(create_app(settings, embedder=embedder)) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def keyed(seed_index, real_embedder) -> Iterator[TestClient]:
+def keyed(fake_index, fake_embedder) -> Iterator[TestClient]:
     """Keys configured, reads open (the default)."""
-    with client_for(seed_index, real_embedder, api_keys=KEYS) as client:
+    with client_for(fake_index, fake_embedder, api_keys=KEYS) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def closed(seed_index, real_embedder) -> Iterator[TestClient]:
+def closed(fake_index, fake_embedder) -> Iterator[TestClient]:
     """Keys configured and required for reads."""
-    with client_for(seed_index, real_embedder, api_keys=KEYS, require_read_key=True) as client:
+    with client_for(fake_index, fake_embedder, api_keys=KEYS, require_read_key=True) as client:
         yield client
 
 
@@ -157,7 +159,7 @@ def test_lookup_compares_digests_in_constant_time_against_every_key(monkeypatch:
 
 
 # -- reads --------------------------------------------------------------------------------------------------------
-def test_reads_are_open_by_default_but_a_wrong_key_is_401(keyed: TestClient, seed_reader) -> None:
+def test_reads_are_open_by_default_but_a_wrong_key_is_401(keyed: TestClient, fake_index: Path) -> None:
     assert keyed.get("/search", params=Q).status_code == 200
     assert keyed.post("/ask", json={"question": Q["q"], "k": 1}).status_code == 200
     for headers in (bearer(READ_KEY), {"X-API-Key": OTHER_READ_KEY}, bearer(WRITE_KEY)):  # write implies read
@@ -165,7 +167,7 @@ def test_reads_are_open_by_default_but_a_wrong_key_is_401(keyed: TestClient, see
     wrong = keyed.get("/search", params=Q, headers=bearer("rk-not-a-key-0000000"))
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
     assert _error(wrong) == {"field": "authorization", "message": "the API key is not valid"}
-    assert wrong.json()["index_version"] == seed_reader.version
+    assert wrong.json()["index_version"] == current_version(fake_index)
 
 
 @pytest.mark.parametrize(
@@ -246,20 +248,20 @@ def test_writes_are_refused_while_no_write_key_is_configured() -> None:
             assert "CITESEARCH_API_KEYS" in _error(refused)["message"]
 
 
-def test_the_live_update_routes_need_a_write_key(keyed: TestClient, seed_index, real_embedder) -> None:
+def test_the_live_update_routes_need_a_write_key(keyed: TestClient, fake_index, fake_embedder) -> None:
     """Only refusals here: an accepted write would change the shared seed index."""
     for method, path in (("POST", "/documents"), ("DELETE", "/documents/000_d73893d2131be99a.txt")):
         body = {"id": "x.txt", "title": "x", "text": "nothing"} if method == "POST" else None
         assert keyed.request(method, path, json=body).status_code == 401
         assert keyed.request(method, path, json=body, headers=bearer(READ_KEY)).status_code == 403
-    with client_for(seed_index, real_embedder) as no_keys:
+    with client_for(fake_index, fake_embedder) as no_keys:
         refused = no_keys.delete("/documents/000_d73893d2131be99a.txt", headers=bearer(WRITE_KEY))
         assert refused.status_code == 403 and "no write key is configured" in _error(refused)["message"]
 
 
-def test_keys_never_appear_in_logs(seed_index, real_embedder, caplog: pytest.LogCaptureFixture) -> None:
+def test_keys_never_appear_in_logs(fake_index, fake_embedder, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with client_for(seed_index, real_embedder, api_keys=KEYS, require_read_key=True) as client:
+    with client_for(fake_index, fake_embedder, api_keys=KEYS, require_read_key=True) as client:
         client.get("/search", params=Q, headers=bearer(READ_KEY))
         client.get("/search", params=Q, headers={"X-API-Key": WRITE_KEY})
         client.get("/search", params=Q, headers=bearer(OTHER_READ_KEY + "x"))
@@ -274,8 +276,8 @@ def test_keys_never_appear_in_logs(seed_index, real_embedder, caplog: pytest.Log
 
 
 # -- limits -------------------------------------------------------------------------------------------------------
-def test_rate_limit_is_429_with_retry_after_per_client(seed_index, real_embedder) -> None:
-    with client_for(seed_index, real_embedder, api_keys=KEYS, rate_limit_per_minute=6, rate_limit_burst=2) as client:
+def test_rate_limit_is_429_with_retry_after_per_client(fake_index, fake_embedder) -> None:
+    with client_for(fake_index, fake_embedder, api_keys=KEYS, rate_limit_per_minute=6, rate_limit_burst=2) as client:
         assert [client.get("/search", params=Q).status_code for _ in range(2)] == [200, 200]
         limited = client.post("/ask", json={"question": "Aliyev"})  # /ask shares the client's bucket
         assert limited.status_code == 429
@@ -330,9 +332,9 @@ class SlowEmbedder:
         return getattr(self.inner, name)
 
 
-def test_request_over_the_time_limit_is_503_and_its_worker_finishes(seed_index, real_embedder) -> None:
-    slow = SlowEmbedder(real_embedder, delay=2.0)
-    with client_for(seed_index, slow, request_timeout_seconds=0.5) as client:
+def test_request_over_the_time_limit_is_503_and_its_worker_finishes(fake_index, fake_embedder) -> None:
+    slow = SlowEmbedder(fake_embedder, delay=2.0)
+    with client_for(fake_index, slow, request_timeout_seconds=0.5) as client:
         app: Any = client.app  # the FastAPI app (TestClient types it as any ASGI callable)
         started = time.monotonic()
         response = client.get("/search", params={"q": f"Aliyev {SlowEmbedder.SLOW}", "k": 1})
@@ -396,11 +398,11 @@ def test_the_page_has_no_inline_script_style_or_handlers() -> None:
         assert not re.search(r"setAttribute\(\s*[\"'](on[a-z]+|style)[\"']", code)
 
 
-def test_cors_lets_configured_origins_send_keys_and_read_the_headers(seed_index, real_embedder) -> None:
+def test_cors_lets_configured_origins_send_keys_and_read_the_headers(fake_index, fake_embedder) -> None:
     origin = {"origin": "http://intranet.example"}
     with client_for(
-        seed_index,
-        real_embedder,
+        fake_index,
+        fake_embedder,
         cors_origins=["http://intranet.example"],
         api_keys=KEYS,
         rate_limit_per_minute=6,

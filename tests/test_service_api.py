@@ -252,8 +252,8 @@ BAD_GET = [
 
 
 @pytest.mark.parametrize(("params", "status", "field"), BAD_GET)
-def test_bad_search_parameters(seed_api: TestClient, params: dict[str, str], status: int, field: str) -> None:
-    response = seed_api.get("/search", params=params)
+def test_bad_search_parameters(fake_api: TestClient, params: dict[str, str], status: int, field: str) -> None:
+    response = fake_api.get("/search", params=params)
     assert response.status_code == status, response.text
     assert _error(response)["field"] == field
     assert response.json()["index_version"]
@@ -291,33 +291,33 @@ BAD_POST: list[tuple[str, bytes, str, int, str]] = [
 
 @pytest.mark.parametrize(("path", "body", "content_type", "status", "field"), BAD_POST)
 def test_bad_post_bodies(
-    seed_api: TestClient, path: str, body: bytes, content_type: str, status: int, field: str
+    fake_api: TestClient, path: str, body: bytes, content_type: str, status: int, field: str
 ) -> None:
     headers = {"content-type": content_type} if content_type else {}
-    response = seed_api.post(path, content=body, headers=headers)
+    response = fake_api.post(path, content=body, headers=headers)
     assert response.status_code == status, response.text
     assert _error(response)["field"] == field
 
 
-def test_question_over_the_length_limit_is_refused_in_ask(seed_api: TestClient) -> None:
-    response = seed_api.post("/ask", json={"question": "why " * 300})
+def test_question_over_the_length_limit_is_refused_in_ask(fake_api: TestClient) -> None:
+    response = fake_api.post("/ask", json={"question": "why " * 300})
     assert response.status_code == 422 and _error(response)["field"] == "question"
 
 
-def test_body_over_the_size_limit_is_413(seed_api: TestClient) -> None:
-    response = seed_api.post(
+def test_body_over_the_size_limit_is_413(fake_api: TestClient) -> None:
+    response = fake_api.post(
         "/search", content=b'{"q": "' + b"a" * 70000 + b'"}', headers={"content-type": "application/json"}
     )
     assert response.status_code == 413 and _error(response)["field"] == "body"
 
 
-def test_unknown_document_and_route_are_json_404(seed_api: TestClient) -> None:
-    response = seed_api.get("/documents/no-such-doc.txt")
+def test_unknown_document_and_route_are_json_404(fake_api: TestClient) -> None:
+    response = fake_api.get("/documents/no-such-doc.txt")
     assert response.status_code == 404 and _error(response)["field"] == "doc_id"
-    assert seed_api.get("/documents/bad%00id").status_code == 404
-    response = seed_api.get("/no/such/route")
+    assert fake_api.get("/documents/bad%00id").status_code == 404
+    response = fake_api.get("/no/such/route")
     assert response.status_code == 404 and _error(response)["field"] is None
-    response = seed_api.delete("/search")
+    response = fake_api.delete("/search")
     assert response.status_code == 405 and _error(response)
 
 
@@ -336,12 +336,12 @@ UNICODE_QUESTIONS = [
 
 
 @pytest.mark.parametrize("text", UNICODE_QUESTIONS)
-def test_any_unicode_is_handled(seed_api: TestClient, text: str) -> None:
+def test_any_unicode_is_handled(fake_api: TestClient, text: str) -> None:
     for response in (
-        seed_api.get("/search", params={"q": text, "k": 3}),
-        seed_api.post("/search", json={"q": text, "k": 3}),
-        seed_api.post("/ask", json={"question": text}),
-        seed_api.get(f"/documents/{quote(text, safe='')}"),
+        fake_api.get("/search", params={"q": text, "k": 3}),
+        fake_api.post("/search", json={"q": text, "k": 3}),
+        fake_api.post("/ask", json={"question": text}),
+        fake_api.get(f"/documents/{quote(text, safe='')}"),
     ):
         assert response.status_code in {200, 404, 422}, response.text
         data = response.json()  # always JSON
@@ -350,13 +350,13 @@ def test_any_unicode_is_handled(seed_api: TestClient, text: str) -> None:
                 for span in result["highlight"]:
                     assert 0 <= span["start"] < span["end"] <= len(result["text"])
         if response.status_code == 200 and "citations" in data and data["answer"]:
-            _check_citations(seed_api, data)
+            _check_citations(fake_api, data)
 
 
 # -- CORS -------------------------------------------------------------------------------------------------------
-def test_cors_allows_only_configured_origins(seed_index, real_embedder) -> None:
-    settings = Settings(index_dir=seed_index[0], cors_origins=["http://intranet.example"], _env_file=None)
-    with TestClient(create_app(settings, embedder=real_embedder)) as client:
+def test_cors_allows_only_configured_origins(fake_index, fake_embedder) -> None:
+    settings = Settings(index_dir=fake_index, cors_origins=["http://intranet.example"], _env_file=None)
+    with TestClient(create_app(settings, embedder=fake_embedder)) as client:
         preflight = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
         allowed = client.options("/ask", headers={"origin": "http://intranet.example", **preflight})
         assert allowed.status_code == 200
@@ -368,7 +368,7 @@ def test_cors_allows_only_configured_origins(seed_index, real_embedder) -> None:
         other = client.get("/search", params={"q": ALIYEV, "k": 1}, headers={"origin": "http://evil.example"})
         assert "access-control-allow-origin" not in other.headers
     # Without configured origins there are no CORS headers at all.
-    with TestClient(create_app(Settings(index_dir=seed_index[0], _env_file=None), embedder=real_embedder)) as c:
+    with TestClient(create_app(Settings(index_dir=fake_index, _env_file=None), embedder=fake_embedder)) as c:
         response = c.get("/health", headers={"origin": "http://intranet.example"})
         assert "access-control-allow-origin" not in response.headers
 
@@ -533,16 +533,16 @@ def test_a_version_that_fails_its_checks_is_skipped_and_the_old_one_kept(holder_
     assert holder.refresh() and holder.version == fixed and holder.last_error is None
 
 
-def test_acquire_without_an_index_says_why(tmp_path: Path, real_embedder) -> None:
-    holder = IndexHolder(tmp_path / "empty", real_embedder)
+def test_acquire_without_an_index_says_why(tmp_path: Path, fake_embedder) -> None:
+    holder = IndexHolder(tmp_path / "empty", fake_embedder)
     assert holder.refresh(initial=True) is False
     with pytest.raises(IndexNotReady, match="no index"):
         holder.acquire()
 
 
-def test_ready_is_503_until_an_index_exists(tmp_path: Path, real_embedder) -> None:
+def test_ready_is_503_until_an_index_exists(tmp_path: Path, fake_embedder) -> None:
     settings = Settings(index_dir=tmp_path / "none", _env_file=None)
-    with TestClient(create_app(settings, embedder=real_embedder)) as client:
+    with TestClient(create_app(settings, embedder=fake_embedder)) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503 and ready.json()["status"] == "not ready" and ready.json()["reason"]
         response = client.post("/ask", json={"question": ALIYEV})

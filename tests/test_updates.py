@@ -24,12 +24,12 @@ from fastapi.testclient import TestClient
 
 from citesearch.settings import Settings
 from index_store import IndexReader, current_version, write_lock
-from indexer.embedder import HashingEmbedder
 from indexer.pipeline import BuildOptions, apply_changes, build_index
 from service.app import create_app
 from service.updates import JOURNAL_NAME, Journal
-from tests.conftest import PROJECT_ROOT, SEED_ARTICLE, SEED_PAGE, SEEDS
-from tests.servicekit import free_port, wait_for
+from tests.conftest import SEED_ARTICLE, SEED_PAGE, SEEDS
+from tests.fakes import HashingEmbedder
+from tests.servicekit import start_server_process, wait_for
 from tests.updates_server import KEY
 
 AUTH = {"X-API-Key": KEY}
@@ -268,30 +268,14 @@ class Server:
     """tests/updates_server.py in a subprocess, on a free loopback port."""
 
     def __init__(self, index_dir: Path, log_path: Path, *, publish_sleep: float = 0.0) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        command = [sys.executable, "-m", "tests.updates_server", str(index_dir), str(self.port), "--hashing"]
-        if publish_sleep:
-            command += ["--publish-sleep", str(publish_sleep)]
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            )
+        extra = ["--publish-sleep", str(publish_sleep)] if publish_sleep else []
+        self.process, self.url = start_server_process(
+            lambda port: [sys.executable, "-m", "tests.updates_server", str(index_dir), str(port), "--hashing", *extra],
+            log_path,
+            timeout=60,
+        )
         self.http = httpx.Client(base_url=self.url, headers=AUTH, timeout=20)
-        wait_for(self._ready, timeout=60, interval=0.1, what=f"the server to start (log: {log_path})")
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
-        try:
-            return self.http.get("/ready").status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -320,6 +304,7 @@ def _check_consistent(index_dir: Path) -> IndexReader:
     return reader
 
 
+@pytest.mark.subprocess
 def test_kill9_right_after_202_loses_nothing(tmp_path: Path, hashing_index: Path) -> None:
     server = Server(hashing_index, tmp_path / "server.log")
     try:
@@ -343,6 +328,7 @@ def test_kill9_right_after_202_loses_nothing(tmp_path: Path, hashing_index: Path
     _check_consistent(hashing_index).close()
 
 
+@pytest.mark.subprocess
 def test_kill9_during_publish_then_restart_reapplies(tmp_path: Path, hashing_index: Path) -> None:
     before = current_version(hashing_index)
     server = Server(hashing_index, tmp_path / "server.log", publish_sleep=30)
@@ -368,6 +354,7 @@ def test_kill9_during_publish_then_restart_reapplies(tmp_path: Path, hashing_ind
         assert reader.manifest.extra["journal"]["last_seq"] == seq
 
 
+@pytest.mark.subprocess
 def test_kill9_at_random_points_never_loses_an_accepted_document(tmp_path: Path, hashing_index: Path) -> None:
     rng = random.Random(7)
     accepted: dict[str, int] = {}

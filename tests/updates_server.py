@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from citesearch.settings import Settings
     from index_store import versions
-    from indexer.embedder import HashingEmbedder, SentenceTransformerEmbedder
+    from indexer.embedder import SentenceTransformerEmbedder
     from service.app import create_app
+    from tests.fakes import HashingEmbedder
 
     if args.publish_sleep > 0:
         original = versions._write_atomically
