@@ -24,6 +24,7 @@ from typing import Any
 from indexer.documents import Document
 from indexer.errors import IngestError, Skipped
 from indexer.pages import parse_page
+from indexer.records import DocumentRecord, RecordError, parse_record
 
 __all__ = ["SUPPORTED_SUFFIXES", "LoadResult", "Skipped", "load_documents"]
 
@@ -122,25 +123,27 @@ def _jsonl_document(line: str, line_no: int, source: str) -> Document:
         raise _Skip(f"malformed JSON on line {line_no}: {exc.msg} (column {exc.colno})") from None
     if not isinstance(record, dict):
         raise _Skip(f"line {line_no} is not a JSON object")
-    raw_id = record.get("_id") if record.get("_id") is not None else record.get("id")
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or not str(raw_id).strip():
-        raise _Skip(f'line {line_no} has no "_id" or "id" (a string or an integer)')
-    if not isinstance(record.get("text"), str):
-        raise _Skip(f'line {line_no} has no "text" string')
-    metadata = record.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise _Skip(f'line {line_no}: "metadata" must be a JSON object')
-    title, url = record.get("title"), record.get("url")
-    doc_id = str(raw_id)
-    return _page_document(
-        doc_id,
-        source,
-        _normalise(record["text"]),
-        fallback_title=doc_id,
-        title=title if isinstance(title, str) and title.strip() else None,
-        url=url if isinstance(url, str) and url else None,
-        metadata=metadata,
-    )
+    try:  # the record model POST /documents validates with too (fields other than a document's are ignored)
+        return record_document(parse_record(record, ignore_unknown=True), source)
+    except RecordError as exc:
+        raise _Skip(f'line {line_no}: "{exc.field}" {exc.message}') from None
+
+
+def record_document(record: DocumentRecord, source: str) -> Document:
+    """The ``Document`` a record becomes, its text parsed as a page (a news page gets its article, author and comment
+    units): one step for jsonl lines and ``POST /documents``. ``RecordError`` when it holds nothing to index."""
+    try:
+        return _page_document(
+            record.id,
+            source,
+            _normalise(record.text),
+            fallback_title=record.id,
+            title=record.title,
+            url=record.url,
+            metadata=record.metadata,
+        )
+    except _Skip as exc:
+        raise RecordError("text", str(exc)) from None
 
 
 def _jsonl_documents(text: str, source: str) -> tuple[list[Document], list[Skipped]]:

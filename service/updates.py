@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 JOURNAL_NAME = "journal.sqlite"
 WRITER_LOCK_NAME = "writer.lock"
 API_SOURCE = "api"  # Document.source of documents posted over HTTP
-MAX_ID_CHARS = 512
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,23 +86,14 @@ class InvalidDocument(ValueError):
 def document_from_record(record: dict[str, Any]) -> Document:
     """The ``Document`` a posted record becomes: the jsonl loader's rules, its text parsed as a page (so a news
     page gets its article, author and comment units). Raises ``InvalidDocument`` naming the field."""
-    # The loader's own page-to-Document step, so HTTP and `citesearch index` documents are cut identically.
-    from indexer.loaders import _normalise, _page_document, _Skip
+    # The loader's own record-to-Document step, so HTTP and `citesearch index` documents are cut identically.
+    from indexer.loaders import record_document
+    from indexer.records import RecordError, parse_record
 
-    doc_id = record["id"]
-    title, url = record.get("title"), record.get("url")
     try:
-        return _page_document(
-            doc_id,
-            API_SOURCE,
-            _normalise(record["text"]),
-            fallback_title=doc_id,
-            title=title if isinstance(title, str) and title.strip() else None,
-            url=url if isinstance(url, str) and url else None,
-            metadata=record.get("metadata") or {},
-        )
-    except _Skip as exc:
-        raise InvalidDocument("text", str(exc)) from None
+        return record_document(parse_record(record), API_SOURCE)
+    except RecordError as exc:
+        raise InvalidDocument(exc.field, exc.message) from None
 
 
 # -- the journal -------------------------------------------------------------------------------------------------

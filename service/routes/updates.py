@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, Field
 
+from indexer.records import MAX_ID_CHARS, RecordError, parse_record, record_json_schema
 from service.deps import ServicesDep, require_json
 from service.errors import ApiError
 from service.index_holder import IndexNotReady
@@ -21,7 +22,6 @@ from service.models import ErrorResponse
 from service.security import require_read, require_write
 from service.state import Services
 from service.updates import (
-    MAX_ID_CHARS,
     Change,
     InvalidDocument,
     UpdateService,
@@ -36,7 +36,6 @@ router = APIRouter(tags=["updates"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 503)
 }
-_FIELDS = {"_id", "id", "title", "text", "url", "metadata"}
 
 
 class AcceptedResponse(BaseModel):
@@ -78,39 +77,14 @@ def _invalid(field: str, message: str, status: int = 422) -> ApiError:
 
 
 def _record(raw: Any, where: str) -> dict[str, Any]:
-    """A posted document checked field by field (the jsonl shape), as the record the journal stores."""
+    """A posted document validated as a ``DocumentRecord`` (indexer/records.py, the jsonl loader's model), as the
+    record the journal stores."""
     prefix = f"{where}." if where else ""
-    if not isinstance(raw, dict):
-        raise _invalid(where or "body", "must be a JSON object with id, title, text, url, metadata")
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise _invalid(f"{prefix}{unknown[0]}", f"unknown field (a document has {', '.join(sorted(_FIELDS))})")
-    raw_id = raw.get("_id") if raw.get("_id") is not None else raw.get("id")
-    if raw_id is None:
-        raise _invalid(f"{prefix}id", 'is required: "_id" or "id", a string or an integer')
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
-        raise _invalid(f"{prefix}id", "must be a string or an integer")
-    doc_id = str(raw_id)
-    if not doc_id.strip():
-        raise _invalid(f"{prefix}id", "must not be empty or blank")
-    if len(doc_id) > MAX_ID_CHARS or any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in doc_id):
-        raise _invalid(f"{prefix}id", f"must be at most {MAX_ID_CHARS} printable characters")
-    text = raw.get("text")
-    if text is None:
-        raise _invalid(f"{prefix}text", "is required: the document's text")
-    if not isinstance(text, str):
-        raise _invalid(f"{prefix}text", "must be a string")
-    if not text.strip():
-        raise _invalid(f"{prefix}text", "must not be empty or blank")
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text) or "\x00" in text:
-        raise _invalid(f"{prefix}text", "must be valid Unicode text without NUL characters")
-    for name in ("title", "url"):
-        if raw.get(name) is not None and not isinstance(raw[name], str):
-            raise _invalid(f"{prefix}{name}", "must be a string")
-    metadata = raw.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise _invalid(f"{prefix}metadata", "must be a JSON object")
-    record = {"id": doc_id, "title": raw.get("title"), "text": text, "url": raw.get("url"), "metadata": metadata or {}}
+    try:
+        record = parse_record(raw).model_dump()
+    except RecordError as exc:
+        field = (where or "body") if exc.field == "body" else f"{prefix}{exc.field}"
+        raise _invalid(field, exc.message) from None
     try:
         document_from_record(record)  # the indexer's parse: a text with nothing to index is refused now, not later
     except InvalidDocument as exc:
@@ -124,6 +98,9 @@ def _record(raw: Any, where: str) -> dict[str, Any]:
     response_model=AcceptedResponse,
     responses=_ERRORS,
     dependencies=[Depends(require_write), Depends(require_json)],
+    # The body's schema (DocumentRecord or DocumentBatch) for OpenAPI; the route validates it itself so that each
+    # error names the field as "documents[1].text" and a batch's duplicates and size limit are checked too.
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": record_json_schema()}}}},
 )
 def post_documents(
     services: ServicesDep,
