@@ -47,7 +47,7 @@ def test_the_loader_ignores_fields_that_are_not_a_documents() -> None:
     document = record_document(record, "corpus.jsonl:1")
     assert (document.doc_id, document.text, document.source) == ("d", "Some text.", "corpus.jsonl:1")
     with pytest.raises(RecordError, match="no text"):
-        record_document(parse_record({"id": "p", "text": "..."}), "api")  # punctuation only: nothing to index
+        record_document(parse_record({"id": "p", "text": "Leave a Reply"}), "api")  # page chrome only
 
 
 def test_openapi_shows_the_post_documents_body(fake_api: TestClient) -> None:
