@@ -28,10 +28,10 @@ from citesearch.search import (
 from citesearch.settings import Settings
 from index_store import IndexStoreError, open_index
 from indexer.documents import SECTIONS
-from indexer.embedder import EmbedderError, SentenceTransformerEmbedder
+from indexer.embedder import EmbedderError
 from indexer.errors import IngestError
 from indexer.loaders import load_documents
-from indexer.pipeline import BuildOptions, apply_changes
+from indexer.pipeline import apply_changes
 
 # Subcommands that live with their feature. Each module has ``register(subparsers)`` that adds its parsers with
 # ``set_defaults(handler=fn)`` where ``fn(args, settings) -> exit code``; heavy imports happen inside the handler.
@@ -55,10 +55,6 @@ class CliError(Exception):
     """An error already phrased for the user."""
 
 
-def _load_embedder(settings: Settings) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
-
-
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     index_dir = Path(args.index_dir or settings.index_dir)
     try:
@@ -67,14 +63,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         for skipped in exc.skipped:
             print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
         raise
-    embedder = _load_embedder(settings)
-    options = BuildOptions(
-        chunker=settings.chunker_settings(),
-        batch_size=settings.embed_batch_size,
-        show_progress=(not args.json and sys.stderr.isatty()) or args.progress,
-        lock_timeout=args.wait,
-        keyword=settings.keyword_settings(),
-        record={"fusion": settings.fusion_settings().to_dict()},
+    embedder = settings.load_embedder()
+    options = settings.build_options(
+        show_progress=(not args.json and sys.stderr.isatty()) or args.progress, lock_timeout=args.wait
     )
     report = apply_changes(
         index_dir,
@@ -113,7 +104,7 @@ def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     index_dir = Path(args.index_dir or settings.index_dir)
     with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
-        embedder = _load_embedder(settings)
+        embedder = settings.load_embedder()
         check_model_matches(reader, embedder)
         searcher = Searcher(reader, embedder)
         request = SearchRequest(

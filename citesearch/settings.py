@@ -7,8 +7,9 @@ searched with the same model and chunking everywhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +18,10 @@ from citesearch.fusion import FusionMethod, FusionSettings, Normalization
 from index_store.keyword import KeywordSettings
 from indexer.chunker import ChunkerSettings
 from indexer.embedder import DEFAULT_BACKEND, DEFAULT_MODEL, EmbedBackend
+
+if TYPE_CHECKING:
+    from indexer.embedder import Embedder
+    from indexer.pipeline import BuildOptions
 
 
 class Settings(BaseSettings):
@@ -144,6 +149,30 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)  # not JSON: a ValueError, reported as a validation error of this field
         return [origin.strip() for origin in text.split(",") if origin.strip()]
+
+    def load_embedder(self) -> Embedder:
+        """The configured embedder (model and backend), from the registry in indexer/embedder.py. The one place the
+        CLI, the service and the evaluation commands build it."""
+        from indexer.embedder import create_embedder
+
+        return create_embedder(self.embed_backend, self.model)
+
+    def build_options(
+        self, *, show_progress: bool = False, lock_timeout: float = 0.0, record: Mapping[str, object] | None = None
+    ) -> BuildOptions:
+        """How an index is built and what its manifest records, the same for ``citesearch index``, the live-update
+        writer and the evaluation indexes: chunking, batch size, BM25 and the query-time fusion settings (``record``
+        adds more)."""
+        from indexer.pipeline import BuildOptions
+
+        return BuildOptions(
+            chunker=self.chunker_settings(),
+            batch_size=self.embed_batch_size,
+            show_progress=show_progress,
+            lock_timeout=lock_timeout,
+            keyword=self.keyword_settings(),
+            record={"fusion": self.fusion_settings().to_dict(), **(record or {})},
+        )
 
     def keyword_settings(self) -> KeywordSettings:
         return KeywordSettings(

@@ -180,7 +180,7 @@ def prepare_index(
     show_progress: bool = False,
 ) -> PreparedIndex:
     """Reuse the dataset's index when nothing that shapes it changed, else (re)build it with the shared pipeline."""
-    from indexer.pipeline import BuildOptions, apply_changes
+    from indexer.pipeline import apply_changes
 
     fingerprint = corpus_fingerprint(documents)
     reason = "no index yet"
@@ -207,13 +207,7 @@ def prepare_index(
                 reason=f"reused {manifest.version}: corpus, model, chunker and BM25 settings unchanged",
             )
         reason = changed
-    options = BuildOptions(
-        chunker=settings.chunker_settings(),
-        batch_size=settings.embed_batch_size,
-        show_progress=show_progress,
-        keyword=settings.keyword_settings(),
-        record={"fusion": settings.fusion_settings().to_dict(), EVAL_MARKER: dataset_name},
-    )
+    options = settings.build_options(show_progress=show_progress, record={EVAL_MARKER: dataset_name})
     report = apply_changes(
         index_dir, embedder, upserts=list(documents), replace_all=True, options=options, skipped=list(skipped)
     )

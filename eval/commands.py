@@ -95,12 +95,6 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return bool(args.progress or sys.stderr.isatty())
 
 
-def _load_embedder(settings: Settings) -> Any:
-    from indexer.embedder import SentenceTransformerEmbedder
-
-    return SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
-
-
 def _finish(report: EvalReport, args: argparse.Namespace, settings: Settings, extra_text: str = "") -> int:
     """Compare, write and print a report: the shared tail of both subcommands."""
     from eval.report import compare_reports, format_comparison, format_report, load_report, write_report
@@ -137,7 +131,7 @@ def cmd_eval_beir(args: argparse.Namespace, settings: Settings) -> int:
     dataset = load_beir_dataset(args.dataset_dir, args.split)  # before loading the model: bad input fails fast
     if args.compare is not None:
         load_report(args.compare)  # likewise: a wrong path should not cost an indexing run first
-    embedder = _load_embedder(settings)
+    embedder = settings.load_embedder()
     run = run_beir(
         dataset,
         embedder,
@@ -162,7 +156,7 @@ def cmd_eval_questions(args: argparse.Namespace, settings: Settings) -> int:
         load_report(args.compare)
     index_dir = Path(args.index_dir or settings.index_dir)
     with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
-        embedder = _load_embedder(settings)
+        embedder = settings.load_embedder()
         check_model_matches(reader, embedder)
         searcher = Searcher(reader, embedder, settings.fusion_settings())
         run = run_questions(searcher, questions, dataset=path.stem, mode=args.mode, show_progress=_show_progress(args))
@@ -179,7 +173,7 @@ def cmd_eval_threshold(args: argparse.Namespace, settings: Settings) -> int:
     load_unanswerable(UNANSWERABLE_QUESTIONS)
     index_dir = Path(args.index_dir or settings.index_dir)
     with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
-        embedder = _load_embedder(settings)
+        embedder = settings.load_embedder()
         check_model_matches(reader, embedder)
         searcher = Searcher(reader, embedder)  # as the service builds it (fusion as the index records it)
         result = calibrate(searcher, settings)

@@ -439,11 +439,11 @@ def _serve(index_dir: str, port: str) -> None:
     import uvicorn
 
     from citesearch.settings import Settings
-    from service.app import create_app, load_embedder
+    from service.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(index_dir=Path(index_dir))
-    app = create_app(settings, embedder=load_embedder(settings))
+    app = create_app(settings, embedder=settings.load_embedder())
     uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
 
 

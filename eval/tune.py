@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dataset = load_beir_dataset(args.dataset, args.split)
     settings = Settings()
-    from indexer.embedder import SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
+    embedder = settings.load_embedder()
     with open_index(args.index_dir) as reader:
         keyword = reader.keyword
         if keyword is None:

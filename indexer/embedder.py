@@ -7,6 +7,7 @@ fake embedder (tests/fakes.py) implements the same protocol.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,14 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # records the model name alone and the backend beside it (manifest extra).
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 EMBED_BACKENDS: tuple[str, ...] = get_args(EmbedBackend)
+# The registry, backend name -> "module:Class" (txtai style): the class is imported on first use and built as
+# ``Class(model, backend=name)``. A new embedder is one module, one line here and one name in EmbedBackend
+# (tests/test_registries.py keeps the two equal).
+EMBEDDERS: dict[str, str] = {
+    "torch": "indexer.embedder:SentenceTransformerEmbedder",
+    "onnx": "indexer.embedder:SentenceTransformerEmbedder",
+    "onnx-int8": "indexer.embedder:SentenceTransformerEmbedder",
+}
 # int8 is the default: on SciFact train it costs 0.0023 nDCG@10 in hybrid mode (the bar was 0.005) and encodes a
 # query in 3 ms against torch's 17 on this CPU (README "Performance" has the figures and the commands).
 DEFAULT_BACKEND: EmbedBackend = "onnx-int8"
@@ -49,6 +58,16 @@ class Embedder(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Length of each text in model tokens, special tokens included, without truncation."""
         ...
+
+
+def create_embedder(backend: str, model: str = DEFAULT_MODEL) -> Embedder:
+    """The registered embedder for ``backend`` with ``model`` loaded; ``EmbedderError`` for an unknown backend."""
+    target = EMBEDDERS.get(backend)
+    if target is None:
+        raise EmbedderError(f"unknown embedding backend {backend!r}; choose one of {', '.join(EMBEDDERS)}")
+    module, _, name = target.partition(":")
+    embedder: Embedder = getattr(importlib.import_module(module), name)(model, backend=backend)
+    return embedder
 
 
 def embed_backend_of(embedder: Embedder) -> str | None:

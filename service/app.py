@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from citesearch.answer import SentenceScorer
 from citesearch.settings import Settings
 from indexer.batching import MicroBatchingEmbedder
-from indexer.embedder import Embedder, SentenceTransformerEmbedder
+from indexer.embedder import Embedder
 from service import errors
 from service.index_holder import IndexHolder
 from service.limits import RateLimiter
@@ -42,10 +42,6 @@ every quote is the stored document text at the cited character span (`GET /docum
 Every response names the `index_version` it was served from."""
 
 
-def load_embedder(settings: Settings) -> Embedder:
-    return SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
-
-
 def _start_updates(settings: Settings, model: Embedder, holder: IndexHolder) -> UpdateService | None:
     """The update journal and its writer (POST/DELETE /documents); without them the service still searches."""
     try:
@@ -63,7 +59,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = embedder if embedder is not None else await asyncio.to_thread(load_embedder, settings)
+        model = embedder if embedder is not None else await asyncio.to_thread(settings.load_embedder)
         # Concurrent requests' query encodes share one model call, where that is cheaper than one call each. int8
         # encodes one text per call (indexer/onnx_backend.py), so there each request encodes its own query, in
         # parallel with the others on the other cores.

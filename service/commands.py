@@ -23,7 +23,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     # Before FAISS and torch are loaded: OpenMP reads its thread count once, when the library loads.
     openmp_threads = apply_openmp_threads(settings.search_threads, os.environ)
-    from service.app import create_app, load_embedder
+    from service.app import create_app
 
     updates: dict[str, object] = {}
     if args.index_dir is not None:
@@ -37,7 +37,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.model_copy(update=updates)
     # Load the model before uvicorn starts, so a missing model is one clear line (EmbedderError), not a failed
     # lifespan traceback.
-    embedder = load_embedder(settings)
+    embedder = settings.load_embedder()
     app = create_app(settings, embedder=embedder)
     print(
         f"citesearch: serving {settings.index_dir} on http://{settings.host}:{settings.port} (API docs at /docs; "

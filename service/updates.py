@@ -511,13 +511,7 @@ class UpdateService:
 
 def start_updates(index_dir: Path, embedder: Embedder, settings: Any, *, on_published: Any = None) -> UpdateService:
     """Open the journal and start the writer with the same build options as ``citesearch index``."""
-    options = BuildOptions(
-        chunker=settings.chunker_settings(),
-        batch_size=settings.embed_batch_size,
-        lock_timeout=1.0,
-        keyword=settings.keyword_settings(),
-        record={"fusion": settings.fusion_settings().to_dict()},
-    )
+    options = settings.build_options(lock_timeout=1.0)
     journal = Journal(index_dir)
     writer = UpdateWriter(index_dir, embedder, journal, options, on_published=on_published)
     writer.start()

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from citesearch.settings import Settings
     from indexer.documents import Document
     from indexer.embedder import Embedder
-    from indexer.pipeline import BuildOptions, BuildReport
+    from indexer.pipeline import BuildReport
 
 CORPUS_FILE = "corpus.jsonl"
 CHANGED_SENTENCE = " This sentence was added by citesearch bench index to change one document."
@@ -173,7 +173,7 @@ def run_index_bench(
     log: TextIO | None = None,
 ) -> BenchReport:
     """Run the three builds and the raw encode; returns the report (not written)."""
-    from indexer.pipeline import BuildOptions, apply_changes
+    from indexer.pipeline import apply_changes
 
     stream = log if log is not None else sys.stderr
     dataset_dir = Path(dataset_dir)
@@ -189,13 +189,7 @@ def run_index_bench(
     workdir = Path(tempfile.mkdtemp(prefix="citesearch-bench-index-"))
     target = index_dir if index_dir is not None else workdir / "index"
     batch_size = settings.embed_batch_size
-    options: BuildOptions = BuildOptions(
-        chunker=settings.chunker_settings(),
-        batch_size=batch_size,
-        show_progress=show_progress,
-        keyword=settings.keyword_settings(),
-        record={"fusion": settings.fusion_settings().to_dict()},
-    )
+    options = settings.build_options(show_progress=show_progress)
     recorder = RecordingEmbedder(embedder)
     source = corpus
     try:
@@ -384,9 +378,8 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.embedder import SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
+    embedder = settings.load_embedder()
     report = run_index_bench(
         args.dataset_dir,
         embedder,

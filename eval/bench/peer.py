@@ -221,7 +221,7 @@ def run_peer(
 ) -> BenchReport:
     """The whole benchmark; ``embedder`` (tests) replaces the one the settings describe."""
     from eval.beir import available_splits, load_beir_dataset
-    from indexer.embedder import SentenceTransformerEmbedder, resolve_model_path
+    from indexer.embedder import resolve_model_path
     from indexer.loaders import load_documents
 
     stream = log if log is not None else sys.stderr
@@ -244,7 +244,7 @@ def run_peer(
     print(f"bench peer: {len(subset.documents)} documents, {len(subset.queries)} queries", file=stream)
 
     if embedder is None:
-        embedder = SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
+        embedder = settings.load_embedder()
     keep = args.index_dir is not None
     if keep and args.index_dir.exists() and any(args.index_dir.iterdir()):
         raise ValueError(f"--index-dir {args.index_dir} is not empty: give a new or empty folder (indexing is timed)")

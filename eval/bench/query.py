@@ -385,10 +385,8 @@ def run_query_bench(
     ask_questions = pool.slice(offsets[("ask", lowest)] + warmup, n_in)
 
     if embedder is None:
-        from indexer.embedder import SentenceTransformerEmbedder
-
         say(f"loading {settings.model} for the in-process measurement…")
-        embedder = SentenceTransformerEmbedder(settings.model, backend=settings.embed_backend)
+        embedder = settings.load_embedder()
     say(f"in-process cost of {n_in} /search and {n_in} /ask queries on {index_dir} ({manifest.version})…")
     samples = measure_in_process(
         index_dir, embedder, settings, search_questions, ask_questions, torch_threads=in_process_threads

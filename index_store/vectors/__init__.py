@@ -13,14 +13,40 @@ and the approximate structure is rebuilt at publish, which every change does any
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from index_store.vectors.base import VectorHits, VectorIndex
 
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A registered backend: the class that implements it (imported on first use: faiss is heavy) and the keyword
+    arguments of its ``build``. The class implements ``VectorIndex`` plus ``FILES`` (the file names it writes),
+    ``build(ids, vectors, **options)``, ``load(path)``, ``load_arrays(path)`` and ``all_vectors()``."""
+
+    cls: str  # "module:Class"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def load_class(self) -> Any:
+        module, _, name = self.cls.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+# The registry, name -> backend (txtai style): a new backend is one module plus one line here.
+REGISTRY: dict[str, Backend] = {
+    "faiss": Backend("index_store.vectors.faiss_backend:FaissVectorIndex"),
+    "faiss-ivf": Backend("index_store.vectors.ivf_backend:IvfVectorIndex", {"quantizer": "flat"}),
+    "faiss-ivf-sq8": Backend("index_store.vectors.ivf_backend:IvfVectorIndex", {"quantizer": "sq8"}),
+}
 AUTO = "auto"
-BACKENDS = ("faiss", "faiss-ivf", "faiss-ivf-sq8")
+BACKENDS = tuple(REGISTRY)
+# Writers edit vectors in this form: exact, with deletes; the chosen backend is built from it at publish.
+EDITABLE = "faiss"
 
 # Up to this many vectors "auto" keeps exact search; above it, IVF. Measured with `citesearch bench scale` on the
 # 2-core reference machine (384 dims, one query at a time, one faiss thread, a busy machine): the exact scan costs
@@ -33,8 +59,6 @@ EXACT_MAX_VECTORS = 100_000
 # quarter of the size) and keeps the floats on disk for the exact re-rank: 1M x 384 floats are 1.5 GB, which
 # with the process and the other indexes would not fit the 2 GB budget of a loaded index; the codes are 384 MB.
 FLOAT_VECTORS_MAX_BYTES = 1 << 30
-
-_FLAT_FILE = "vectors.faiss"
 
 
 def choose_backend(requested: str, count: int, dim: int) -> str:
@@ -50,70 +74,47 @@ def choose_backend(requested: str, count: int, dim: int) -> str:
 def create_vector_index(backend: str, dim: int) -> VectorIndex:
     """An empty, writable index (exact until it is saved with ``save_vector_index``). The heavy import happens here."""
     _check(backend, allow_auto=True)
-    from index_store.vectors.faiss_backend import FaissVectorIndex
-
-    return FaissVectorIndex.create(dim)
+    index: VectorIndex = REGISTRY[EDITABLE].load_class().create(dim)
+    return index
 
 
 def load_vector_index(backend: str, path: Path, *, writable: bool = False) -> VectorIndex:
     """Load the index that ``save_vector_index`` wrote with ``backend``. ``writable``: as an exact, editable index
     (what a writer starting the next version needs); otherwise as written, for searching."""
     _check(backend)
-    from index_store.vectors.faiss_backend import FaissVectorIndex
-
-    if backend == "faiss":
-        return FaissVectorIndex.load(path)
-    from index_store.vectors.ivf_backend import IvfVectorIndex
-
-    if writable:
-        ids, vectors = IvfVectorIndex.load_arrays(path)
-        index = FaissVectorIndex.create(int(vectors.shape[1]))
-        index.add(ids, vectors)
-        return index
-    return IvfVectorIndex.load(path)
+    cls = REGISTRY[backend].load_class()
+    if writable and backend != EDITABLE:
+        index: VectorIndex = REGISTRY[EDITABLE].load_class().build(*cls.load_arrays(path))
+    else:
+        index = cls.load(path)
+    return index
 
 
 def save_vector_index(index: VectorIndex, path: Path, requested: str = AUTO) -> tuple[str, list[Path]]:
     """Write ``index`` under ``path`` in the backend ``choose_backend`` picks; returns the backend and its files.
     Vector files of any other backend in ``path`` (copied from the previous version) are removed first."""
-    from index_store.vectors.ivf_backend import FILES as IVF_FILES
-
     backend = choose_backend(requested, len(index), index.dim)
-    for name in (_FLAT_FILE, *IVF_FILES):
-        (path / name).unlink(missing_ok=True)
-    if backend == "faiss":
-        if type(index).__name__ != "FaissVectorIndex":
-            index = _as_flat(index)
+    spec = REGISTRY[backend]
+    for other in REGISTRY.values():
+        for name in other.load_class().FILES:
+            (path / name).unlink(missing_ok=True)
+    cls = spec.load_class()
+    if type(index) is cls and not spec.options:  # already in this form (the exact index a writer edits)
         return backend, index.save(path)
-    from index_store.vectors.ivf_backend import IvfVectorIndex
-
-    ids, vectors = _all_vectors(index)
-    built = IvfVectorIndex.build(ids, vectors, quantizer="sq8" if backend.endswith("-sq8") else "flat")
+    built: VectorIndex = cls.build(*_all_vectors(index), **spec.options)
     return backend, built.save(path)
 
 
 def _all_vectors(index: VectorIndex) -> tuple[np.ndarray, np.ndarray]:
-    from index_store.vectors.faiss_backend import FaissVectorIndex
-    from index_store.vectors.ivf_backend import IvfVectorIndex
-
-    if isinstance(index, IvfVectorIndex):
-        return index.ids, np.asarray(index.vectors)
-    if isinstance(index, FaissVectorIndex):
-        return index.all_vectors()
-    raise TypeError(f"cannot convert a {type(index).__name__} to another backend")
-
-
-def _as_flat(index: VectorIndex) -> VectorIndex:
-    from index_store.vectors.faiss_backend import FaissVectorIndex
-
-    ids, vectors = _all_vectors(index)
-    flat = FaissVectorIndex.create(index.dim)
-    flat.add(ids, vectors)
-    return flat
+    all_vectors = getattr(index, "all_vectors", None)
+    if all_vectors is None:
+        raise TypeError(f"cannot convert a {type(index).__name__} to another backend")
+    ids, vectors = all_vectors()
+    return ids, vectors
 
 
 def _check(backend: str, *, allow_auto: bool = False) -> None:
-    if backend not in BACKENDS and not (allow_auto and backend == AUTO):
+    if backend not in REGISTRY and not (allow_auto and backend == AUTO):
         names = ", ".join((AUTO, *BACKENDS) if allow_auto else BACKENDS)
         raise ValueError(f"unknown vector backend {backend!r}; available: {names}")
 
@@ -123,6 +124,8 @@ __all__ = [
     "BACKENDS",
     "EXACT_MAX_VECTORS",
     "FLOAT_VECTORS_MAX_BYTES",
+    "REGISTRY",
+    "Backend",
     "VectorHits",
     "VectorIndex",
     "choose_backend",

@@ -24,6 +24,8 @@ FILE_NAME = "vectors.faiss"
 class FaissVectorIndex:
     """A FAISS IndexIDMap2 over an exact inner-product index."""
 
+    FILES = (FILE_NAME,)
+
     def __init__(self, index: faiss.Index) -> None:
         self._index = index
         self.dim = int(index.d)
@@ -33,8 +35,18 @@ class FaissVectorIndex:
         return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
 
     @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray) -> FaissVectorIndex:
+        index = cls.create(int(vectors.shape[1]))
+        index.add(ids, vectors)
+        return index
+
+    @classmethod
     def load(cls, path: Path) -> FaissVectorIndex:
         return cls(faiss.read_index(str(path / FILE_NAME)))
+
+    @classmethod
+    def load_arrays(cls, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        return cls.load(path).all_vectors()
 
     def __len__(self) -> int:
         return int(self._index.ntotal)

@@ -69,6 +69,8 @@ def nlist_for(n: int) -> int:
 class IvfVectorIndex:
     """Exact float vectors addressed by id plus an IVF index over them; ``quantizer`` is "flat" or "sq8"."""
 
+    FILES = FILES
+
     def __init__(
         self, ids: np.ndarray, vectors: np.ndarray | RowFile, ivf: faiss.Index | None, params: dict[str, Any]
     ) -> None:
@@ -161,8 +163,11 @@ class IvfVectorIndex:
         params = json.loads((path / PARAMS_FILE).read_text(encoding="utf-8"))
         return cls(ids, vectors, faiss.read_index(str(path / INDEX_FILE)), params)
 
-    @staticmethod
-    def load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.ids, np.asarray(self.vectors)
+
+    @classmethod
+    def load_arrays(cls, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """Just the ids and float vectors (what a writer needs to start the next version), fully in memory."""
         return np.load(path / IDS_FILE), np.load(path / VECTORS_FILE)
 
