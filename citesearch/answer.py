@@ -506,7 +506,7 @@ def _assemble(
                 doc_id=hit.citation.doc_id,
                 title=hit.citation.title,
                 source=hit.citation.source,
-                url=getattr(hit.citation, "url", None),
+                url=hit.citation.url,
                 section=hit.citation.section,
                 comment_no=hit.citation.comment_no,
                 char_start=candidate.doc_start,

@@ -37,7 +37,6 @@ from indexer.pipeline import apply_changes
 # ``set_defaults(handler=fn)`` where ``fn(args, settings) -> exit code``; heavy imports happen inside the handler.
 COMMAND_MODULES = ("service.commands", "eval.commands", "eval.bench")
 
-EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 # Errors that describe a problem with the input or the environment, not a bug: one line, no traceback.
@@ -49,10 +48,6 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     OSError,
 )
-
-
-class CliError(Exception):
-    """An error already phrased for the user."""
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:

@@ -54,6 +54,7 @@ class Citation:
     comment_no: int | None
     char_start: int
     char_end: int
+    url: str | None = None  # the document's, when it has one (jsonl "url", an HTML page's canonical address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +389,7 @@ def citation_for(stored: StoredPassage) -> Citation:
         comment_no=stored.comment_no,
         char_start=stored.char_start,
         char_end=stored.char_end,
+        url=stored.url,
     )
 
 

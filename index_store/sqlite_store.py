@@ -183,14 +183,6 @@ class PassageStore:
             for i, unit in enumerate(document.units):
                 yield document, unit, members[i]
 
-    def document_passages(self, doc_id: str) -> list[StoredPassage]:
-        rows = self.connection.execute(
-            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d USING (doc_id) "
-            "WHERE p.doc_id = ? ORDER BY p.ordinal",
-            (doc_id,),
-        )
-        return [StoredPassage(*row) for row in rows]
-
     def document_ids(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
         rows = self.connection.execute(
             "SELECT doc_id FROM documents ORDER BY doc_id LIMIT ? OFFSET ?", (-1 if limit is None else limit, offset)

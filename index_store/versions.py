@@ -330,10 +330,6 @@ class IndexReader:
         with self._lock:
             return self._store.document(doc_id)
 
-    def document_passages(self, doc_id: str) -> list[StoredPassage]:
-        with self._lock:
-            return self._store.document_passages(doc_id)
-
     def document_ids(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
         with self._lock:
             return self._store.document_ids(limit=limit, offset=offset)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
@@ -226,7 +225,3 @@ def _paragraph_groups(text: str, pieces: list[Span]) -> list[int]:
         new_paragraph = gap.count("\n") >= 2 and not text[previous.start : previous.end].rstrip().endswith(":")
         groups.append(groups[-1] + 1 if new_paragraph else groups[-1])
     return groups
-
-
-def chunk_documents(chunker: Chunker, documents: Sequence[Document]) -> dict[str, list[Passage]]:
-    return {doc.doc_id: chunker.chunk(doc) for doc in documents}

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import warnings
@@ -46,13 +45,6 @@ log = logging.getLogger(__name__)
 
 class OnnxBackendError(Exception):
     """The ONNX backend cannot be used; the message says what to install or fix."""
-
-
-def onnx_available() -> bool:
-    """Whether onnxruntime and onnx (needed for export and quantization) are importable."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
 def _require_onnx() -> Any:
@@ -332,8 +324,3 @@ class OnnxEncoder:
                 bar.update(len(rows))
         assert out is not None
         return out
-
-
-def clear_cache(model_dir: Path, cache_dir: Path | str | None = None) -> None:
-    """Remove this model's exported files (tests, or after an onnxruntime upgrade)."""
-    shutil.rmtree(model_cache_dir(model_dir, cache_dir), ignore_errors=True)

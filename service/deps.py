@@ -29,13 +29,6 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_settings(services: ServicesDep) -> Settings:
-    return services.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
 async def lease_index(services: ServicesDep) -> AsyncIterator[Lease]:
     """Hold the current index version for the whole request: a version published meanwhile is swapped in for the
     next requests, and this one finishes on the version it started with."""

@@ -103,6 +103,7 @@ class CitationOut(BaseModel):
     comment_no: int | None
     char_start: int = Field(description="Start of the passage in the document text")
     char_end: int = Field(description="End of the passage in the document text (exclusive)")
+    url: str | None = Field(None, description="The document's URL, when it has one")
 
 
 class SpanOut(BaseModel):
