@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from eval.bench.query import server_command
 from eval.server_process import stop_server
 from indexer.pipeline import build_index
 from tests.conftest import PROJECT_ROOT, SEED_PAGE, SEEDS
@@ -89,19 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, real_embedder, host_site: t
     build_index([corpus], index_dir, real_embedder)
     log = tmp_path_factory.mktemp("e2e-log") / "serve.log"
     process, base = start_server_process(
-        lambda port: [
-            sys.executable,
-            "-m",
-            "citesearch.cli",
-            "serve",
-            "--index-dir",
-            str(index_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
+        lambda port: [*server_command(index_dir, port), "--no-access-log"],  # the benchmarks' `citesearch serve`
         log,
         timeout=180,
         env={"CITESEARCH_CORS_ORIGINS": json.dumps([host_site[0]]), "CITESEARCH_RELOAD_INTERVAL_SECONDS": "1"},
