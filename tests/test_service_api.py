@@ -201,7 +201,7 @@ def test_ask_off_topic_answers_null_with_a_reason(seed_api: TestClient, question
 
 
 def test_answer_threshold_separates_seed_questions_from_off_topic(seed_api: TestClient) -> None:
-    """The recall-first calibration the README reports (``citesearch eval threshold``): at the default threshold every
+    """The recall-first calibration (docs/evaluation.md, ``citesearch eval threshold``): at the default threshold every
     seed question is answered and every off-topic one is not, with a margin on both sides. Near misses are not
     covered: the policy answers most of them (a quoted, cited on-topic sentence)."""
     questions = [json.loads(line)["question"] for line in QUESTIONS_FILE.read_text(encoding="utf-8").splitlines()]

@@ -110,13 +110,13 @@ def test_calibration_on_the_seed_index(seed_index, real_embedder) -> None:
     assert json.loads(json.dumps(result.to_dict()))["chosen"]["correct"] == result.chosen.correct
     figures = format_calibration(result)
     # The requirement (recall first): at the chosen threshold every answerable seed question is answered and every
-    # off-topic question is refused. Near misses are not required to be refused (README "Answer threshold").
+    # off-topic question is refused. Near misses are not required to be refused (docs/evaluation.md).
     assert result.chosen.answered == result.chosen.answerable, figures
     off_topic = result.chosen.group(OFF_TOPIC)
     assert off_topic.total >= 10 and off_topic.null == off_topic.total, figures
     assert result.chosen.group(NEAR_MISS).total >= 10, figures
     # The shipped default is the calibrated value: a change to the model, chunker or answer code that moves the
-    # lowest answerable score fails here until the default (and the README figures) are updated. One step (0.01) of
+    # lowest answerable score fails here until the default (and docs/evaluation.md) are updated. One step (0.01) of
     # slack: int8 kernels differ between CPUs (AVX2, AVX-512 VNNI) and move scores by thousandths, which may round
     # the calibration to the neighbouring step on another machine. The requirement itself holds at the default:
     default = Settings.model_fields["answer_min_score"].default

@@ -18,7 +18,7 @@ router = APIRouter(tags=["answers"])
 @router.post("/ask", responses=ERRORS, dependencies=[*READ_LIMITED, Depends(require_json)])
 def ask(body: AskRequest, services: ServicesDep, lease: LeaseDep) -> AskResponse:
     """Answer from the best sentences of the top passages; ``answer`` is null with a ``reason`` when nothing in
-    the index is relevant enough (see the README on the threshold). Questions about what readers said are
+    the index is relevant enough (see docs/evaluation.md on the threshold). Questions about what readers said are
     answered from reader comments only, and each such citation has ``reader_comment: true``."""
     started = time.perf_counter()
     settings = services.settings
