@@ -326,43 +326,7 @@ def run_soak(
     def cli_index() -> None:
         assert cli_index_dir is not None
         time.sleep(duration / 2)
-        t0 = time.monotonic()
-        print(f"soak: running citesearch index {SEEDS} --add --index-dir {cli_index_dir}", file=log, flush=True)
-        try:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "citesearch.cli",
-                    "index",
-                    str(SEEDS),
-                    "--add",
-                    "--index-dir",
-                    str(cli_index_dir),
-                    "--wait",
-                    "120",
-                    "--json",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                cwd=PROJECT_ROOT,
-                env=_env(),
-                check=False,
-            )
-            outcome: dict[str, Any] = {"exit_code": done.returncode, "seconds": time.monotonic() - t0}
-            if done.returncode == 0:
-                report = json.loads(done.stdout.strip().splitlines()[-1])
-                outcome.update(
-                    version=report.get("version"),
-                    documents=report.get("documents"),
-                    passages_embedded=report.get("passages_embedded"),
-                )
-            else:
-                outcome["stderr"] = done.stderr.strip()[-500:]
-        except subprocess.TimeoutExpired:
-            outcome = {"exit_code": None, "seconds": time.monotonic() - t0, "stderr": "timed out after 300 s"}
-        result.cli_index = outcome
+        result.cli_index = _run_cli_index(cli_index_dir, log)
 
     updater_thread = threading.Thread(target=updater, name="soak-updates")
     threads = [
@@ -378,7 +342,53 @@ def run_soak(
         thread.join()
     elapsed = time.monotonic() - started
 
-    # Verify: every document whose last change is an upsert is there and findable; every deleted one is gone.
+    _verify(url, headers, counters, final_op, posted, result)
+    result.duration_s = elapsed
+    result.searches, result.searches_skipped = searches_sent[0], searches_skipped[0]
+    result.versions = versions
+    return _summarise(result, counters, changes, search_ms)
+
+
+def _run_cli_index(index_dir: Path, log: Any) -> dict[str, Any]:
+    """``citesearch index seeds/ --add`` against the served index folder (the CLI and the writer share its lock)."""
+    t0 = time.monotonic()
+    print(f"soak: running citesearch index {SEEDS} --add --index-dir {index_dir}", file=log, flush=True)
+    command = [sys.executable, "-m", "citesearch.cli", "index", str(SEEDS), "--add", "--index-dir", str(index_dir)]
+    try:
+        done = subprocess.run(
+            [*command, "--wait", "120", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=PROJECT_ROOT,
+            env=_env(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"exit_code": None, "seconds": time.monotonic() - t0, "stderr": "timed out after 300 s"}
+    outcome: dict[str, Any] = {"exit_code": done.returncode, "seconds": time.monotonic() - t0}
+    if done.returncode == 0:
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        outcome.update(
+            version=report.get("version"),
+            documents=report.get("documents"),
+            passages_embedded=report.get("passages_embedded"),
+        )
+    else:
+        outcome["stderr"] = done.stderr.strip()[-500:]
+    return outcome
+
+
+def _verify(
+    url: str,
+    headers: dict[str, str],
+    counters: _Counters,
+    final_op: dict[str, str],
+    posted: dict[str, dict[str, Any]],
+    result: SoakResult,
+) -> None:
+    """Every document whose last change is an upsert is stored as posted and found by search; every deleted one is
+    gone. Misses are counted in ``result`` (lost, deleted_still_present) and described in its problems."""
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         for doc_id, op in sorted(final_op.items()):
             result.documents_checked += 1
@@ -399,20 +409,19 @@ def run_soak(
                 if not (found and stored):
                     result.lost += 1
                     result.problems.append(f"lost {doc_id}: stored={stored} found_by_search={found}")
-            else:
-                if document is None or document.status_code != 404:
-                    result.deleted_still_present += 1
-                    result.problems.append(f"deleted {doc_id} still present")
+            elif document is None or document.status_code != 404:
+                result.deleted_still_present += 1
+                result.problems.append(f"deleted {doc_id} still present")
 
+
+def _summarise(result: SoakResult, counters: _Counters, changes: list[_Change], search_ms: list[float]) -> SoakResult:
+    """The request counts, search latencies and publish lags of the run, into ``result``."""
     published = [c for c in changes if c.published_at is not None]
-    lags = [c.published_at - c.accepted_at for c in published]  # type: ignore[operator]
-    result.duration_s = elapsed
+    lags = [c.published_at - c.accepted_at for c in published if c.published_at is not None]
     result.requests = counters.requests
     result.errors = counters.errors
     result.status_counts = dict(counters.status)
     result.status_5xx = sum(n for code, n in counters.status.items() if code.startswith("5"))
-    result.searches = searches_sent[0]
-    result.searches_skipped = searches_skipped[0]
     if search_ms:
         result.search_p50_ms, result.search_p95_ms = (float(v) for v in np.percentile(search_ms, [50, 95]))
         result.search_max_ms = float(max(search_ms))
@@ -422,7 +431,6 @@ def run_soak(
     if lags:
         result.publish_lag_p50_s = float(np.percentile(lags, 50))
         result.publish_lag_max_s = float(max(lags))
-    result.versions = versions
     result.problems = counters.problems + result.problems
     return result
 

@@ -113,6 +113,13 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         app.include_router(module.router)
     app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_middlewares(app, settings, abandoned, metrics)
+    return app
+
+
+def _add_middlewares(app: FastAPI, settings: Settings, abandoned: AbandonedRequests, metrics: ServiceMetrics) -> None:
+    """The middleware stack, innermost first: body size, time limit, CORS, then (outside Starlette's own error
+    middleware) request ids, security headers, metrics and the request log."""
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         RequestTimeout, seconds=settings.request_timeout_seconds, abandoned=abandoned, on_timeout=metrics.timeouts.inc
@@ -130,4 +137,3 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     # Outside everything, Starlette's error middleware included: request id, security headers, metrics and the
     # request log on every response (service/observability.py, service/security.py).
     wrap_outermost(app, lambda inner: RequestLog(SecurityHeaders(inner), metrics, enabled=settings.access_log))
-    return app

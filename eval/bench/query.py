@@ -339,6 +339,78 @@ def _stage_rows(samples: dict[str, dict[str, list[float]]]) -> list[dict[str, An
     return rows
 
 
+def _load_row(
+    endpoint: str, concurrency: int, result: LoadResult, server_cpu: float, client_cpu: float, warmup: int
+) -> dict[str, Any]:
+    """One row of the HTTP load table."""
+    return {
+        "endpoint": f"/{endpoint}",
+        "concurrency": concurrency,
+        "requests": result.sent,
+        "errors": result.errors,
+        "seconds": result.wall_seconds,
+        "throughput_rps": result.throughput_rps,
+        "p50_ms": result.p50_ms,
+        "p95_ms": result.p95_ms,
+        "p99_ms": result.p99_ms,
+        "mean_ms": result.mean_ms,
+        "max_ms": result.max_ms,
+        # CPU the whole phase used (warm-up requests included), over the measured wall time.
+        "server_cores": round(server_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
+        "server_cpu_ms_per_req": round(1000 * server_cpu / max(1, result.sent + warmup), 2),
+        "client_cores": round(client_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
+    }
+
+
+def _compare_and_check(
+    report: BenchReport,
+    results: dict[tuple[str, int], LoadResult],
+    samples: dict[str, dict[str, list[float]]],
+    concurrencies: Sequence[int],
+) -> None:
+    """The HTTP-vs-in-process table and the targets: latency ratio, throughput scaling, no errors."""
+    lowest = concurrencies[0]
+    in_search = percentiles(samples["search"]["total"])["p50_ms"]
+    in_ask = percentiles(samples["ask"]["total"])["p50_ms"]
+    comparison = []
+    for endpoint, in_p50, work in (
+        ("search", in_search, "Searcher.search + highlight_result"),
+        ("ask", in_ask, "answer_question"),
+    ):
+        http = results[(endpoint, lowest)].p50_ms
+        comparison.append(
+            {
+                "endpoint": f"/{endpoint}",
+                "in_process_work": work,
+                "in_process_p50_ms": round(in_p50, 2),
+                f"http_p50_ms_at_c{lowest}": http,
+                "ratio": round(http / in_p50, 3) if http and in_p50 else None,
+                "http_overhead_ms": round(http - in_p50, 2) if http is not None else None,
+            }
+        )
+    report.tables["HTTP p50 vs in-process p50"] = comparison
+
+    search_low = results[("search", lowest)]
+    if search_low.p50_ms is not None and in_search > 0:
+        report.check(
+            f"/search p50 at concurrency {lowest} / in-process p50 (Searcher.search + highlight_result)",
+            search_low.p50_ms / in_search,
+            LATENCY_RATIO,
+            at_most=True,
+        )
+    highest = concurrencies[-1]
+    if highest != lowest:
+        for endpoint in ENDPOINTS:
+            low, high = results[(endpoint, lowest)], results[(endpoint, highest)]
+            report.check(
+                f"/{endpoint} throughput at concurrency {highest} / at concurrency {lowest}",
+                high.throughput_rps / low.throughput_rps if low.throughput_rps else 0.0,
+                SCALING_RATIO,
+                at_most=False,
+            )
+    report.check("errors over all load runs", sum(r.errors for r in results.values()), 0, at_most=True)
+
+
 # -- the run -----------------------------------------------------------------------------------------------------
 def run_query_bench(
     index_dir: Path,
@@ -423,25 +495,7 @@ def run_query_bench(
                 say(result.summary())
                 for sample in result.error_samples:
                     say(f"  error: {sample}")
-                rows.append(
-                    {
-                        "endpoint": f"/{endpoint}",
-                        "concurrency": concurrency,
-                        "requests": result.sent,
-                        "errors": result.errors,
-                        "seconds": result.wall_seconds,
-                        "throughput_rps": result.throughput_rps,
-                        "p50_ms": result.p50_ms,
-                        "p95_ms": result.p95_ms,
-                        "p99_ms": result.p99_ms,
-                        "mean_ms": result.mean_ms,
-                        "max_ms": result.max_ms,
-                        # CPU the whole phase used (warm-up requests included), over the measured wall time.
-                        "server_cores": round(server_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
-                        "server_cpu_ms_per_req": round(1000 * server_cpu / max(1, result.sent + warmup), 2),
-                        "client_cores": round(client_cpu / result.wall_seconds, 2) if result.wall_seconds else None,
-                    }
-                )
+                rows.append(_load_row(endpoint, concurrency, result, server_cpu, client_cpu, warmup))
         server_log_tail = server.log_tail(5)
     say(f"server stopped (exit code {server.exit_code})")
 
@@ -473,45 +527,7 @@ def run_query_bench(
     report.tables["HTTP load (citesearch serve, loopback)"] = rows
     report.tables["In-process cost of one query (ms)"] = _stage_rows(samples)
 
-    in_search = percentiles(samples["search"]["total"])["p50_ms"]
-    in_ask = percentiles(samples["ask"]["total"])["p50_ms"]
-    comparison = []
-    for endpoint, in_p50, work in (
-        ("search", in_search, "Searcher.search + highlight_result"),
-        ("ask", in_ask, "answer_question"),
-    ):
-        http = results[(endpoint, lowest)].p50_ms
-        comparison.append(
-            {
-                "endpoint": f"/{endpoint}",
-                "in_process_work": work,
-                "in_process_p50_ms": round(in_p50, 2),
-                f"http_p50_ms_at_c{lowest}": http,
-                "ratio": round(http / in_p50, 3) if http and in_p50 else None,
-                "http_overhead_ms": round(http - in_p50, 2) if http is not None else None,
-            }
-        )
-    report.tables["HTTP p50 vs in-process p50"] = comparison
-
-    search_low = results[("search", lowest)]
-    if search_low.p50_ms is not None and in_search > 0:
-        report.check(
-            f"/search p50 at concurrency {lowest} / in-process p50 (Searcher.search + highlight_result)",
-            search_low.p50_ms / in_search,
-            LATENCY_RATIO,
-            at_most=True,
-        )
-    highest = concurrencies[-1]
-    if highest != lowest:
-        for endpoint in ENDPOINTS:
-            low, high = results[(endpoint, lowest)], results[(endpoint, highest)]
-            report.check(
-                f"/{endpoint} throughput at concurrency {highest} / at concurrency {lowest}",
-                high.throughput_rps / low.throughput_rps if low.throughput_rps else 0.0,
-                SCALING_RATIO,
-                at_most=False,
-            )
-    report.check("errors over all load runs", sum(r.errors for r in results.values()), 0, at_most=True)
+    _compare_and_check(report, results, samples, concurrencies)
 
     requested_questions = len(phases) * per_phase
     report.notes += [
