@@ -14,7 +14,6 @@ import pytest
 from citesearch.cli import main
 from citesearch.search import Citation, Hit, Searcher
 from citesearch.settings import Settings
-from eval import commands as eval_commands
 from eval.beir import corpus_fingerprint, load_beir_dataset, prepare_index, run_beir
 from eval.metrics import BEIR_METRICS, evaluate_rankings, rank_scores, success_metrics
 from eval.questions import (
@@ -295,7 +294,7 @@ def test_beir_end_to_end_reuses_the_index_and_compares(
 
     # The human output of the CLI, with --compare, without loading the model a second time.
     earlier = write_report(report, tmp_path / "earlier")
-    monkeypatch.setattr(eval_commands, "_load_embedder", lambda settings: real_embedder)
+    monkeypatch.setattr(Settings, "load_embedder", lambda self: real_embedder)
     code = main(
         [
             "eval",
@@ -382,7 +381,7 @@ def test_seed_questions_in_dense_mode(
     assert metrics["success@5"] >= 0.8  # the seed questions are answerable; far lower means search broke
     assert len(run.report.misses) == round((1 - metrics["success@1"]) * len(questions))
 
-    monkeypatch.setattr(eval_commands, "_load_embedder", lambda settings: real_embedder)
+    monkeypatch.setattr(Settings, "load_embedder", lambda self: real_embedder)
     assert (
         main(["eval", "questions", "--index-dir", str(index_dir), "--mode", "dense", "--reports-dir", str(tmp_path)])
         == 0
