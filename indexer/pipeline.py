@@ -74,6 +74,10 @@ class BuildOptions:
     derived_indexes: tuple[DerivedIndexBuilder, ...] = ()
     # Query-time settings to record in the manifest (e.g. the hybrid fusion), so every reader uses the same ones.
     record: dict[str, object] = field(default_factory=dict)
+    # What a write does when the current version's documents cannot be trusted (index_store.versions.choose_base):
+    # "stop" (the CLI's --add: a one-line error naming `citesearch check --repair`) or "fallback" (the service,
+    # which re-applies its journal on the older version). A full re-index (replace_all) starts empty instead.
+    on_damage: str = "stop"
 
 
 def _embed_with_cache(
@@ -137,6 +141,7 @@ def apply_changes(
             keyword=options.keyword,
             lock_timeout=options.lock_timeout,
             allow_model_change=replace_all,
+            on_damage="empty" if replace_all else options.on_damage,
         ) as writer,
     ):
         existing = writer.document_hashes()

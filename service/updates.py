@@ -40,9 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from index_store import IndexLockedError, current_version, list_versions
+from index_store import IndexLockedError, IndexStoreError, current_version, list_versions
 from index_store.manifest import Manifest
-from index_store.versions import VERSIONS_DIR
+from index_store.versions import VERSIONS_DIR, choose_base
 from indexer.documents import Document
 from indexer.embedder import Embedder
 from indexer.pipeline import BuildOptions, apply_changes
@@ -228,6 +228,28 @@ class Journal:
                     [(version, applied_at, seq) for seq in seqs],
                 )
 
+    def reopen_lost(self, base_version: str, marker: int | None) -> list[int]:
+        """Put back in the queue every change marked applied in a version newer than ``base_version`` that
+        ``base_version`` does not hold (its journal marker ``marker`` is below the change's seq): the version that
+        held it was passed over as damaged, so the next version, built on ``base_version``, must apply it again.
+        Later changes of the same documents were applied after these (or are still pending), so replaying the queue
+        in seq order gives every document its latest state."""
+        with self._lock:
+            db = self._open(create=False)
+            if db is None:
+                return []
+            with self._transaction():
+                rows = db.execute(
+                    "SELECT seq FROM changes WHERE applied_version IS NOT NULL AND applied_version > ? "
+                    "AND (? IS NULL OR seq > ?) ORDER BY seq",
+                    (base_version, marker, marker),
+                ).fetchall()
+                db.executemany(
+                    "UPDATE changes SET applied_version = NULL, applied_at = NULL WHERE seq = ?",
+                    [(r[0],) for r in rows],
+                )
+        return [int(r[0]) for r in rows]
+
     def get(self, seq: int) -> Change | None:
         with self._lock:
             db = self._open(create=False)
@@ -291,6 +313,32 @@ def _journal_marker(manifest: Manifest, journal_id: str) -> int | None:
     return None
 
 
+def version_holds(manifest: Manifest | None, change: Change, journal_id: str) -> bool:
+    """Whether the version of ``manifest`` holds ``change``: it was applied in that version or an earlier one, and
+    the version's journal marker (the last change applied in its lineage) has reached it. A version with no marker
+    of this journal (a full re-index since) holds what was applied before it."""
+    if manifest is None or change.applied_version is None or change.applied_version > manifest.version:
+        return False
+    marker = _journal_marker(manifest, journal_id)
+    return marker is None or marker >= change.seq
+
+
+def reapply_lost(index_dir: Path, journal: Journal, base: Manifest) -> list[int]:
+    """Re-queue the journaled changes that only versions newer than ``base`` held (see ``Journal.reopen_lost``)."""
+    reopened = journal.reopen_lost(base.version, _journal_marker(base, journal.journal_id))
+    if reopened:
+        log.error(
+            "%d journaled change(s) (seq %d..%d) were published only in index versions newer than %s, which were "
+            "passed over as damaged; they are applied again on %s",
+            len(reopened),
+            reopened[0],
+            reopened[-1],
+            base.version,
+            base.version,
+        )
+    return reopened
+
+
 @dataclass(slots=True)
 class WriterStatus:
     state: str = "starting"  # starting, idle, applying, waiting_for_lock, standby, error, stopped
@@ -340,6 +388,9 @@ class UpdateWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file: Any = None
+        # (version, file signature) of the base last found intact: a base is verified again only once it changes
+        self._checked_base: tuple[str, tuple[tuple[str, int, int], ...], Manifest] | None = None
+        self.progress: dict[str, Any] | None = None  # the batch being applied, for GET /updates
 
     # -- control -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -374,11 +425,46 @@ class UpdateWriter:
             return False
         return True
 
+    def _base_manifest(self) -> Manifest | None:
+        """The version the next write builds on (``choose_base`` with fallback), verified once per change of it."""
+        current = current_version(self.index_dir)
+        if current is None:
+            return None
+        checked = self._checked_base
+        if (
+            checked is not None
+            and checked[0] == current
+            and _signature(self.index_dir / VERSIONS_DIR / current) == checked[1]
+        ):
+            return checked[2]
+        base = choose_base(self.index_dir, on_damage="fallback", rebuild_vectors=False)
+        if base is None:
+            return None
+        if base.manifest.version == current:
+            self._checked_base = (current, _signature(self.index_dir / VERSIONS_DIR / current), base.manifest)
+        return base.manifest
+
+    def _reconcile(self) -> bool:
+        """Re-queue changes only a passed-over (damaged) version held; True when some were."""
+        base = self._base_manifest()
+        return base is not None and bool(reapply_lost(self.index_dir, self.journal, base))
+
     def _run(self) -> None:
         has_role = standby_logged = False
         waiting_since: float | None = None
+        # A restart after damage may find changes that only a damaged version held, with nothing pending.
+        reconcile_due = self.journal.path.exists() and bool(self.journal.counts()["last_applied_seq"])
         while not self._stop.is_set():
             batch = self.journal.pending(self.batch_limit)
+            if reconcile_due and not has_role and self._take_writer_role():
+                has_role = True
+            if has_role and (batch or reconcile_due):
+                reconcile_due = False
+                try:
+                    if self._reconcile():
+                        continue  # the queue changed: take the batch again, in seq order
+                except (IndexStoreError, OSError, sqlite3.Error) as exc:
+                    log.warning("checking %s for changes only a damaged version held failed: %s", self.index_dir, exc)
             if not batch:
                 self.status.state = "idle"
                 self._wake.wait(self.poll_seconds)
@@ -471,6 +557,7 @@ class UpdateWriter:
             keyword=self.options.keyword,
             derived_indexes=self.options.derived_indexes,
             record={**self.options.record, "journal": {"id": self.journal.journal_id, "last_seq": last_seq}},
+            on_damage="fallback",  # what the passed-over version held was re-queued by _reconcile
         )
         started = time.perf_counter()
         # replace_all=False: documents not mentioned are kept (as `citesearch index --add` does).
@@ -499,6 +586,16 @@ class UpdateWriter:
         self.status.last_error = None
         self.status.batches += 1
         self.status.applied += len(batch)
+
+
+def _signature(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of a version's files: what a bit flip on disk usually changes."""
+    entries = []
+    for path in sorted(version_dir.rglob("*")):
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            entries.append((path.relative_to(version_dir).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return tuple(entries)
 
 
 class UpdateService:

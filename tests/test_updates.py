@@ -218,7 +218,7 @@ def test_writer_waits_for_the_cli_lock_and_searches_go_on(live) -> None:
         )
         summary = client.get("/updates").json()
         assert str(os.getpid()) in summary["writer"]["last_error"]  # names who holds the lock
-        assert client.get(f"/updates/{seq}").json()["status"] == "accepted"
+        assert client.get(f"/updates/{seq}").json()["status"] == "pending"
         # Searches are served meanwhile, from the version before the change (never blocked by the writer).
         search = client.get("/search", params={"q": "Aliyev conditions"})
         assert search.status_code == 200 and search.json()["index_version"] == summary["served_version"]
@@ -349,7 +349,7 @@ def test_kill9_during_publish_then_restart_reapplies(tmp_path: Path, hashing_ind
     try:
         seq = server.http.post("/documents", json={"documents": [ZEBRA, GLACIER]}).json()["seq"][-1]
         wait_for(lambda: "PUBLISH-SLEEP" in server.log(), timeout=30, what="the publish to reach the switch")
-        assert server.http.get(f"/updates/{seq}").json()["status"] == "accepted"
+        assert server.http.get(f"/updates/{seq}").json()["status"] == "pending"
     finally:
         server.kill9()
     # The new version's folder is complete but CURRENT was never switched: the old version is served.

@@ -1,0 +1,182 @@
+"""Nothing acknowledged is lost after corruption: real index files (SQLite, FAISS, bm25s) with one bit flipped.
+
+A derived file (BM25, its context index, the vectors) that fails its checksum is rebuilt from the intact store and
+the embedding cache; a version whose documents cannot be trusted stops a writer with one line naming
+``citesearch check --repair``; pruning keeps what the new version does not hold; ``check --repair`` publishes an
+intact version. The fast cases use the HashingEmbedder (real files, real libraries); one case runs the real model
+through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from citesearch.cli import main
+from index_store import IndexCorruptError, current_version, list_versions, open_index
+from index_store.check import check_index, repair_index
+from indexer.embedder import HashingEmbedder
+from indexer.pipeline import BuildOptions, apply_changes, build_index
+from service.updates import document_from_record
+from tests.conftest import SEEDS
+
+DOCS = 24
+
+
+def _corpus(folder: Path, count: int = DOCS, prefix: str = "doc") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{prefix}.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(count):
+            text = f"Report {i} about {prefix} river number {i}: the water level rose by {i} centimetres overnight."
+            handle.write(json.dumps({"_id": f"{prefix}-{i}", "title": f"{prefix} {i}", "text": text}) + "\n")
+    return path
+
+
+def _flip(path: Path, at: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    position = len(data) // 2 if at is None else at
+    data[position] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _version_dir(index_dir: Path, version: str | None = None) -> Path:
+    return index_dir / "versions" / (version or current_version(index_dir) or "")
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    index_dir = tmp_path / "index"
+    build_index([SEEDS, _corpus(tmp_path / "corpus")], index_dir, HashingEmbedder())
+    return index_dir
+
+
+def _add(index_dir: Path, doc_id: str, **options: object) -> str:
+    record = {"id": doc_id, "title": doc_id, "text": f"A new note called {doc_id} on glaciers calving into lakes."}
+    report = apply_changes(
+        index_dir,
+        HashingEmbedder(),
+        upserts=[document_from_record(record)],
+        options=BuildOptions(**options),  # type: ignore[arg-type]
+    )
+    return report.version
+
+
+DERIVED = ["bm25/data.csc.index.npy", "bm25/context/data.csc.index.npy", "bm25/vocab.index.json", "vectors.faiss"]
+
+
+@pytest.mark.parametrize("damaged", DERIVED)
+def test_a_flipped_bit_in_a_derived_file_is_rebuilt_and_an_add_keeps_every_document(
+    index_dir: Path, damaged: str
+) -> None:
+    before = open_index(index_dir)
+    old_ids = set(before.document_ids())
+    old_version = before.version
+    before.close()
+    assert len(old_ids) == DOCS + 2
+    _flip(_version_dir(index_dir) / damaged)
+
+    with open_index(index_dir) as reader:  # served as it is, the damaged file rebuilt in memory
+        assert reader.version == old_version and reader.rebuilt and damaged in reader.rebuilt
+        assert set(reader.document_ids()) == old_ids
+        assert len(reader.vectors) == reader.manifest.counts["passages"]
+
+    new_version = _add(index_dir, "glacier-note")
+    with open_index(index_dir, fallback=False) as reader:  # every checksum holds on the new version
+        assert reader.version == new_version and reader.rebuilt is None
+        assert set(reader.document_ids()) == old_ids | {"glacier-note"}
+        assert len(reader.vectors) == reader.manifest.counts["passages"]
+        assert reader.keyword is not None and len(reader.keyword) == reader.manifest.counts["passages"]
+
+
+def test_a_flipped_checksum_in_the_manifest_is_a_rebuild_not_a_loss(index_dir: Path) -> None:
+    manifest = _version_dir(index_dir) / "manifest.json"
+    data = json.loads(manifest.read_text())
+    digest = data["files"]["bm25/params.index.json"]["sha256"]
+    text = manifest.read_text().replace(digest, ("0" if digest[0] != "0" else "1") + digest[1:])
+    manifest.write_text(text)
+    _add(index_dir, "glacier-note")
+    with open_index(index_dir, fallback=False) as reader:
+        assert len(reader.document_ids()) == DOCS + 3
+
+
+def test_a_writer_never_starts_from_empty_when_the_only_version_is_damaged(index_dir: Path) -> None:
+    only = current_version(index_dir)
+    _flip(_version_dir(index_dir) / "passages.sqlite")
+    with pytest.raises(IndexCorruptError) as raised:
+        _add(index_dir, "glacier-note")
+    message = str(raised.value)
+    assert "\n" not in message and only in message and "passages.sqlite" in message
+    assert "re-index everything" in message
+    assert list_versions(index_dir) == [only] and current_version(index_dir) == only  # nothing written, nothing pruned
+
+
+def test_an_unreadable_manifest_stops_the_writer_and_repair_falls_back_naming_the_lost(tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    build_index([_corpus(tmp_path / "a", 5, "alpha")], index_dir, HashingEmbedder())
+    first = current_version(index_dir)
+    second = _add(index_dir, "glacier-note")
+    manifest = _version_dir(index_dir, second) / "manifest.json"
+    _flip(manifest, at=0)  # "{" -> "z": not JSON any more
+
+    with pytest.raises(IndexCorruptError, match="citesearch check --repair") as raised:
+        _add(index_dir, "another-note")
+    assert second in str(raised.value) and "\n" not in str(raised.value)
+    assert current_version(index_dir) == second
+
+    states = {r.name: r.state for r in check_index(index_dir)}
+    assert states == {first: "ok", second: "damaged"}
+    repaired = repair_index(index_dir)
+    assert repaired.action == "fell_back" and repaired.base == first
+    assert repaired.lost_documents == ("glacier-note",)  # named: the store of the damaged version still answers
+    assert current_version(index_dir) == repaired.version and repaired.version > second
+    assert second in list_versions(index_dir)  # kept as evidence, never pruned
+    _add(index_dir, "another-note")  # writes work again
+
+
+def test_pruning_never_removes_a_passed_over_version(tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    build_index([_corpus(tmp_path / "a", 3, "alpha")], index_dir, HashingEmbedder())
+    second = _add(index_dir, "n1")
+    _flip(_version_dir(index_dir, second) / "passages.sqlite")
+    for i in range(4):  # the service's mode: build on the older intact version
+        _add(index_dir, f"later-{i}", on_damage="fallback")
+    assert second in list_versions(index_dir)
+    with open_index(index_dir, fallback=False) as reader:
+        assert {"later-0", "later-3"} <= set(reader.document_ids())
+
+
+def test_check_repair_rebuilds_a_damaged_derived_file_into_a_new_intact_version(index_dir: Path, capsys) -> None:
+    damaged = current_version(index_dir)
+    _flip(_version_dir(index_dir) / "vectors.faiss")
+    assert main(["check", "--index-dir", str(index_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "rebuildable" in out and "vectors.faiss" in out and "check --repair" in out
+    assert main(["check", "--repair", "--index-dir", str(index_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] and result["repair"]["action"] == "rebuilt" and result["repair"]["base"] == damaged
+    with open_index(index_dir, fallback=False) as reader:
+        assert reader.version != damaged and len(reader.document_ids()) == DOCS + 2
+    assert main(["check", "--index-dir", str(index_dir)]) == 0
+
+
+def test_cli_index_add_on_a_real_model_index_with_a_flipped_bm25_bit_keeps_every_document(
+    tmp_path: Path, seed_index, capsys
+) -> None:
+    """The reported break: `citesearch index --add` after one flipped bit printed "starting a fresh index"."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(seed_index[0], index_dir)
+    with open_index(index_dir) as reader:
+        old_ids = set(reader.document_ids())
+    _flip(_version_dir(index_dir) / "bm25/data.csc.index.npy")
+    new = tmp_path / "new.txt"
+    new.write_text("Zebra finches learn their courtship song from their fathers.", encoding="utf-8")
+    assert main(["index", str(new), "--add", "--index-dir", str(index_dir)]) == 0
+    assert "fresh" not in capsys.readouterr().err
+    with open_index(index_dir, fallback=False) as reader:
+        assert set(reader.document_ids()) == old_ids | {"new.txt"}
+        hits = reader.keyword.search("Aliyev conditions", 3) if reader.keyword else None
+        assert hits is not None and len(hits.ids[0]) == 3
