@@ -14,14 +14,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from citesearch.cli import main
+from citesearch.settings import Settings
 from index_store import IndexCorruptError, current_version, list_versions, open_index
 from index_store.check import check_index, repair_index
 from indexer.embedder import HashingEmbedder
 from indexer.pipeline import BuildOptions, apply_changes, build_index
+from service.app import create_app
 from service.updates import document_from_record
 from tests.conftest import SEEDS
+from tests.servicekit import wait_for
+from tests.updates_server import KEY
 
 DOCS = 24
 
@@ -180,3 +185,95 @@ def test_cli_index_add_on_a_real_model_index_with_a_flipped_bm25_bit_keeps_every
         assert set(reader.document_ids()) == old_ids | {"new.txt"}
         hits = reader.keyword.search("Aliyev conditions", 3) if reader.keyword else None
         assert hits is not None and len(hits.ids[0]) == 3
+
+
+# -- the service: POST /documents, fallback, journal re-applied, /ready ---------------------------------------------
+def _service(index_dir: Path, embedder: HashingEmbedder | None = None) -> TestClient:
+    settings = Settings(
+        index_dir=index_dir,
+        api_keys=f"tests:write:{KEY}",
+        reload_interval_seconds=0.2,
+        rate_limit_per_minute=0,
+        sentence_warmup=False,
+        _env_file=None,
+    )
+    return TestClient(create_app(settings, embedder=embedder or HashingEmbedder()), headers={"X-API-Key": KEY})
+
+
+def _wait_published(client: TestClient, seq: int) -> dict[str, object]:
+    def check() -> dict[str, object] | None:
+        status = client.get(f"/updates/{seq}").json()
+        return status if status["status"] == "published" else None
+
+    return wait_for(check, timeout=40, interval=0.1, what=f"update {seq} to be published")
+
+
+@pytest.mark.parametrize("damaged", ["bm25/context/indices.csc.index.npy", "vectors.faiss"])
+def test_post_documents_after_a_flipped_bit_keeps_every_document(index_dir: Path, damaged: str) -> None:
+    with open_index(index_dir) as reader:
+        old_ids = set(reader.document_ids())
+        damaged_version = reader.version
+    _flip(_version_dir(index_dir) / damaged)
+    with _service(index_dir) as client:
+        ready = client.get("/ready").json()
+        assert ready["index_version"] == damaged_version and ready["fallback"] and damaged in ready["degraded"]
+        seq = client.post("/documents", json={"id": "zebra", "text": "Zebra finches learn songs."}).json()["seq"][0]
+        status = _wait_published(client, seq)
+        assert status["served_version"] == status["index_version"] != damaged_version
+        assert client.get("/ready").json()["fallback"] is False
+        for doc_id in sorted(old_ids)[:5]:
+            assert client.get(f"/documents/{doc_id}").status_code == 200
+    with open_index(index_dir, fallback=False) as reader:
+        assert set(reader.document_ids()) == old_ids | {"zebra"}
+
+
+def test_a_change_only_a_lost_version_held_is_applied_again_never_claimed_published(index_dir: Path) -> None:
+    with _service(index_dir) as client:
+        seq = client.post("/documents", json={"id": "zebra", "text": "Zebra finches learn songs."}).json()["seq"][0]
+        lost_version = _wait_published(client, seq)["index_version"]
+    assert isinstance(lost_version, str)
+    _flip(_version_dir(index_dir, lost_version) / "passages.sqlite")  # its documents cannot be trusted any more
+
+    with _service(index_dir) as client:
+        seen = []
+
+        def check() -> dict[str, object] | None:
+            status = client.get(f"/updates/{seq}").json()
+            seen.append(status)
+            # Whatever the moment, "published" is only said by a server whose searched version holds the change.
+            if status["status"] == "published":
+                assert status["served_version"] != lost_version
+                assert client.get("/documents/zebra").status_code == 200
+                return status
+            return None
+
+        status = wait_for(check, timeout=40, interval=0.05, what="the lost change to be applied again")
+        assert status["index_version"] > lost_version
+        assert "zebra" in {hit["citation"]["doc_id"] for hit in client.get("/search?q=zebra finches").json()["results"]}
+    with open_index(index_dir, fallback=False) as reader:
+        assert "zebra" in set(reader.document_ids()) and len(reader.document_ids()) == DOCS + 3
+
+
+def test_a_manifest_for_another_model_falls_back_and_ready_says_why(tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    build_index([_corpus(tmp_path / "a", 4, "alpha")], index_dir, HashingEmbedder())
+    first = current_version(index_dir)
+    build_index([_corpus(tmp_path / "b", 4, "beta")], index_dir, HashingEmbedder(dim=32, name="other-model"))
+    second = current_version(index_dir)
+    with _service(index_dir) as client:
+        response = client.get("/ready")
+        assert response.status_code == 200, response.text
+        ready = response.json()
+        assert ready["index_version"] == first and ready["published_version"] == second and ready["fallback"]
+        assert "other-model" in ready["reason"] and second in ready["reason"]
+        assert client.get("/documents/alpha-0").status_code == 200
+
+
+def test_a_damaged_current_version_is_served_from_the_older_one_and_ready_says_so(index_dir: Path) -> None:
+    first = current_version(index_dir)
+    second = _add(index_dir, "glacier-note")
+    _flip(_version_dir(index_dir, second) / "passages.sqlite")
+    with _service(index_dir) as client:
+        ready = client.get("/ready").json()
+        assert ready["status"] == "ready" and ready["index_version"] == first and ready["fallback"]
+        assert "passages.sqlite" in ready["reason"] and second in ready["reason"]

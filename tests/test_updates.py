@@ -267,13 +267,16 @@ def hashing_index(tmp_path: Path) -> Path:
 class Server:
     """tests/updates_server.py in a subprocess, on a free loopback port."""
 
-    def __init__(self, index_dir: Path, log_path: Path, *, publish_sleep: float = 0.0) -> None:
+    def __init__(
+        self, index_dir: Path, log_path: Path, *, publish_sleep: float = 0.0, reload_interval: float = 0.2
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         command = [sys.executable, "-m", "tests.updates_server", str(index_dir), str(self.port), "--hashing"]
         if publish_sleep:
             command += ["--publish-sleep", str(publish_sleep)]
+        command += ["--reload-interval", str(reload_interval)]
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
@@ -418,3 +421,43 @@ def test_soak_smoke(tmp_path: Path, seed_index, real_embedder) -> None:
     assert result.updates_accepted >= 5 and result.published == result.updates_accepted
     assert result.documents_checked >= 4 and result.searches >= 20
     assert "lost" in result.table() and result.to_dict()["ok"] is True
+
+
+# -- two servers on one folder --------------------------------------------------------------------------------------
+def test_the_standby_of_two_servers_never_says_published_for_a_version_it_does_not_serve(
+    tmp_path: Path, hashing_index: Path
+) -> None:
+    """Posted to the standby: the writer (the other server) publishes it, but until the standby serves a version
+    holding it, the standby says "published_elsewhere", naming both versions; then "published"."""
+    writer = Server(hashing_index, tmp_path / "writer.log")
+    standby = Server(hashing_index, tmp_path / "standby.log", reload_interval=15.0)
+    try:
+        first = writer.http.post("/documents", json=GLACIER).json()["seq"][0]
+        _published(writer.http, first)  # the writer role is now taken by `writer`
+        served_before = standby.http.get("/ready").json()["index_version"]
+        seq = standby.http.post("/documents", json=ZEBRA).json()["seq"][0]
+        status = wait_for(
+            lambda: (s := standby.http.get(f"/updates/{seq}").json())["status"] != "pending" and s,
+            timeout=30,
+            interval=0.05,
+            what="the writer to publish the standby's change",
+        )
+        # The standby reloads every 15 s from its start; the writer publishes within about a second.
+        assert status["served_version"] == served_before, status
+        assert status["status"] == "published_elsewhere", status
+        assert status["index_version"] > status["served_version"]
+        assert "zebra-finch" not in _top_doc_ids(standby.http, "zebra finches courtship song", k=10)
+        published = _published(standby.http, seq, timeout=30)
+        assert published["served_version"] >= published["index_version"]
+        assert "zebra-finch" in _top_doc_ids(standby.http, "zebra finches courtship song", k=10)
+        assert writer.http.get(f"/updates/{seq}").json()["status"] == "published"
+    finally:
+        standby.stop()
+        writer.stop()
+
+
+def test_out_of_range_update_numbers_are_4xx(validating) -> None:
+    for seq in ("9223372036854775808", "-1", "0", "99999999999999999999999"):
+        response = validating.get(f"/updates/{seq}")
+        assert 400 <= response.status_code < 500, (seq, response.status_code)
+    assert validating.get("/updates/9223372036854775807").status_code == 404
