@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from citesearch.search import (
     MODES,
     InvalidSearchRequest,
+    Searcher,
     SearchRequest,
     SearchResult,
-    Searcher,
     check_model_matches,
 )
 from citesearch.settings import Settings
@@ -30,8 +30,8 @@ from citesearch.terminal import escape_for_terminal
 from index_store import IndexStoreError, open_index
 from indexer.documents import SECTIONS
 from indexer.embedder import EmbedderError, SentenceTransformerEmbedder
-from indexer.errors import IngestError
-from indexer.loaders import load_documents
+from indexer.errors import IngestError, Skipped
+from indexer.loaders import LoadResult, load_documents
 from indexer.pipeline import BuildOptions, apply_changes
 
 # Subcommands that live with their feature. Each module has ``register(subparsers)`` that adds its parsers with
@@ -71,6 +71,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
                 f"skipped {escape_for_terminal(skipped.source)}: {escape_for_terminal(skipped.reason)}", file=sys.stderr
             )
         raise
+    loaded = _within_size_limit(loaded, settings.max_document_chars)
     embedder = _load_embedder(settings)
     options = BuildOptions(
         chunker=settings.chunker_settings(),
@@ -98,6 +99,26 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         print(report.summary())
         print(f"index folder: {index_dir}")
     return 0
+
+
+def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:
+    """Documents over CITESEARCH_MAX_DOCUMENT_CHARS are skipped with their reason, like unreadable files: one huge
+    document would otherwise hold the writer (and every update after it) for many minutes."""
+    kept, skipped = [], list(loaded.skipped)
+    for doc in loaded.documents:
+        if len(doc.text) > max_chars:
+            skipped.append(
+                Skipped(
+                    doc.source,
+                    f"document {doc.doc_id!r} has {len(doc.text):,} characters, more than "
+                    f"CITESEARCH_MAX_DOCUMENT_CHARS={max_chars:,}",
+                )
+            )
+        else:
+            kept.append(doc)
+    if not kept and loaded.documents:
+        raise IngestError("nothing indexable: every document is over CITESEARCH_MAX_DOCUMENT_CHARS", skipped)
+    return LoadResult(kept, skipped)
 
 
 def _format_hit_for_people(hit_dict: dict, width: int = 100) -> str:

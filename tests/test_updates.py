@@ -461,3 +461,17 @@ def test_out_of_range_update_numbers_are_4xx(validating) -> None:
         response = validating.get(f"/updates/{seq}")
         assert 400 <= response.status_code < 500, (seq, response.status_code)
     assert validating.get("/updates/9223372036854775807").status_code == 404
+
+
+def test_format_characters_alone_are_blank_and_oversized_documents_are_413(tmp_path: Path, hashing_index: Path) -> None:
+    with TestClient(_app(hashing_index, HashingEmbedder(), max_document_chars=200), headers=AUTH) as client:
+        for text in ("\u200b\u200c\u200d", "\ufeff \u2060\n\u200b", "\u00ad\u200e"):
+            response = client.post("/documents", json={"id": "zw", "text": text})
+            assert response.status_code == 422 and _error(response)["field"] == "text", (text, response.text)
+        response = client.post("/documents", json={"id": "big", "text": "Walruses haul out on ice floes. " * 10})
+        assert response.status_code == 413 and "CITESEARCH_MAX_DOCUMENT_CHARS" in _error(response)["message"]
+        batch = {"documents": [{"id": "ok", "text": "Otters sleep."}, {"id": "big", "text": "x " * 150}]}
+        response = client.post("/documents", json=batch)
+        assert response.status_code == 413 and _error(response)["field"] == "documents[1].text"
+        assert client.get("/updates").json()["accepted"] == 0  # nothing journaled
+        assert client.post("/documents", json={"id": "ok", "text": "Otters \u200bsleep."}).status_code == 202

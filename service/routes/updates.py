@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import unicodedata
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path
@@ -85,7 +86,12 @@ def _invalid(field: str, message: str, status: int = 422) -> HTTPException:
     return HTTPException(status, detail={"field": field, "message": message})
 
 
-def _record(raw: Any, where: str) -> dict[str, Any]:
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character that is neither whitespace nor a format character (Unicode Cf)."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
+
+
+def _record(raw: Any, where: str, max_chars: int) -> dict[str, Any]:
     """A posted document checked field by field (the jsonl shape), as the record the journal stores."""
     prefix = f"{where}." if where else ""
     if not isinstance(raw, dict):
@@ -108,8 +114,12 @@ def _record(raw: Any, where: str) -> dict[str, Any]:
         raise _invalid(f"{prefix}text", "is required: the document's text")
     if not isinstance(text, str):
         raise _invalid(f"{prefix}text", "must be a string")
-    if not text.strip():
-        raise _invalid(f"{prefix}text", "must not be empty or blank")
+    if not _visible(text):  # zero-width and other format characters alone are as blank as spaces
+        raise _invalid(f"{prefix}text", "must not be empty or blank (format characters such as U+200B do not count)")
+    if len(text) > max_chars:
+        raise _invalid(
+            f"{prefix}text", f"has {len(text):,} characters; at most {max_chars:,} (CITESEARCH_MAX_DOCUMENT_CHARS)", 413
+        )
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text) or "\x00" in text:
         raise _invalid(f"{prefix}text", "must be valid Unicode text without NUL characters")
     for name in ("title", "url"):
@@ -146,6 +156,7 @@ def post_documents(
     """Add or replace documents. Answered 202 once the change is journaled and fsynced; the writer publishes it in
     a new index version shortly after (poll `GET /updates/{seq}`)."""
     updates = _updates(services)
+    max_chars = services.settings.max_document_chars
     if isinstance(body, dict) and "documents" in body:
         extra = sorted(set(body) - {"documents"})
         if extra:
@@ -161,7 +172,7 @@ def post_documents(
                 f"at most {updates.max_batch_documents} documents per request, got {len(items)}",
                 status=413,
             )
-        records = [_record(item, f"documents[{i}]") for i, item in enumerate(items)]
+        records = [_record(item, f"documents[{i}]", max_chars) for i, item in enumerate(items)]
         first: dict[str, int] = {}
         for i, record in enumerate(records):
             if record["id"] in first:
@@ -170,7 +181,7 @@ def post_documents(
                 )
             first[record["id"]] = i
     else:
-        records = [_record(body, "")]
+        records = [_record(body, "", max_chars)]
     seqs = _accept(updates, [("upsert", r["id"], r) for r in records])
     return AcceptedResponse(seq=seqs, doc_ids=[r["id"] for r in records], index_version=services.holder.version)
 
