@@ -475,3 +475,43 @@ def test_format_characters_alone_are_blank_and_oversized_documents_are_413(tmp_p
         assert response.status_code == 413 and _error(response)["field"] == "documents[1].text"
         assert client.get("/updates").json()["accepted"] == 0  # nothing journaled
         assert client.post("/documents", json={"id": "ok", "text": "Otters \u200bsleep."}).status_code == 202
+
+
+def test_a_large_document_does_not_hold_back_small_updates_and_its_progress_shows(
+    tmp_path: Path, hashing_index: Path
+) -> None:
+    from service.updates import LARGE_DOCUMENT_CHARS
+
+    words = " ".join(f"walrus{i} hauls out on the ice floe number {i} near the colony." for i in range(6000))
+    assert len(words) > 3 * LARGE_DOCUMENT_CHARS
+    # A slow embedder (4 ms a passage, as a real model on a busy CPU): the large document takes seconds to embed.
+    embedder = HashingEmbedder()
+    original = embedder.encode
+
+    def slow_encode(texts: Any, **kwargs: Any) -> Any:
+        time.sleep(0.004 * len(texts))
+        return original(texts, **kwargs)
+
+    embedder.encode = slow_encode  # type: ignore[method-assign]
+    app = _app(hashing_index, embedder, max_request_bytes=4_000_000)
+    with TestClient(app, headers=AUTH) as client:
+        big = client.post("/documents", json={"id": "big", "text": words}).json()["seq"][0]
+        progress: list[dict[str, Any]] = []
+
+        def embedding_started() -> bool:
+            writer = client.get("/updates").json()["writer"]
+            if writer["progress"]:
+                progress.append(writer["progress"])
+            return any(p.get("phase") == "embedding" and p["done"] > 0 for p in progress)
+
+        wait_for(embedding_started, timeout=120, interval=0.02, what="the large document to be embedding")
+        small = client.post("/documents", json=ZEBRA).json()["seq"][0]
+        small_status = _published(client, small, timeout=60)
+        big_status = _published(client, big, timeout=180)
+        # The small change, posted while the large one was being embedded, was published first, without it.
+        assert small_status["index_version"] < big_status["index_version"]
+        with IndexReader.open(hashing_index, small_status["index_version"]) as reader:
+            assert reader.document("big") is None and reader.document("zebra-finch") is not None
+        assert all(p["seq_first"] == big and p["total"] > 0 for p in progress if p.get("phase") == "embedding")
+    with _check_consistent(hashing_index) as reader:
+        assert {"big", "zebra-finch"} <= set(reader.document_ids())
