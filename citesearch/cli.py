@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sqlite3
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -26,11 +27,12 @@ from citesearch.search import (
     check_model_matches,
 )
 from citesearch.settings import Settings
+from citesearch.terminal import escape_for_terminal
 from index_store import IndexStoreError, open_index
-from indexer.documents import SECTIONS
+from indexer.documents import SECTIONS, Document
 from indexer.embedder import EmbedderError
-from indexer.errors import IngestError
-from indexer.loaders import load_documents
+from indexer.errors import IngestError, Skipped
+from indexer.loaders import LoadResult, load_documents
 from indexer.pipeline import apply_changes
 
 # Subcommands that live with their feature. Each module has ``register(subparsers)`` that adds its parsers with
@@ -47,6 +49,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     InvalidSearchRequest,
     ValueError,
     OSError,
+    sqlite3.Error,  # a read-only or full index folder, a damaged journal: one line, not a traceback
 )
 
 
@@ -56,8 +59,11 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         loaded = load_documents(args.paths)  # before loading the model: bad input fails fast
     except IngestError as exc:
         for skipped in exc.skipped:
-            print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+            print(
+                f"skipped {escape_for_terminal(skipped.source)}: {escape_for_terminal(skipped.reason)}", file=sys.stderr
+            )
         raise
+    loaded = _within_size_limit(loaded, settings.max_document_chars)
     embedder = settings.load_embedder()
     options = settings.build_options(
         show_progress=(not args.json and sys.stderr.isatty()) or args.progress, lock_timeout=args.wait
@@ -74,10 +80,33 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"index_dir": str(index_dir), **report.to_dict()}, ensure_ascii=False))
     else:
         for skipped in report.skipped:
-            print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+            print(
+                f"skipped {escape_for_terminal(skipped.source)}: {escape_for_terminal(skipped.reason)}", file=sys.stderr
+            )
         print(report.summary())
         print(f"index folder: {index_dir}")
     return 0
+
+
+def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:
+    """Documents over CITESEARCH_MAX_DOCUMENT_CHARS are skipped with their reason, like unreadable files: one huge
+    document would otherwise hold the writer (and every update after it) for many minutes."""
+    kept: list[Document] = []
+    skipped = list(loaded.skipped)
+    for doc in loaded.documents:
+        if len(doc.text) > max_chars:
+            skipped.append(
+                Skipped(
+                    doc.source,
+                    f"document {doc.doc_id!r} has {len(doc.text):,} characters, more than "
+                    f"CITESEARCH_MAX_DOCUMENT_CHARS={max_chars:,}",
+                )
+            )
+        else:
+            kept.append(doc)
+    if not kept and loaded.documents:
+        raise IngestError("nothing indexable: every document is over CITESEARCH_MAX_DOCUMENT_CHARS", skipped)
+    return LoadResult(kept, skipped)
 
 
 def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
@@ -85,14 +114,12 @@ def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
     part = citation["section"]
     if citation["comment_no"] is not None:
         part += f" #{citation['comment_no']}"
-    excerpt = " ".join(hit_dict["text"].split())
+    excerpt = escape_for_terminal(" ".join(hit_dict["text"].split()))
     if len(excerpt) > 400:
         excerpt = excerpt[:400].rsplit(" ", 1)[0] + " …"
     body = textwrap.fill(excerpt, width=width, initial_indent="    ", subsequent_indent="    ")
-    cite = (
-        f"    — {citation['title'] or citation['doc_id']} [{citation['source']}], {part}, "
-        f"chars {citation['char_start']}–{citation['char_end']}"
-    )
+    name = escape_for_terminal(f"{citation['title'] or citation['doc_id']} [{citation['source']}]")
+    cite = f"    — {name}, {part}, chars {citation['char_start']}–{citation['char_end']}"
     return f"{hit_dict['rank']:>3}. score {hit_dict['score']:.3f}\n{body}\n{cite}"
 
 
@@ -117,10 +144,71 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False))
         return 0
-    print(f'{len(result.hits)} results for "{result.query}" (index {result.index_version}, {result.mode})')
+    query = escape_for_terminal(result.query)
+    print(f'{len(result.hits)} results for "{query}" (index {result.index_version}, {result.mode})')
     for item in cast("list[dict[str, Any]]", data["results"]):
         print(_format_hit_for_people(item))
     return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify every version; with --repair, make the published one intact. Exit 1 while it is not."""
+    from index_store.check import check_index, repair_index
+
+    index_dir = Path(args.index_dir or settings.index_dir)
+    reports = check_index(index_dir)
+    repair = None
+    if args.repair:
+        repair = repair_index(index_dir, lock_timeout=args.wait)
+        if repair.action == "fell_back" and repair.base is not None:
+            _reapply_journal(index_dir, repair.base)
+        reports = check_index(index_dir)
+    current_ok = any(r.current and r.state == "ok" for r in reports)
+    if args.json:
+        data: dict[str, object] = {
+            "index_dir": str(index_dir),
+            "ok": current_ok,
+            "versions": [vars_of(r) for r in reports],
+        }
+        if repair is not None:
+            data["repair"] = vars_of(repair)
+        print(json.dumps(data, ensure_ascii=False))
+        return 0 if current_ok else EXIT_FAILURE
+    for r in reports:
+        mark = "*" if r.current else " "
+        docs = "?" if r.documents is None else str(r.documents)
+        print(f"{mark} {r.name}  {r.state:<11}  {docs:>7} documents  {escape_for_terminal(r.detail)}")
+    if repair is not None:
+        print(f"repair: {repair.action}: {escape_for_terminal(repair.detail)}")
+        if repair.lost_documents:
+            shown = ", ".join(escape_for_terminal(d) for d in repair.lost_documents[:10])
+            more = f" and {len(repair.lost_documents) - 10} more" if len(repair.lost_documents) > 10 else ""
+            print(
+                f"repair: {len(repair.lost_documents)} document(s) only the damaged version held: {shown}{more}; "
+                "those posted over HTTP are applied again from the journal, index the others again"
+            )
+    elif not current_ok:
+        print(f"the published version is not intact; run: citesearch check --repair --index-dir {index_dir}")
+    return 0 if current_ok else EXIT_FAILURE
+
+
+def _reapply_journal(index_dir: Path, base: str) -> None:
+    """Re-queue journaled changes only the passed-over version held (the service applies them again)."""
+    from index_store.manifest import Manifest
+    from index_store.versions import VERSIONS_DIR
+    from service.updates import JOURNAL_NAME, Journal, reapply_lost
+
+    if (index_dir / JOURNAL_NAME).exists():
+        with Journal(index_dir) as journal:
+            reopened = reapply_lost(index_dir, journal, Manifest.read(index_dir / VERSIONS_DIR / base))
+        if reopened:
+            print(f"repair: {len(reopened)} journaled change(s) queued again; the service applies them")
+
+
+def vars_of(report: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(report)  # type: ignore[call-overload]
 
 
 def _positive_int(text: str) -> int:
@@ -163,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print results as one JSON object")
     search.set_defaults(handler=cmd_search)
 
+    check = sub.add_parser("check", help="verify every index version; --repair rebuilds what can be rebuilt")
+    check.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
+    check.add_argument("--repair", action="store_true", help="publish an intact version (rebuilt or the newest intact)")
+    check.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
+    check.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    check.set_defaults(handler=cmd_check)
+
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
     return parser
@@ -189,8 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, settings)
     except USER_ERRORS as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"citesearch: error: {message}", file=sys.stderr)
+        # One line: an OS or SQLite error names its kind (e.g. "OperationalError: attempt to write a readonly
+        # database"), and nothing in it (a file name, a document id) can drive the terminal.
+        text = " ".join(str(exc).split())
+        named = isinstance(exc, OSError | sqlite3.Error) or not text  # their text alone does not say what failed
+        message = f"{type(exc).__name__}: {text}".rstrip(": ") if named else text
+        print(f"citesearch: error: {escape_for_terminal(message)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("citesearch: interrupted; the published index is unchanged", file=sys.stderr)

@@ -104,6 +104,25 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Answer 503 when a request runs longer (its worker finishes in the background); 0: off"
     )
     max_batch_documents: int = Field(100, ge=1, description="Most documents one POST /documents may carry")
+    max_document_chars: int = Field(
+        2_000_000,
+        ge=1,
+        description="Longest document text (characters) indexed: POST /documents answers 413 above it, "
+        "`citesearch index` skips the file naming the reason",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For / "
+        "X-Forwarded-Proto are believed (e.g. 127.0.0.1,10.0.0.0/8; * for any); empty: proxy headers are ignored, "
+        "so the client is always the connection's address",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Close a connection whose request line and headers are not complete this many seconds after it "
+        "opened or after its previous response (slow clients, slowloris); 0: off",
+    )
+    workers: int = Field(1, ge=1, le=64, description="`citesearch serve` worker processes (see docs/reliability.md)")
     access_log: bool = Field(True, description="Log one JSON line per request (service/observability.py)")
     log_format: Literal["json", "text"] = Field("json", description="citesearch serve's log lines: json or text")
 

@@ -77,15 +77,20 @@ def checksum_files(version_dir: Path) -> dict[str, FileInfo]:
     return files
 
 
-def verify_files(version_dir: Path, files: dict[str, FileInfo]) -> list[str]:
-    """Problems found, one line each; empty when every file is present, of the right size and checksum."""
-    problems = []
+def failed_files(version_dir: Path, files: dict[str, FileInfo]) -> dict[str, str]:
+    """File name -> what is wrong with it, for every listed file that is missing, of the wrong size or checksum."""
+    problems: dict[str, str] = {}
     for name, info in files.items():
         path = version_dir / name
         if not path.is_file():
-            problems.append(f"{name} is missing")
+            problems[name] = f"{name} is missing"
         elif path.stat().st_size != info.bytes:
-            problems.append(f"{name} has {path.stat().st_size} bytes, expected {info.bytes} (truncated?)")
+            problems[name] = f"{name} has {path.stat().st_size} bytes, expected {info.bytes} (truncated?)"
         elif file_sha256(path) != info.sha256:
-            problems.append(f"{name} does not match its checksum")
+            problems[name] = f"{name} does not match its checksum"
     return problems
+
+
+def verify_files(version_dir: Path, files: dict[str, FileInfo]) -> list[str]:
+    """Problems found, one line each; empty when every file is present, of the right size and checksum."""
+    return list(failed_files(version_dir, files).values())

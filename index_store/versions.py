@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from index_store.derived import (
+    CACHE_PATH,
+    VersionHealth,
+    inspect_version,
+    keyword_index_from_store,
+    keyword_settings_of,
+    vectors_from_cache,
+)
 from index_store.errors import (
     IndexCorruptError,
     IndexIncompatibleError,
@@ -48,7 +57,6 @@ from index_store.manifest import (
     Manifest,
     ModelInfo,
     checksum_files,
-    verify_files,
 )
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 from index_store.sqlite_store import (
@@ -206,6 +214,7 @@ class IndexReader:
         vectors: VectorIndex,
         keyword: KeywordIndex | None,
         skipped_versions: list[str],
+        rebuilt: str | None = None,
     ) -> None:
         self.index_dir = index_dir
         self.version_dir = version_dir
@@ -214,6 +223,9 @@ class IndexReader:
         self.keyword = keyword  # None for a version built without a keyword index
         # Versions newer than this one that failed to load, with why: the service logs them and stays up.
         self.skipped_versions = skipped_versions
+        # Derived files of this version that failed their checksum and were rebuilt in memory from its intact
+        # store (``citesearch check --repair`` writes them), with why; None when every file was intact.
+        self.rebuilt = rebuilt
         self._store = PassageStore(connection)
         self._lock = threading.Lock()  # one sqlite connection, many request threads
         self._document_keys: tuple[np.ndarray, np.ndarray] | None = None  # loaded on first use, then read-only
@@ -244,41 +256,71 @@ class IndexReader:
         if fallback:
             candidates += [v for v in reversed(list_versions(index_dir)) if v < wanted]
         problems: list[str] = []
+        incompatible: list[IndexIncompatibleError] = []
         for name in candidates:
             try:
                 reader = cls._open_version(index_dir, name, verify=verify, skipped=problems)
+                if expect_model is not None:
+                    try:
+                        reader.check_model(expect_model)
+                    except IndexIncompatibleError:
+                        reader.close()
+                        raise
             except IndexStoreError as exc:
+                if isinstance(exc, IndexIncompatibleError):
+                    incompatible.append(exc)
                 problems.append(f"{name}: {exc}")
                 log.warning("index version %s not usable: %s", name, exc)
                 continue
-            if expect_model is not None:
-                reader.check_model(expect_model)
             return reader
+        if incompatible and len(incompatible) == len(problems):  # nothing damaged, just built for another model
+            raise incompatible[0]
         raise IndexCorruptError(f"no intact index version in {index_dir}: " + "; ".join(problems))
 
     @classmethod
     def _open_version(cls, index_dir: Path, name: str, *, verify: bool, skipped: list[str]) -> IndexReader:
         version_dir = index_dir / VERSIONS_DIR / name
+        health = inspect_version(version_dir, format_version=FORMAT_VERSION)
+        manifest = health.manifest
+        if manifest is None:
+            raise IndexCorruptError(health.describe())
+        if health.problem is not None:
+            raise IndexIncompatibleError(f"{health.problem}; re-index")
+        damage = health.damage if verify and health.failed else None
+        if damage is not None and not health.rebuildable:
+            raise IndexCorruptError(health.describe())
+        connection = None
         try:
-            manifest = Manifest.read(version_dir)
-        except FileNotFoundError:
-            raise IndexCorruptError(f"version folder or its {MANIFEST_NAME} is missing") from None
-        except (ValueError, TypeError, KeyError) as exc:
-            raise IndexCorruptError(f"{MANIFEST_NAME} is unreadable ({exc})") from None
-        if manifest.format_version != FORMAT_VERSION:
-            raise IndexIncompatibleError(
-                f"format version {manifest.format_version}, this citesearch reads {FORMAT_VERSION}; re-index"
-            )
-        if verify and (problems := verify_files(version_dir, manifest.files)):
-            raise IndexCorruptError(", ".join(problems))
-        try:
-            vectors = load_vector_index(manifest.vector_backend, version_dir)
-            keyword = KeywordIndex.load(version_dir)
             connection = connect(version_dir / STORE_FILE, read_only=True)
             connection.execute("SELECT COUNT(*) FROM passages").fetchone()
+            store = PassageStore(connection)
+            # A derived file that failed its checksum is rebuilt from the intact store (and the embedding cache)
+            # rather than abandoning the version: falling back would hide every document only this version holds.
+            if damage is not None and damage.vectors:
+                vectors = vectors_from_cache(store, manifest, index_dir / CACHE_PATH)
+            else:
+                vectors = load_vector_index(manifest.vector_backend, version_dir)
+            if damage is not None and damage.keyword:
+                settings = keyword_settings_of(manifest)
+                keyword = None if settings is None else keyword_index_from_store(store, settings)
+            else:
+                keyword = KeywordIndex.load(version_dir)
+        except IndexCorruptError as exc:
+            if connection is not None:
+                connection.close()
+            raise IndexCorruptError(f"{health.describe()}; {exc}") from None
         except (RuntimeError, ValueError, KeyError, sqlite3.Error, OSError) as exc:
+            if connection is not None:
+                connection.close()
             raise IndexCorruptError(f"cannot load: {exc}") from None
-        return cls(index_dir, version_dir, manifest, connection, vectors, keyword, list(skipped))
+        rebuilt = None
+        if damage is not None:
+            rebuilt = (
+                f"{damage.describe()} of {name} rebuilt in memory from its intact passages.sqlite "
+                f"({health.describe()}); write them back with: citesearch check --repair --index-dir {index_dir}"
+            )
+            log.warning("index version %s: %s", name, rebuilt)
+        return cls(index_dir, version_dir, manifest, connection, vectors, keyword, list(skipped), rebuilt)
 
     def check_model(self, expected: ModelInfo) -> None:
         model = self.manifest.model
@@ -373,6 +415,8 @@ class IndexWriter:
         base: Manifest | None,
         keep_versions: int,
         before_switch: Callable[[Path], None] | None,
+        base_vectors: VectorIndex | None = None,
+        passed_over: tuple[str, ...] = (),
     ) -> None:
         self.index_dir = index_dir
         self.version_dir = version_dir
@@ -384,9 +428,15 @@ class IndexWriter:
         self.keep_versions = keep_versions
         self.before_switch = before_switch
         self.published: Manifest | None = None
+        # Damaged versions newer than the base (passed over to reach it), and those its ancestors passed over: the
+        # manifest lists them so pruning keeps them (evidence, and what may still be recovered by hand).
+        inherited = base.extra.get("passed_over", []) if base is not None else []
+        self.passed_over = sorted({*(inherited if isinstance(inherited, list) else []), *passed_over})
         self._connection = connect(version_dir / STORE_FILE, read_only=False)
         self.store = PassageStore(self._connection)
-        if base is not None:
+        if base_vectors is not None:  # the base's vector files were damaged: rebuilt from the embedding cache
+            self.vectors = base_vectors
+        elif base is not None:
             self.vectors = load_vector_index(base.vector_backend, version_dir, writable=True)
         else:
             self.vectors = create_vector_index(vector_backend, model.dim)
@@ -412,11 +462,17 @@ class IndexWriter:
         allow_model_change: bool = False,
         keep_versions: int = 3,
         before_switch: Callable[[Path], None] | None = None,
+        on_damage: str = "stop",
     ) -> Iterator[IndexWriter]:
         """Lock the index and start a new version from the current one (or empty, with ``rebuild``).
 
         A current version built with another model is an error unless ``allow_model_change`` (a full re-index,
         which re-embeds everything anyway), in which case the new version starts empty.
+
+        A current version whose derived files (BM25, vectors) fail their checks is the base all the same: they are
+        rebuilt from its intact store and the embedding cache. One whose documents cannot be trusted (its store or
+        manifest damaged) is handled by ``on_damage`` (see ``choose_base``); a writer never starts from empty while
+        a version exists, unless it replaces every document anyway (``"empty"``).
         """
         index_dir = Path(index_dir)
         with write_lock(index_dir, lock_timeout):
@@ -424,14 +480,16 @@ class IndexWriter:
             versions_root.mkdir(parents=True, exist_ok=True)
             for stale in versions_root.glob(f"{TMP_PREFIX}*"):  # left by a writer that was killed
                 shutil.rmtree(stale, ignore_errors=True)
-            base = None if rebuild else _intact_base(index_dir)
+            chosen = None if rebuild else choose_base(index_dir, on_damage=on_damage)
+            base = None if chosen is None else chosen.manifest
+            base_vectors = None if chosen is None else chosen.vectors
             if base is not None and (base.model.name, base.model.dim) != (model.name, model.dim):
                 if not allow_model_change:
                     raise IndexIncompatibleError(
                         f"index {base.version} was built with model {base.model.name!r} (dim {base.model.dim}); "
                         f"adding documents embedded by {model.name!r} would mix models; re-index everything"
                     )
-                base = None
+                base = base_vectors = None
             version_dir = versions_root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
             version_dir.mkdir()
             if base is not None:
@@ -446,6 +504,8 @@ class IndexWriter:
                 base=base,
                 keep_versions=keep_versions,
                 before_switch=before_switch,
+                base_vectors=base_vectors,
+                passed_over=() if chosen is None else tuple(s.split(":", 1)[0] for s in chosen.skipped),
             )
             try:
                 yield writer
@@ -521,7 +581,12 @@ class IndexWriter:
             corpus_fingerprint=fingerprint,
             files=checksum_files(self.version_dir),
             build=build or {},
-            extra={**(self.base.extra if self.base else {}), **keyword_extra, **(extra or {})},
+            extra={
+                **(self.base.extra if self.base else {}),
+                **keyword_extra,
+                **(extra or {}),
+                **({"passed_over": self.passed_over} if self.passed_over else {}),
+            },
             base_version=self.base.version if self.base else None,
         )
         (self.version_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
@@ -534,7 +599,7 @@ class IndexWriter:
         if self.before_switch is not None:
             self.before_switch(final_dir)  # tests use this to die between the rename and the switch
         _write_atomically(self.index_dir / CURRENT_NAME, name + "\n")
-        _prune(self.index_dir, keep=self.keep_versions)
+        _prune(self.index_dir, keep=self.keep_versions, protect={name, *self.passed_over})
         return manifest
 
     def _build_keyword_index(self) -> dict[str, Any]:
@@ -560,16 +625,73 @@ class IndexWriter:
         return {"keyword": {"backend": "bm25s", **settings.to_dict()}}
 
 
-def _intact_base(index_dir: Path) -> Manifest | None:
-    """The manifest of the newest intact version (normally the current one), or None for an empty folder."""
-    if current_version(index_dir) is None:
+@dataclass(frozen=True, slots=True)
+class Base:
+    """The version a writer starts from."""
+
+    manifest: Manifest
+    vectors: VectorIndex | None  # rebuilt from the embedding cache when the version's vector files were damaged
+    rebuilt: str | None  # what was damaged and is rebuilt, for the log
+    skipped: tuple[str, ...]  # newer versions passed over (on_damage="fallback"), with why
+
+
+def damaged_message(index_dir: Path, health: VersionHealth, older: str | None) -> str:
+    """One line naming the damage and the command that deals with it."""
+    if older is not None:
+        remedy = (
+            f"run: citesearch check --repair --index-dir {index_dir} (it publishes {older}, the newest intact "
+            "version, again; documents only the damaged version held must then be indexed again)"
+        )
+    else:
+        remedy = "no intact version remains: re-index everything (citesearch index PATH ...)"
+    return f"index version {health.name} in {index_dir} is damaged ({health.describe()}); nothing was written; {remedy}"
+
+
+def choose_base(index_dir: Path, *, on_damage: str = "stop", rebuild_vectors: bool = True) -> Base | None:
+    """The version the next write starts from: the published one, newest first, with damaged derived files rebuilt.
+
+    When a version's documents cannot be trusted: ``"stop"`` raises ``IndexCorruptError`` with the repair command
+    (``citesearch index --add``), ``"fallback"`` goes on to the newest older version whose documents are intact
+    (the service, which re-applies what its journal held; ``citesearch check --repair``), ``"empty"`` starts
+    from nothing (a full re-index, which replaces every document anyway). None only for a folder never published
+    to (or ``"empty"``)."""
+    if on_damage not in ("stop", "fallback", "empty"):
+        raise ValueError(f"on_damage must be stop, fallback or empty, not {on_damage!r}")
+    current = current_version(index_dir)
+    names = [v for v in reversed(list_versions(index_dir)) if current is None or v <= current]
+    if current is not None and current not in names:
+        names.insert(0, current)  # published, but its folder is gone: reported as missing below
+    if not names:
         return None
-    try:
-        with IndexReader.open(index_dir) as reader:
-            return reader.manifest
-    except IndexCorruptError as exc:
-        log.warning("starting a fresh index: %s", exc)
-        return None
+    damaged: list[VersionHealth] = []
+    for name in names:
+        health = inspect_version(index_dir / VERSIONS_DIR / name, format_version=FORMAT_VERSION)
+        usable = health.ok or health.rebuildable
+        vectors = None
+        if health.rebuildable and health.damage.vectors and rebuild_vectors:
+            assert health.manifest is not None
+            try:
+                with contextlib.closing(connect(index_dir / VERSIONS_DIR / name / STORE_FILE, read_only=True)) as db:
+                    vectors = vectors_from_cache(PassageStore(db), health.manifest, index_dir / CACHE_PATH)
+            except (IndexCorruptError, sqlite3.Error) as exc:
+                health = VersionHealth(health.name, health.manifest, {**health.failed, "": str(exc)})
+                usable = False
+        if usable:
+            if damaged and on_damage == "stop":
+                raise IndexCorruptError(damaged_message(index_dir, damaged[0], name))
+            assert health.manifest is not None
+            rebuilt = None if health.ok else f"{health.damage.describe()} rebuilt ({health.describe()})"
+            if rebuilt:
+                log.warning("index version %s: %s from its intact passages.sqlite", name, rebuilt)
+            skipped = tuple(f"{h.name}: {h.describe()}" for h in damaged)
+            if skipped:
+                log.error("index version(s) passed over, their documents cannot be trusted: %s", "; ".join(skipped))
+            return Base(health.manifest, vectors, rebuilt, skipped)
+        damaged.append(health)
+        if on_damage == "empty":
+            log.warning("starting a fresh index (every document is replaced): %s", health.describe())
+            return None
+    raise IndexCorruptError(damaged_message(index_dir, damaged[0], None))
 
 
 def _copy_version(source: Path, target: Path) -> None:
@@ -595,18 +717,24 @@ def _next_version_name(index_dir: Path) -> str:
     return f"v{max(existing, default=0) + 1:06d}"
 
 
-def _prune(index_dir: Path, *, keep: int) -> None:
+def _prune(index_dir: Path, *, keep: int, protect: set[str]) -> None:
     """Remove old versions beyond the newest ``keep``. Readers that still hold one keep working: the SQLite file
-    stays open and vectors are in memory."""
+    stays open and vectors are in memory.
+
+    ``protect`` holds the version just published (intact, and holding everything its base held) and every version
+    passed over as damaged on the way to its base (the manifest's ``passed_over``): the new version does not hold
+    what only those held, so they stay as evidence and for recovery by hand (``citesearch check`` lists them)."""
     current = current_version(index_dir)
     for name in list_versions(index_dir)[:-keep] if keep > 0 else []:
-        if name != current:
+        if name != current and name not in protect:
             shutil.rmtree(index_dir / VERSIONS_DIR / name, ignore_errors=True)
 
 
 __all__ = [
+    "Base",
     "IndexReader",
     "IndexWriter",
+    "choose_base",
     "current_version",
     "list_versions",
     "open_index",

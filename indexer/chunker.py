@@ -58,8 +58,16 @@ def fold_whitespace(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+# WordPiece (MiniLM's tokenizer) reads a word longer than 100 characters as one [UNK] token: a 1,000,000-character
+# run would pass the window check as one token and be embedded as nothing. The text the model sees breaks such runs
+# every 100 characters, so they count (and are split to fit the window) like any other text; the passage text and
+# its offsets are untouched.
+MAX_RUN_CHARS = 100
+_LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS}}}(?=\S)")
+
+
 def embed_text_for(title: str, passage_text: str, settings: ChunkerSettings) -> str:
-    body = fold_whitespace(passage_text)
+    body = _LONG_RUN.sub(lambda m: m.group(0) + " ", fold_whitespace(passage_text))
     return f"{fold_whitespace(title)}\n{body}" if settings.title_in_embedding and title.strip() else body
 
 
@@ -209,8 +217,9 @@ class Chunker:
         sentences = sentence_spans(text, span.start, span.end)
         if len(sentences) < 2:
             sentences = [Span(m.start(), m.end()) for m in _WORD_END.finditer(text, span.start, span.end)]
-        if len(sentences) < 2:
-            return [span]
+        if len(sentences) < 2:  # one run of characters (no space): cut it in the middle
+            middle_char = (span.start + span.end) // 2
+            return [span] if span.end - span.start < 2 else [Span(span.start, middle_char), Span(middle_char, span.end)]
         middle = (span.start + span.end) / 2
         cut = min(range(1, len(sentences)), key=lambda i: abs(sentences[i].start - middle))
         return [Span(sentences[0].start, sentences[cut - 1].end), Span(sentences[cut].start, sentences[-1].end)]

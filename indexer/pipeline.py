@@ -74,6 +74,13 @@ class BuildOptions:
     derived_indexes: tuple[DerivedIndexBuilder, ...] = ()
     # Query-time settings to record in the manifest (e.g. the hybrid fusion), so every reader uses the same ones.
     record: dict[str, object] = field(default_factory=dict)
+    # What a write does when the current version's documents cannot be trusted (index_store.versions.choose_base):
+    # "stop" (the CLI's --add: a one-line error naming `citesearch check --repair`) or "fallback" (the service,
+    # which re-applies its journal on the older version). A full re-index (replace_all) starts empty instead.
+    on_damage: str = "stop"
+    # Called as progress(phase, done, total) while a build runs ("chunking" documents, "embedding" passages,
+    # "publishing"): the service shows it in GET /updates during a long apply.
+    progress: Callable[[str, int, int], None] | None = None
 
 
 def _embed_with_cache(
@@ -87,6 +94,8 @@ def _embed_with_cache(
     if missing:
         text_by_hash = {p.content_hash: p.embed_text for p in passages}
         bar = tqdm(total=len(missing), desc="embedding", unit="passage", disable=not options.show_progress)
+        if options.progress is not None:
+            options.progress("embedding", 0, len(missing))
         # Cache slice by slice: an interrupted build of a large corpus resumes where it stopped.
         for start in range(0, len(missing), EMBED_SLICE):
             hashes_slice = missing[start : start + EMBED_SLICE]
@@ -95,6 +104,8 @@ def _embed_with_cache(
             cache.put_many(key, fresh)
             cached.update(fresh)
             bar.update(len(hashes_slice))
+            if options.progress is not None:
+                options.progress("embedding", min(start + EMBED_SLICE, len(missing)), len(missing))
         bar.close()
     vectors = np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, embedder.dim), np.float32)
     return vectors.astype(np.float32, copy=False), len(missing)
@@ -137,6 +148,7 @@ def apply_changes(
             keyword=options.keyword,
             lock_timeout=options.lock_timeout,
             allow_model_change=replace_all,
+            on_damage="empty" if replace_all else options.on_damage,
         ) as writer,
     ):
         existing = writer.document_hashes()
@@ -169,7 +181,11 @@ def apply_changes(
             )
 
         t0 = time.perf_counter()
-        passages_by_doc = {doc.doc_id: chunker.chunk(doc) for doc in _progress(to_write, "chunking", options)}
+        passages_by_doc = {}
+        for done, doc in enumerate(_progress(to_write, "chunking", options)):
+            if options.progress is not None:
+                options.progress("chunking", done, len(to_write))
+            passages_by_doc[doc.doc_id] = chunker.chunk(doc)
         report.seconds["chunk"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -181,6 +197,8 @@ def apply_changes(
         report.seconds["embed"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        if options.progress is not None:
+            options.progress("publishing", 0, 1)
         for doc_id in sorted(removals):
             if doc_id not in incoming and writer.delete_document(doc_id):
                 report.removed += 1

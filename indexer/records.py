@@ -10,6 +10,7 @@ reports as a skipped line and the HTTP API as a 422.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,11 @@ class RecordError(ValueError):
 def _is_text(value: str) -> bool:
     """Storable text: no NUL and no lone surrogate (which JSON can carry but UTF-8 cannot store)."""
     return "\x00" not in value and not any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)
+
+
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character that is neither whitespace nor a format character (Unicode Cf)."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
 class DocumentRecord(BaseModel):
@@ -81,8 +87,8 @@ class DocumentRecord(BaseModel):
             raise ValueError("is required: the document's text")
         if not isinstance(value, str):
             raise ValueError("must be a string")
-        if not value.strip():
-            raise ValueError("must not be empty or blank")
+        if not _visible(value):  # zero-width and other format characters alone are as blank as spaces
+            raise ValueError("must not be empty or blank (format characters such as U+200B do not count)")
         if not _is_text(value):
             raise ValueError("must be valid Unicode text without NUL characters")
         return value

@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         lifespan=lifespan,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        # Starlette's slash redirect (/x/ -> /x) writes an absolute Location from the Host header the client sent;
+        # the one redirect the service needs (/static) is relative (service/routes/page.py).
+        redirect_slashes=False,
     )
     app.state.services = None
     app.state.keys = keys

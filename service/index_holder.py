@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from citesearch.search import Searcher, check_model_matches
-from index_store import IndexReader, IndexStoreError, current_version
+from index_store import IndexReader, IndexStoreError, ModelInfo, current_version
 from indexer.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,16 @@ class IndexHolder:
             return None if self._current is None else self._current.reader.version
 
     @property
+    def degraded(self) -> str | None:
+        """Why the served version is not simply the published one (a fallback, or files rebuilt in memory)."""
+        with self._lock:
+            loaded = self._current
+        if loaded is None:
+            return None
+        notes = [note for note in (self.last_error, loaded.reader.rebuilt) if note]
+        return "; ".join(notes) or None
+
+    @property
     def ready(self) -> bool:
         return self.version is not None
 
@@ -130,7 +140,14 @@ class IndexHolder:
             if wanted is None or wanted == self.version or wanted == self._failed_version:
                 return False
             try:
-                reader = IndexReader.open(self.index_dir, wanted, fallback=initial or self._current is None)
+                # The model is checked per version, so a version built by another model is passed over for an
+                # older one that matches, as a damaged one is (on the first load).
+                reader = IndexReader.open(
+                    self.index_dir,
+                    wanted,
+                    fallback=initial or self._current is None,
+                    expect_model=ModelInfo(self.embedder.name, self.embedder.dim, self.embedder.max_tokens),
+                )
             except (IndexStoreError, OSError) as exc:
                 self._note_failure(wanted, str(exc))
                 return False

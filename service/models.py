@@ -199,6 +199,11 @@ class ReadyResponse(BaseModel):
     status: Literal["ready", "not ready"]
     index_version: str | None
     reason: str | None = None
+    published_version: str | None = Field(None, description="The version CURRENT names (differs on a fallback)")
+    fallback: bool = Field(False, description="True when the published version could not be served as it is")
+    degraded: str | None = Field(
+        None, description="Why: the published version that was passed over, or the files rebuilt in memory"
+    )
 
 
 class PageConfigResponse(BaseModel):

@@ -40,9 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from index_store import IndexLockedError, current_version, list_versions
+from index_store import IndexLockedError, IndexStoreError, current_version, list_versions
 from index_store.manifest import Manifest
-from index_store.versions import VERSIONS_DIR
+from index_store.versions import VERSIONS_DIR, choose_base
 from indexer.documents import Document
 from indexer.embedder import Embedder
 from indexer.pipeline import BuildOptions, apply_changes
@@ -218,6 +218,45 @@ class Journal:
                     [(version, applied_at, seq) for seq in seqs],
                 )
 
+    def reopen_lost(self, base_version: str, marker: JournalMarker | None) -> list[int]:
+        """Put back in the queue every change marked applied in a version newer than ``base_version`` that
+        ``base_version`` does not hold (its journal marker ``marker`` is below the change's seq): the version that
+        held it was passed over as damaged, so the next version, built on ``base_version``, must apply it again.
+        Later changes of the same documents were applied after these (or are still pending), so replaying the queue
+        in seq order gives every document its latest state."""
+        with self._lock:
+            db = self._open(create=False)
+            if db is None:
+                return []
+            with self._transaction():
+                rows = db.execute(
+                    "SELECT seq FROM changes WHERE applied_version IS NOT NULL AND applied_version > ? ORDER BY seq",
+                    (base_version,),
+                ).fetchall()
+                lost = [int(r[0]) for r in rows if marker is None or not marker.holds(int(r[0]))]
+                db.executemany(
+                    "UPDATE changes SET applied_version = NULL, applied_at = NULL WHERE seq = ?", [(q,) for q in lost]
+                )
+        return lost
+
+    def first_pending_outside(self, seqs: Sequence[int]) -> int | None:
+        """The smallest seq not yet applied and not among ``seqs`` (None when there is none)."""
+        with self._lock:
+            db = self._open(create=False)
+            if db is None:
+                return None
+            rows = db.execute(
+                "SELECT seq FROM changes WHERE applied_version IS NULL ORDER BY seq LIMIT ?", (len(seqs) + 1,)
+            ).fetchall()
+        taken = set(seqs)
+        return next((int(r[0]) for r in rows if int(r[0]) not in taken), None)
+
+    def max_seq(self) -> int:
+        with self._lock:
+            db = self._open(create=False)
+            row = None if db is None else db.execute("SELECT MAX(seq) FROM changes").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
     def get(self, seq: int) -> Change | None:
         with self._lock:
             db = self._open(create=False)
@@ -274,11 +313,53 @@ class Journal:
 
 
 # -- the writer --------------------------------------------------------------------------------------------------
-def _journal_marker(manifest: Manifest, journal_id: str) -> int | None:
+@dataclass(frozen=True, slots=True)
+class JournalMarker:
+    """Which journal changes a version holds: every seq up to ``last_seq``, and the seqs in ``also`` (applied ahead
+    of an older one still pending: a small document published before a large one posted earlier)."""
+
+    last_seq: int
+    also: frozenset[int] = frozenset()
+
+    def holds(self, seq: int) -> bool:
+        return seq <= self.last_seq or seq in self.also
+
+    def to_dict(self, journal_id: str) -> dict[str, Any]:
+        return {"id": journal_id, "last_seq": self.last_seq, "also": sorted(self.also)}
+
+
+def journal_marker(manifest: Manifest, journal_id: str) -> JournalMarker | None:
     marker = manifest.extra.get("journal")
     if isinstance(marker, dict) and marker.get("id") == journal_id and isinstance(marker.get("last_seq"), int):
-        return int(marker["last_seq"])
+        also = marker.get("also") or []
+        return JournalMarker(int(marker["last_seq"]), frozenset(int(s) for s in also if isinstance(s, int)))
     return None
+
+
+def version_holds(manifest: Manifest | None, change: Change, journal_id: str) -> bool:
+    """Whether the version of ``manifest`` holds ``change``: it was applied in that version or an earlier one, and
+    the version's journal marker (the last change applied in its lineage) has reached it. A version with no marker
+    of this journal (a full re-index since) holds what was applied before it."""
+    if manifest is None or change.applied_version is None or change.applied_version > manifest.version:
+        return False
+    marker = journal_marker(manifest, journal_id)
+    return marker is None or marker.holds(change.seq)
+
+
+def reapply_lost(index_dir: Path, journal: Journal, base: Manifest) -> list[int]:
+    """Re-queue the journaled changes that only versions newer than ``base`` held (see ``Journal.reopen_lost``)."""
+    reopened = journal.reopen_lost(base.version, journal_marker(base, journal.journal_id))
+    if reopened:
+        log.error(
+            "%d journaled change(s) (seq %d..%d) were published only in index versions newer than %s, which were "
+            "passed over as damaged; they are applied again on %s",
+            len(reopened),
+            reopened[0],
+            reopened[-1],
+            base.version,
+            base.version,
+        )
+    return reopened
 
 
 @dataclass(slots=True)
@@ -289,6 +370,7 @@ class WriterStatus:
     batches: int = 0
     applied: int = 0
     since: float = field(default_factory=time.time)
+    progress: dict[str, Any] | None = None  # the batch being applied: seqs, phase, done/total
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -297,6 +379,7 @@ class WriterStatus:
             "last_version": self.last_version,
             "batches": self.batches,
             "applied": self.applied,
+            "progress": self.progress,
         }
 
 
@@ -330,6 +413,8 @@ class UpdateWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file: Any = None
+        # (version, file signature) of the base last found intact: a base is verified again only once it changes
+        self._checked_base: tuple[str, tuple[tuple[str, int, int], ...], Manifest] | None = None
 
     # -- control -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -364,11 +449,46 @@ class UpdateWriter:
             return False
         return True
 
+    def _base_manifest(self) -> Manifest | None:
+        """The version the next write builds on (``choose_base`` with fallback), verified once per change of it."""
+        current = current_version(self.index_dir)
+        if current is None:
+            return None
+        checked = self._checked_base
+        if (
+            checked is not None
+            and checked[0] == current
+            and _signature(self.index_dir / VERSIONS_DIR / current) == checked[1]
+        ):
+            return checked[2]
+        base = choose_base(self.index_dir, on_damage="fallback", rebuild_vectors=False)
+        if base is None:
+            return None
+        if base.manifest.version == current:
+            self._checked_base = (current, _signature(self.index_dir / VERSIONS_DIR / current), base.manifest)
+        return base.manifest
+
+    def _reconcile(self) -> bool:
+        """Re-queue changes only a passed-over (damaged) version held; True when some were."""
+        base = self._base_manifest()
+        return base is not None and bool(reapply_lost(self.index_dir, self.journal, base))
+
     def _run(self) -> None:
         has_role = standby_logged = False
         waiting_since: float | None = None
+        # A restart after damage may find changes that only a damaged version held, with nothing pending.
+        reconcile_due = self.journal.path.exists() and bool(self.journal.counts()["last_applied_seq"])
         while not self._stop.is_set():
             batch = self.journal.pending(self.batch_limit)
+            if reconcile_due and not has_role and self._take_writer_role():
+                has_role = True
+            if has_role and (batch or reconcile_due):
+                reconcile_due = False
+                try:
+                    if self._reconcile():
+                        continue  # the queue changed: take the batch again, in seq order
+                except (IndexStoreError, OSError, sqlite3.Error) as exc:
+                    log.warning("checking %s for changes only a damaged version held failed: %s", self.index_dir, exc)
             if not batch:
                 self.status.state = "idle"
                 self._wake.wait(self.poll_seconds)
@@ -393,7 +513,10 @@ class UpdateWriter:
                 continue  # recovery may have marked the batch
             try:
                 self.status.state = "applying"
-                self._apply(batch)
+                group = next_group(batch)
+                if any(is_large(c) for c in group) and not self._warm(group):
+                    continue  # small changes arrived while embedding it: they go first, the warm-up resumes later
+                self._apply(group)
                 if waiting_since is not None:
                     log.info(
                         "index lock released after %.1fs; journaled updates applied", time.monotonic() - waiting_since
@@ -427,22 +550,80 @@ class UpdateWriter:
         current = current_version(self.index_dir)
         if not pending or current is None:
             return
-        markers: list[tuple[str, int]] = []
+        markers: list[tuple[str, JournalMarker]] = []
         for name in list_versions(self.index_dir):
             if name > current:
                 continue
             with contextlib.suppress(Exception):
                 manifest = Manifest.read(self.index_dir / VERSIONS_DIR / name)
-                if (last := _journal_marker(manifest, self.journal.journal_id)) is not None:
-                    markers.append((name, last))
-        covered = [c for c in self.journal.pending(10**9) if markers and c.seq <= max(m for _, m in markers)]
-        for change in covered:
-            version = next(name for name, last in markers if last >= change.seq)
-            self.journal.mark_applied([change.seq], version)
+                if (marker := journal_marker(manifest, self.journal.journal_id)) is not None:
+                    markers.append((name, marker))
+        covered = []
+        for change in self.journal.pending(10**9):
+            version = next((name for name, marker in markers if marker.holds(change.seq)), None)
+            if version is not None:
+                self.journal.mark_applied([change.seq], version)
+                covered.append(change)
         if covered:
             log.info(
                 "%d journaled update(s) were already published before a restart; marked, not re-applied", len(covered)
             )
+
+    def _next_marker(self, batch: Sequence[Change]) -> JournalMarker:
+        """The marker of the version this batch publishes: what its base holds plus the batch. Every change below
+        the first one still pending outside the batch is held (applied ones were re-queued if their version was
+        lost); the batch's seqs above it go to ``also``."""
+        seqs = [c.seq for c in batch]
+        base = self._base_manifest()
+        base_marker = None if base is None else journal_marker(base, self.journal.journal_id)
+        first_pending = self.journal.first_pending_outside(seqs)
+        last = (first_pending - 1) if first_pending is not None else max(self.journal.max_seq(), max(seqs))
+        also = {q for q in (*seqs, *(base_marker.also if base_marker else ())) if q > last}
+        return JournalMarker(last, frozenset(also))
+
+    def _warm(self, group: Sequence[Change], slice_size: int = 256) -> bool:
+        """Embed the passages of the large documents in ``group`` into the embedding cache, slice by slice, without
+        the write lock. False as soon as a small change is pending (it is applied first; what was embedded stays
+        cached, so the next warm-up resumes there); True when every passage is cached."""
+        from index_store import EmbeddingCache
+        from indexer.chunker import Chunker
+        from indexer.pipeline import embedding_cache_key
+
+        seqs = {c.seq for c in group}
+        key = embedding_cache_key(self.embedder)
+        chunker = Chunker(self.embedder, self.options.chunker)
+        self.status.progress = {"seq_first": group[0].seq, "seq_last": group[-1].seq, "changes": len(group)}
+        try:
+            with EmbeddingCache(self.index_dir / "cache" / "embeddings.sqlite") as cache:
+                for change in group:
+                    if not is_large(change):
+                        continue
+                    self._progress("chunking", 0, 1)
+                    passages = chunker.chunk(document_from_record(change.document or {}))
+                    text_by_hash = {p.content_hash: p.embed_text for p in passages}
+                    missing = sorted(set(text_by_hash) - set(cache.get_many(key, sorted(text_by_hash))))
+                    for start in range(0, len(missing), slice_size):
+                        # One slice at least per warm-up, so a steady stream of small changes cannot starve it.
+                        if start > 0 and self._small_change_waiting(seqs):
+                            return False
+                        self._progress("embedding", start, len(missing))
+                        hashes = missing[start : start + slice_size]
+                        vectors = self.embedder.encode(
+                            [text_by_hash[h] for h in hashes], batch_size=self.options.batch_size
+                        )
+                        cache.put_many(key, dict(zip(hashes, vectors, strict=True)))
+            return not self._stop.is_set()
+        finally:
+            self.status.progress = None
+
+    def _small_change_waiting(self, seqs: set[int]) -> bool:
+        if self._stop.is_set():
+            return True
+        return any(c.seq not in seqs and not is_large(c) for c in self.journal.pending(self.batch_limit))
+
+    def _progress(self, phase: str, done: int, total: int) -> None:
+        if self.status.progress is not None:
+            self.status.progress = {**self.status.progress, "phase": phase, "done": done, "total": total}
 
     def _apply(self, batch: Sequence[Change]) -> None:
         latest: dict[str, Change] = {}
@@ -452,6 +633,8 @@ class UpdateWriter:
         upserts = [document_from_record(c.document or {}) for c in latest.values() if c.op == "upsert"]
         deletes = [c.doc_id for c in latest.values() if c.op == "delete"]
         last_seq = batch[-1].seq
+        marker = self._next_marker(batch)
+        self.status.progress = {"seq_first": batch[0].seq, "seq_last": last_seq, "changes": len(batch)}
         options = BuildOptions(
             chunker=self.options.chunker,
             batch_size=self.options.batch_size,
@@ -460,13 +643,18 @@ class UpdateWriter:
             vector_backend=self.options.vector_backend,
             keyword=self.options.keyword,
             derived_indexes=self.options.derived_indexes,
-            record={**self.options.record, "journal": {"id": self.journal.journal_id, "last_seq": last_seq}},
+            record={**self.options.record, "journal": marker.to_dict(self.journal.journal_id)},
+            on_damage="fallback",  # what the passed-over version held was re-queued by _reconcile
+            progress=self._progress,
         )
         started = time.perf_counter()
         # replace_all=False: documents not mentioned are kept (as `citesearch index --add` does).
-        report = apply_changes(
-            self.index_dir, self.embedder, upserts=upserts, deletes=deletes, replace_all=False, options=options
-        )
+        try:
+            report = apply_changes(
+                self.index_dir, self.embedder, upserts=upserts, deletes=deletes, replace_all=False, options=options
+            )
+        finally:
+            self.status.progress = None
         log.info(
             "applied journaled updates %d..%d (%d upserts, %d deletes) as %s: embedded %d passages, %d from "
             "cache, %.1fs",
@@ -489,6 +677,42 @@ class UpdateWriter:
         self.status.last_error = None
         self.status.batches += 1
         self.status.applied += len(batch)
+
+
+LARGE_DOCUMENT_CHARS = 100_000  # an upsert at least this long is applied in a batch of its own, after small ones
+
+
+def next_group(batch: Sequence[Change]) -> list[Change]:
+    """The changes to publish next, out of the pending ``batch`` (in seq order).
+
+    A large document takes long to chunk and embed (minutes for millions of characters): small changes posted after
+    it must not wait for it. So changes of documents that have no large upsert pending go first, in one batch; then
+    each large document, with the other pending changes of that same document, in a batch of its own (the last
+    change of a document still wins). The versions' journal markers record exactly which seqs each holds. A large
+    document's embeddings are computed before its batch, outside the write lock and interruptibly
+    (``UpdateWriter._warm``), so small changes arriving meanwhile go first and the large batch itself is short."""
+    large = {c.doc_id for c in batch if is_large(c)}
+    if not large:
+        return list(batch)
+    small = [c for c in batch if c.doc_id not in large]
+    if small:
+        return small
+    first = batch[0].doc_id
+    return [c for c in batch if c.doc_id == first]
+
+
+def is_large(change: Change) -> bool:
+    return change.op == "upsert" and len((change.document or {}).get("text") or "") >= LARGE_DOCUMENT_CHARS
+
+
+def _signature(version_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of a version's files: what a bit flip on disk usually changes."""
+    entries = []
+    for path in sorted(version_dir.rglob("*")):
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            entries.append((path.relative_to(version_dir).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return tuple(entries)
 
 
 class UpdateService:

@@ -165,3 +165,27 @@ def test_fast_sentence_offsets_equal_blingfires_own_wrapper() -> None:
         assert sentence_offsets(line) == blingfire.text_to_sentences_and_offsets(line)[1], line
         checked += 1
     assert checked > 50
+
+
+def test_a_run_longer_than_the_model_window_is_split_never_one_unknown_token(real_embedder) -> None:
+    """WordPiece reads a 100+ character word as one [UNK]: a 30,000-character run used to become one passage the
+    model saw as a single token. Now it is split to fit the window, and the splits are counted."""
+    import random
+    import string
+
+    rng = random.Random(3)
+    run = "".join(rng.choice(string.ascii_lowercase) for _ in range(30_000))
+    doc = _one_unit_doc(f"An ordinary opening sentence about rivers. {run} A closing sentence about lakes.")
+    chunker = Chunker(real_embedder)
+    passages = chunker.chunk(doc)
+    _assert_exact_and_within_units(doc, chunker)
+    assert len(passages) > 10 and chunker.stats.window_splits > 0
+    counts = real_embedder.count_tokens([p.embed_text for p in passages])
+    assert max(counts) <= real_embedder.max_tokens
+    assert min(counts[1:-1]) > 20  # every piece of the run is seen as many word pieces, not one [UNK]
+    start = doc.text.index(run)
+    covered = [False] * len(run)
+    for p in passages:
+        for i in range(max(p.char_start, start), min(p.char_end, start + len(run))):
+            covered[i - start] = True
+    assert all(covered)  # nothing of the run is dropped

@@ -127,3 +127,53 @@ def test_console_script_runs_end_to_end(tmp_path: Path) -> None:
     assert report["documents"] == 2 and report["passages"] > 10
     found = _run("search", ALIYEV, "--k", "1", "--index-dir", str(index_dir))
     assert found.returncode == 0 and "Constitutional amendments" in found.stdout and "article, chars" in found.stdout
+
+
+def test_escape_sequences_in_documents_are_escaped_in_human_output(tmp_path: Path, capsys) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "evil.txt").write_text(
+        "Harbour seals \x1b]0;owned\x07 rest on \x1b[31mred\x1b[0m rocks at low tide \u202egnihsif\u202c.",
+        encoding="utf-8",
+    )
+    index_dir = tmp_path / "index"
+    assert main(["index", str(corpus), "--index-dir", str(index_dir)]) == 0
+    capsys.readouterr()
+    assert main(["search", "harbour seals rocks", "--index-dir", str(index_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[31mred" in out and "\\u202e" in out
+    assert main(["search", "harbour seals rocks", "--index-dir", str(index_dir), "--json"]) == 0
+    assert "\x1b[31m" in json.loads(capsys.readouterr().out)["results"][0]["text"]  # JSON keeps the exact text
+
+
+def test_documents_over_the_size_limit_are_skipped_with_the_reason(tmp_path: Path, monkeypatch, capsys) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "small.txt").write_text("Otters hold hands while they sleep on the water.", encoding="utf-8")
+    (corpus / "huge.txt").write_text("Walruses haul out on ice floes. " * 40, encoding="utf-8")
+    monkeypatch.setenv("CITESEARCH_MAX_DOCUMENT_CHARS", "500")
+    index_dir = tmp_path / "index"
+    assert main(["index", str(corpus), "--index-dir", str(index_dir)]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "skipped" in captured.err and "huge.txt" in captured.err and "CITESEARCH_MAX_DOCUMENT_CHARS=500" in captured.err
+    )
+    assert "1 documents" in captured.out
+
+
+def test_a_sqlite_error_is_one_line_not_a_traceback(tmp_path: Path, seed_index) -> None:
+    index_dir = tmp_path / "index"
+    import shutil
+
+    shutil.copytree(seed_index[0], index_dir)
+    cache = index_dir / "cache" / "embeddings.sqlite"
+    cache.unlink()
+    cache.mkdir()  # the cache cannot be opened: sqlite3.OperationalError
+    new = tmp_path / "new.txt"
+    new.write_text("Puffins nest in burrows on cliff tops.", encoding="utf-8")
+    result = _run("index", str(new), "--add", "--index-dir", str(index_dir))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("citesearch: error: OperationalError"), result.stderr
+    assert "Traceback" not in result.stderr

@@ -23,7 +23,8 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from citesearch.settings import Settings
-from index_store import IndexReader
+from index_store import IndexCorruptError, IndexReader
+from index_store.check import repair_index
 from indexer.documents import Document, Unit
 from indexer.pipeline import apply_changes
 from service.app import create_app
@@ -529,6 +530,11 @@ def test_a_version_that_fails_its_checks_is_skipped_and_the_old_one_kept(holder_
     with holder.acquire() as lease:
         assert lease.reader.document("alpaca.txt") is not None
     assert holder.refresh() is False  # not retried on every poll
+    # A write on top of the damaged version stops (it would silently drop what only that version holds) and names
+    # the repair; after it, writes go on.
+    with pytest.raises(IndexCorruptError, match="check --repair"):
+        apply_changes(index_dir, real_embedder, upserts=[GLACIER], replace_all=False)
+    assert repair_index(index_dir).action == "fell_back"
     fixed = apply_changes(index_dir, real_embedder, upserts=[GLACIER], replace_all=False).version
     assert holder.refresh() and holder.version == fixed and holder.last_error is None
 

@@ -218,7 +218,7 @@ def test_writer_waits_for_the_cli_lock_and_searches_go_on(live) -> None:
         )
         summary = client.get("/updates").json()
         assert str(os.getpid()) in summary["writer"]["last_error"]  # names who holds the lock
-        assert client.get(f"/updates/{seq}").json()["status"] == "accepted"
+        assert client.get(f"/updates/{seq}").json()["status"] == "pending"
         # Searches are served meanwhile, from the version before the change (never blocked by the writer).
         search = client.get("/search", params={"q": "Aliyev conditions"})
         assert search.status_code == 200 and search.json()["index_version"] == summary["served_version"]
@@ -267,9 +267,12 @@ def hashing_index(tmp_path: Path) -> Path:
 class Server:
     """tests/updates_server.py in a subprocess, on a free loopback port."""
 
-    def __init__(self, index_dir: Path, log_path: Path, *, publish_sleep: float = 0.0) -> None:
+    def __init__(
+        self, index_dir: Path, log_path: Path, *, publish_sleep: float = 0.0, reload_interval: float = 0.2
+    ) -> None:
         self.log_path = log_path
         extra = ["--publish-sleep", str(publish_sleep)] if publish_sleep else []
+        extra += ["--reload-interval", str(reload_interval)]
         self.process, self.url = start_server_process(
             lambda port: [sys.executable, "-m", "tests.updates_server", str(index_dir), str(port), "--hashing", *extra],
             log_path,
@@ -335,7 +338,7 @@ def test_kill9_during_publish_then_restart_reapplies(tmp_path: Path, hashing_ind
     try:
         seq = server.http.post("/documents", json={"documents": [ZEBRA, GLACIER]}).json()["seq"][-1]
         wait_for(lambda: "PUBLISH-SLEEP" in server.log(), timeout=30, what="the publish to reach the switch")
-        assert server.http.get(f"/updates/{seq}").json()["status"] == "accepted"
+        assert server.http.get(f"/updates/{seq}").json()["status"] == "pending"
     finally:
         server.kill9()
     # The new version's folder is complete but CURRENT was never switched: the old version is served.
@@ -405,3 +408,99 @@ def test_soak_smoke(tmp_path: Path, seed_index, real_embedder) -> None:
     assert result.updates_accepted >= 5 and result.published == result.updates_accepted
     assert result.documents_checked >= 4 and result.searches >= 20
     assert "lost" in result.table() and result.to_dict()["ok"] is True
+
+
+# -- two servers on one folder --------------------------------------------------------------------------------------
+def test_the_standby_of_two_servers_never_says_published_for_a_version_it_does_not_serve(
+    tmp_path: Path, hashing_index: Path
+) -> None:
+    """Posted to the standby: the writer (the other server) publishes it, but until the standby serves a version
+    holding it, the standby says "published_elsewhere", naming both versions; then "published"."""
+    writer = Server(hashing_index, tmp_path / "writer.log")
+    standby = Server(hashing_index, tmp_path / "standby.log", reload_interval=15.0)
+    try:
+        first = writer.http.post("/documents", json=GLACIER).json()["seq"][0]
+        _published(writer.http, first)  # the writer role is now taken by `writer`
+        served_before = standby.http.get("/ready").json()["index_version"]
+        seq = standby.http.post("/documents", json=ZEBRA).json()["seq"][0]
+        status = wait_for(
+            lambda: (s := standby.http.get(f"/updates/{seq}").json())["status"] != "pending" and s,
+            timeout=30,
+            interval=0.05,
+            what="the writer to publish the standby's change",
+        )
+        # The standby reloads every 15 s from its start; the writer publishes within about a second.
+        assert status["served_version"] == served_before, status
+        assert status["status"] == "published_elsewhere", status
+        assert status["index_version"] > status["served_version"]
+        assert "zebra-finch" not in _top_doc_ids(standby.http, "zebra finches courtship song", k=10)
+        published = _published(standby.http, seq, timeout=30)
+        assert published["served_version"] >= published["index_version"]
+        assert "zebra-finch" in _top_doc_ids(standby.http, "zebra finches courtship song", k=10)
+        assert writer.http.get(f"/updates/{seq}").json()["status"] == "published"
+    finally:
+        standby.stop()
+        writer.stop()
+
+
+def test_out_of_range_update_numbers_are_4xx(hashing_index: Path) -> None:
+    with TestClient(_app(hashing_index, HashingEmbedder()), headers=AUTH) as client:
+        assert client.post("/documents", json=ZEBRA).status_code == 202  # the journal exists: SQLite is asked
+        for seq in ("9223372036854775808", "-1", "0", "99999999999999999999999"):
+            response = client.get(f"/updates/{seq}")
+            assert 400 <= response.status_code < 500, (seq, response.status_code)
+        assert client.get("/updates/9223372036854775807").status_code == 404
+
+
+def test_format_characters_alone_are_blank_and_oversized_documents_are_413(tmp_path: Path, hashing_index: Path) -> None:
+    with TestClient(_app(hashing_index, HashingEmbedder(), max_document_chars=200), headers=AUTH) as client:
+        for text in ("\u200b\u200c\u200d", "\ufeff \u2060\n\u200b", "\u00ad\u200e"):
+            response = client.post("/documents", json={"id": "zw", "text": text})
+            assert response.status_code == 422 and _error(response)["field"] == "text", (text, response.text)
+        response = client.post("/documents", json={"id": "big", "text": "Walruses haul out on ice floes. " * 10})
+        assert response.status_code == 413 and "CITESEARCH_MAX_DOCUMENT_CHARS" in _error(response)["message"]
+        batch = {"documents": [{"id": "ok", "text": "Otters sleep."}, {"id": "big", "text": "x " * 150}]}
+        response = client.post("/documents", json=batch)
+        assert response.status_code == 413 and _error(response)["field"] == "documents[1].text"
+        assert client.get("/updates").json()["accepted"] == 0  # nothing journaled
+        assert client.post("/documents", json={"id": "ok", "text": "Otters \u200bsleep."}).status_code == 202
+
+
+def test_a_large_document_does_not_hold_back_small_updates_and_its_progress_shows(
+    tmp_path: Path, hashing_index: Path
+) -> None:
+    from service.updates import LARGE_DOCUMENT_CHARS
+
+    words = " ".join(f"walrus{i} hauls out on the ice floe number {i} near the colony." for i in range(6000))
+    assert len(words) > 3 * LARGE_DOCUMENT_CHARS
+    # A slow embedder (4 ms a passage, as a real model on a busy CPU): the large document takes seconds to embed.
+    embedder = HashingEmbedder()
+    original = embedder.encode
+
+    def slow_encode(texts: Any, **kwargs: Any) -> Any:
+        time.sleep(0.004 * len(texts))
+        return original(texts, **kwargs)
+
+    embedder.encode = slow_encode  # type: ignore[method-assign]
+    app = _app(hashing_index, embedder, max_request_bytes=4_000_000)
+    with TestClient(app, headers=AUTH) as client:
+        big = client.post("/documents", json={"id": "big", "text": words}).json()["seq"][0]
+        progress: list[dict[str, Any]] = []
+
+        def embedding_started() -> bool:
+            writer = client.get("/updates").json()["writer"]
+            if writer["progress"]:
+                progress.append(writer["progress"])
+            return any(p.get("phase") == "embedding" and p["done"] > 0 for p in progress)
+
+        wait_for(embedding_started, timeout=120, interval=0.02, what="the large document to be embedding")
+        small = client.post("/documents", json=ZEBRA).json()["seq"][0]
+        small_status = _published(client, small, timeout=60)
+        big_status = _published(client, big, timeout=180)
+        # The small change, posted while the large one was being embedded, was published first, without it.
+        assert small_status["index_version"] < big_status["index_version"]
+        with IndexReader.open(hashing_index, small_status["index_version"]) as reader:
+            assert reader.document("big") is None and reader.document("zebra-finch") is not None
+        assert all(p["seq_first"] == big and p["total"] > 0 for p in progress if p.get("phase") == "embedding")
+    with _check_consistent(hashing_index) as reader:
+        assert {"big", "zebra-finch"} <= set(reader.document_ids())

@@ -1,6 +1,6 @@
 """The service in a subprocess for tests/test_updates.py, so a test can kill -9 it.
 
-    python -m tests.updates_server INDEX_DIR PORT [--hashing] [--publish-sleep SECONDS]
+    python -m tests.updates_server INDEX_DIR PORT [--hashing] [--publish-sleep SECONDS] [--reload-interval SECONDS]
 
 ``--hashing`` serves with the test HashingEmbedder (starts in a second instead of loading the model); the index must
 have been built with it. ``--publish-sleep`` makes every publish sleep just before it switches ``CURRENT`` (the
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("port", type=int)
     parser.add_argument("--hashing", action="store_true")
     parser.add_argument("--publish-sleep", type=float, default=0.0)
+    parser.add_argument("--reload-interval", type=float, default=0.2, help="seconds between checks for a new version")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         index_dir=args.index_dir,
         api_keys=f"tests:write:{KEY}",
-        reload_interval_seconds=0.2,
+        reload_interval_seconds=args.reload_interval,
         rate_limit_per_minute=0,
         _env_file=None,
     )

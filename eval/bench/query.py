@@ -130,12 +130,17 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time of the server process so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time so far of the server's processes (Linux /proc): the server runs in a session of
+        its own, so its process group holds it and, with --workers, its worker processes."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:  # the process group id
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK") if total else float("nan")
 
 
 # The benchmark measures capacity, not policy: the per-client rate limit (which would answer 429 to a load
@@ -144,7 +149,7 @@ class ServerProcess:
 SERVER_ENV = {"CITESEARCH_RATE_LIMIT_PER_MINUTE": "0", "CITESEARCH_REQUIRE_READ_KEY": "false"}
 
 
-def server_command(index_dir: Path, port: int) -> list[str]:
+def server_command(index_dir: Path, port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -158,6 +163,8 @@ def server_command(index_dir: Path, port: int) -> list[str]:
         str(port),
         "--log-level",
         "info",
+        "--workers",
+        str(workers),
     ]
 
 
@@ -169,6 +176,7 @@ def running_server(
     startup_timeout: float = 180.0,
     wait_for_warmup: bool = True,
     log: TextIO = sys.stderr,
+    workers: int = 1,
 ) -> Iterator[ServerProcess]:
     """``citesearch serve`` in a subprocess on a free loopback port; yields once /ready answers 200 (and the
     sentence warm-up logged that it finished); always stopped afterwards (SIGINT, then SIGTERM, then SIGKILL)."""
@@ -177,7 +185,7 @@ def running_server(
     with log_path.open("wb") as handle:
         # Its own session: a Ctrl-C in the terminal reaches only the benchmark, which then stops the server cleanly.
         process = subprocess.Popen(
-            server_command(index_dir, port),
+            server_command(index_dir, port, workers),
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -425,6 +433,7 @@ def run_query_bench(
     startup_timeout: float = 180.0,
     in_process_threads: int | None = 1,
     log: TextIO | None = None,
+    workers: Sequence[int] = (1,),
 ) -> BenchReport:
     """Measure in process, then start the server and load it; returns the report (not written).
 
@@ -466,38 +475,47 @@ def run_query_bench(
 
     rows: list[dict[str, Any]] = []
     results: dict[tuple[str, int], LoadResult] = {}
-    with tempfile.TemporaryDirectory(prefix="citesearch-bench-query-") as workdir:
-        say("starting citesearch serve…")
-        started = time.perf_counter()
-        with running_server(
-            index_dir,
-            Path(workdir),
-            startup_timeout=startup_timeout,
-            wait_for_warmup=settings.sentence_warmup and settings.sentence_cache_size > 0,
-            log=stream,
-        ) as server:
-            startup_seconds = time.perf_counter() - started
-            say(f"server ready at {server.base_url} after {startup_seconds:.1f}s")
-            for endpoint, concurrency in phases:
-                cpu_before, client_before = server.cpu_seconds(), time.process_time()
-                result = run_load(
-                    server.base_url,
-                    _requests(endpoint, pool, offsets[(endpoint, concurrency)]),
-                    total=requests,
-                    concurrency=concurrency,
-                    time_limit=time_limit,
-                    warmup=warmup,
-                    label=f"/{endpoint}",
-                )
-                server_cpu = server.cpu_seconds() - cpu_before
-                client_cpu = time.process_time() - client_before
-                results[(endpoint, concurrency)] = result
-                say(result.summary())
-                for sample in result.error_samples:
-                    say(f"  error: {sample}")
-                rows.append(_load_row(endpoint, concurrency, result, server_cpu, client_cpu, warmup))
-        server_log_tail = server.log_tail(5)
-    say(f"server stopped (exit code {server.exit_code})")
+    server_log_tail = ""
+    for worker_count in sorted(set(workers)):
+        with tempfile.TemporaryDirectory(prefix="citesearch-bench-query-") as workdir:
+            say(f"starting citesearch serve --workers {worker_count}…")
+            started = time.perf_counter()
+            with running_server(
+                index_dir,
+                Path(workdir),
+                startup_timeout=startup_timeout,
+                wait_for_warmup=settings.sentence_warmup and settings.sentence_cache_size > 0,
+                log=stream,
+                workers=worker_count,
+            ) as server:
+                startup_seconds = time.perf_counter() - started
+                say(f"server ready at {server.base_url} after {startup_seconds:.1f}s")
+                for endpoint, concurrency in phases:
+                    cpu_before, client_before = server.cpu_seconds(), time.process_time()
+                    result = run_load(
+                        server.base_url,
+                        _requests(endpoint, pool, offsets[(endpoint, concurrency)]),
+                        total=requests,
+                        concurrency=concurrency,
+                        time_limit=time_limit,
+                        warmup=warmup,
+                        label=f"/{endpoint}",
+                    )
+                    server_cpu = server.cpu_seconds() - cpu_before
+                    client_cpu = time.process_time() - client_before
+                    if worker_count == min(workers):  # the comparisons below are of the first worker count
+                        results[(endpoint, concurrency)] = result
+                    say(result.summary())
+                    for sample in result.error_samples:
+                        say(f"  error: {sample}")
+                    rows.append(
+                        {
+                            "workers": worker_count,
+                            **_load_row(endpoint, concurrency, result, server_cpu, client_cpu, warmup),
+                        }
+                    )
+            server_log_tail = server.log_tail(5)
+        say(f"server stopped (exit code {server.exit_code})")
 
     report = BenchReport(
         name="query",
@@ -519,6 +537,7 @@ def run_query_bench(
             "sentence_warmup": settings.sentence_warmup,
             "highlight_encode_budget": settings.highlight_encode_budget,
             "server": " ".join(server_command(index_dir, 0)[1:]).replace("--port 0", "--port <free>"),
+            "workers": sorted(set(workers)),
             "server_env": SERVER_ENV,
             "torch_threads": _torch_threads(),
             "in_process_torch_threads": in_process_threads,
@@ -594,6 +613,7 @@ def cmd_bench_query(args: argparse.Namespace, settings: Settings) -> int:
             warmup=args.warmup,
             in_process=args.in_process,
             in_process_threads=args.in_process_threads or None,
+            workers=args.workers,
         )
     except ServerError as exc:
         print(f"citesearch: error: {exc}", file=sys.stderr)
@@ -645,6 +665,13 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         default=1,
         metavar="N",
         help="torch intra-op threads for the in-process measurement (default 1; 0: leave as is)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_concurrency_list,
+        default=[1],
+        metavar="1,2",
+        help="run the HTTP load against `citesearch serve --workers N` for each N, side by side (default 1)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     parser.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from index_store import current_version
 from service.deps import ServicesDep
 from service.models import HealthResponse, PageConfigResponse, ReadyResponse
 
@@ -27,7 +28,16 @@ def ready(services: ServicesDep, response: Response) -> ReadyResponse:
             index_version=None,
             reason=services.holder.last_error or f"no index published in {services.holder.index_dir} yet",
         )
-    return ReadyResponse(status="ready", index_version=version)
+    # Still ready (serving a slightly older or in-memory repaired version beats serving nothing), but it says so.
+    degraded = services.holder.degraded
+    return ReadyResponse(
+        status="ready",
+        index_version=version,
+        reason=degraded,
+        published_version=current_version(services.holder.index_dir),
+        fallback=degraded is not None,
+        degraded=degraded,
+    )
 
 
 @router.get("/page-config")

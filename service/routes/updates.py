@@ -2,7 +2,10 @@
 
 A change is validated, journaled durably (fsynced) and answered 202 with its sequence number; the background writer
 publishes it in a new index version (service/updates.py). Poll ``GET /updates/{seq}`` until ``status`` is
-``"published"``: from then on searches on this server see the change.
+``"published"``: from then on searches on *this* server see the change. ``"published_elsewhere"``: a version holding
+it is published (by the server that applies the journal), but this server does not serve it yet (it will at its
+next reload); ``"pending"``: no published version holds it yet (or the one that did was lost to damage and the
+change is being applied again).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import sqlite3
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, Field
 
 from indexer.records import MAX_ID_CHARS, RecordError, parse_record, record_json_schema
@@ -26,6 +29,7 @@ from service.updates import (
     InvalidDocument,
     UpdateService,
     document_from_record,
+    version_holds,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ router = APIRouter(tags=["updates"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 503)
 }
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer: a larger seq is a 422, not an overflow (500)
 
 
 class AcceptedResponse(BaseModel):
@@ -49,7 +54,11 @@ class UpdateStatus(BaseModel):
     seq: int
     op: str = Field(description="upsert or delete")
     doc_id: str
-    status: str = Field(description='"accepted" (journaled, not yet searchable) or "published"')
+    status: str = Field(
+        description='"published" (the version this server searches holds the change), "published_elsewhere" (a '
+        'published version holds it, this server does not serve that version yet) or "pending" (journaled, no '
+        "published version holds it yet)"
+    )
     accepted_at: str
     index_version: str | None = Field(description="The first index version holding the change, once published")
     published_at: str | None
@@ -76,15 +85,22 @@ def _invalid(field: str, message: str, status: int = 422) -> ApiError:
     return ApiError(status, message, field=field)
 
 
-def _record(raw: Any, where: str) -> dict[str, Any]:
+def _record(raw: Any, where: str, max_chars: int) -> dict[str, Any]:
     """A posted document validated as a ``DocumentRecord`` (indexer/records.py, the jsonl loader's model), as the
-    record the journal stores."""
+    record the journal stores. Over ``max_chars`` (CITESEARCH_MAX_DOCUMENT_CHARS) it is a 413: one huge document
+    would otherwise hold the writer, and every update behind it, for minutes."""
     prefix = f"{where}." if where else ""
     try:
         record = parse_record(raw).model_dump()
     except RecordError as exc:
         field = (where or "body") if exc.field == "body" else f"{prefix}{exc.field}"
         raise _invalid(field, exc.message) from None
+    if len(record["text"]) > max_chars:
+        raise _invalid(
+            f"{prefix}text",
+            f"has {len(record['text']):,} characters; at most {max_chars:,} (CITESEARCH_MAX_DOCUMENT_CHARS)",
+            413,
+        )
     try:
         document_from_record(record)  # the indexer's parse: a text with nothing to index is refused now, not later
     except InvalidDocument as exc:
@@ -115,6 +131,7 @@ def post_documents(
     """Add or replace documents. Answered 202 once the change is journaled and fsynced; the writer publishes it in
     a new index version shortly after (poll `GET /updates/{seq}`)."""
     updates = _updates(services)
+    max_chars = services.settings.max_document_chars
     if isinstance(body, dict) and "documents" in body:
         extra = sorted(set(body) - {"documents"})
         if extra:
@@ -130,7 +147,7 @@ def post_documents(
                 f"at most {updates.max_batch_documents} documents per request, got {len(items)}",
                 status=413,
             )
-        records = [_record(item, f"documents[{i}]") for i, item in enumerate(items)]
+        records = [_record(item, f"documents[{i}]", max_chars) for i, item in enumerate(items)]
         first: dict[str, int] = {}
         for i, record in enumerate(records):
             if record["id"] in first:
@@ -139,7 +156,7 @@ def post_documents(
                 )
             first[record["id"]] = i
     else:
-        records = [_record(body, "")]
+        records = [_record(body, "", max_chars)]
     seqs = _accept(updates, [("upsert", r["id"], r) for r in records])
     return AcceptedResponse(seq=seqs, doc_ids=[r["id"] for r in records], index_version=services.holder.version)
 
@@ -178,26 +195,36 @@ def _accept(updates: UpdateService, changes: list[tuple[str, str, dict[str, Any]
         raise ApiError(503, f"cannot journal the change ({exc}); nothing was accepted, retry later") from None
 
 
-def _status(change: Change, services: Services) -> UpdateStatus:
+def _status(change: Change, services: Services, journal_id: str) -> UpdateStatus:
+    try:
+        with services.holder.acquire() as lease:
+            served = lease.reader.manifest
+    except IndexNotReady:
+        served = None
+    if version_holds(served, change, journal_id):
+        status = "published"
+    else:
+        status = "published_elsewhere" if change.published else "pending"
     return UpdateStatus(
         seq=change.seq,
         op=change.op,
         doc_id=change.doc_id,
-        status="published" if change.published else "accepted",
+        status=status,
         accepted_at=change.accepted_at,
         index_version=change.applied_version,
         published_at=change.applied_at,
-        served_version=services.holder.version,
+        served_version=None if served is None else served.version,
     )
 
 
 @router.get("/updates/{seq}", response_model=UpdateStatus, responses=_ERRORS, dependencies=[Depends(require_read)])
-def get_update(seq: int, services: ServicesDep) -> UpdateStatus:
-    """Whether change ``seq`` is published, and in which index version."""
-    change = _updates(services).journal.get(seq)
+def get_update(seq: Annotated[int, Path(ge=1, le=MAX_SEQ)], services: ServicesDep) -> UpdateStatus:
+    """Whether change ``seq`` is published on this server, and in which index version."""
+    journal = _updates(services).journal
+    change = journal.get(seq)
     if change is None:
         raise _invalid("seq", f"no update {seq} in the journal", 404)
-    return _status(change, services)
+    return _status(change, services, journal.journal_id)
 
 
 @router.get("/updates", response_model=UpdatesSummary, responses=_ERRORS, dependencies=[Depends(require_read)])
