@@ -25,6 +25,26 @@ class Unit:
     char_start: int
     char_end: int
     comment_no: int | None = None  # 1-based, in page order; only for section == "comment"
+    # What the page shows about a reader comment (all optional; only for section == "comment"):
+    comment_author: str | None = None
+    comment_date: str | None = None  # as shown on the page ("14. 01. 2020, 13:47", "vor 8 Stunden")
+    comment_date_iso: str | None = None  # ISO 8601 when the shown date parses
+    parent: int | None = None  # comment_no of the comment this one replies to
+    depth: int = 0  # 0 for a top-level comment, 1 for a reply to it, …
+
+    def fields(self) -> tuple[Any, ...]:
+        """Everything stored about the unit, in the order of the store's units JSON."""
+        return (
+            self.section,
+            self.char_start,
+            self.char_end,
+            self.comment_no,
+            self.comment_author,
+            self.comment_date,
+            self.comment_date_iso,
+            self.parent,
+            self.depth,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +69,10 @@ class Document:
             {
                 "title": self.title,
                 "text": self.text,
-                "units": [(u.section, u.char_start, u.char_end, u.comment_no) for u in self.units],
+                # Units without comment details hash as before, so an index built earlier is not re-chunked for nothing.
+                "units": [
+                    u.fields() if u.fields()[4:] != (None, None, None, None, 0) else u.fields()[:4] for u in self.units
+                ],
                 "url": self.url,
                 "metadata": self.metadata,
             },
