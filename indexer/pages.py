@@ -118,6 +118,15 @@ def _runs(lines: Sequence[_Line], section: Section) -> list[Unit]:
     return units
 
 
+def chrome_free_runs(text: str, start: int, end: int, section: Section = "article") -> list[Unit]:
+    """Units for ``text[start:end]`` with page-chrome lines (``CHROME_LINES``) left out, offsets into ``text``."""
+    lines = [
+        _Line(line.start + start, line.end + start, line.indent, line.text, line.after_blank)
+        for line in _lines(text[start:end])
+    ]
+    return _runs(lines, section)
+
+
 def _author_name(lines: list[_Line], lo: int, hi: int) -> tuple[int, str] | None:
     """Where "Latest posts by NAME (see all)" is, and NAME."""
     at = _first(lines, lo, hi, (AUTHOR_LINE,))

@@ -1,0 +1,124 @@
+"""One HTML page as stored text and units: article (trafilatura), author bio and reader comments (the markup).
+
+The stored text is the article as trafilatura extracts it, then the bio, then each comment, separated by blank
+lines; every unit is a span of that text, so citations quote it exactly. Lines of the extracted article that are
+the bio's or a comment's own lines are left out of the article (trafilatura sometimes keeps an author box or a
+comment), because they are stored, once, in their own part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from indexer.dates import to_iso
+from indexer.documents import Unit
+from indexer.html_pages import HtmlPage, read_html_page
+from indexer.pages import chrome_free_runs
+
+_TITLE_SEPARATORS = re.compile(r"\s+(?:[|»:–—-]|::)\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltPage:
+    title: str
+    text: str
+    units: tuple[Unit, ...]
+    url: str | None
+    metadata: dict[str, Any]
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: tuple[str, ...]) -> str | None:
+    """The headline as shown: an h1 the page's title contains (the title often appends the site name or puts a
+    kicker in front), else the title without a trailing site name."""
+    folded_title = _fold(title or "")
+    for h1 in headlines:
+        folded = _fold(h1)
+        if folded and len(folded) <= 300 and (folded in folded_title or (folded_title and folded_title in folded)):
+            return " ".join(h1.split())
+    if not title:
+        return next((" ".join(h.split()) for h in headlines if 0 < len(h) <= 300), None)
+    parts = _TITLE_SEPARATORS.split(title)
+    if len(parts) > 1:
+        tail = _fold(parts[-1]).replace(" ", "")
+        names = [_fold(n).replace(" ", "") for n in site_names if n]
+        if any(tail and (tail in n or n in tail) for n in names):
+            return _TITLE_SEPARATORS.split(title)[0].strip() if len(parts) == 2 else title[: title.rfind(parts[-1])].rstrip(" |»:–—-")
+    return " ".join(title.split())
+
+
+def _trafilatura(html: str) -> dict[str, Any]:
+    import trafilatura  # imported here: it takes half a second and only HTML needs it
+
+    extracted = trafilatura.extract(html, output_format="json", with_metadata=True, include_comments=False)
+    return json.loads(extracted) if extracted else {}
+
+
+def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
+    """The page's text and units; ``ValueError`` when it has no text at all."""
+    data = _trafilatura(html)
+    page: HtmlPage = read_html_page(html)
+    own_lines = set()
+    for chunk in [page.bio or "", *(c.text for c in page.comments)]:
+        own_lines.update(_fold(line) for line in chunk.split("\n") if len(line.split()) >= 4)
+    article_lines = [
+        line for line in (data.get("text") or "").replace("\r\n", "\n").split("\n") if _fold(line) not in own_lines
+    ]
+    article = "\n".join(article_lines).strip()
+    pieces: list[tuple[str, str, int | None]] = []  # (section, text, comment index)
+    if article:
+        pieces.append(("article", article, None))
+    if page.bio:
+        pieces.append(("author", page.bio, None))
+    for n, comment in enumerate(page.comments):
+        pieces.append(("comment", comment.text, n))
+    if not pieces:
+        raise ValueError("no main content found in the HTML")
+    text = ""
+    units: list[Unit] = []
+    language = data.get("language") or page.language
+    for section, piece, n in pieces:
+        if text:
+            text += "\n\n"
+        start = len(text)
+        text += piece
+        if section == "article":
+            units += chrome_free_runs(text, start, len(text))
+        elif section == "author":
+            units.append(Unit("author", start, len(text)))
+        else:
+            assert n is not None
+            c = page.comments[n]
+            units.append(
+                Unit(
+                    "comment",
+                    start,
+                    len(text),
+                    comment_no=n + 1,
+                    comment_author=c.author,
+                    comment_date=c.date,
+                    comment_date_iso=to_iso(c.date_iso or c.date, language),
+                    parent=None if c.parent is None else c.parent + 1,
+                    depth=c.depth,
+                )
+            )
+    site_names = tuple(n for n in (data.get("sitename"), data.get("hostname")) if isinstance(n, str))
+    title = choose_headline(data.get("title"), page.headlines, site_names) or fallback_title
+    metadata: dict[str, Any] = {}
+    for key, value in (
+        ("author", data.get("author")),
+        ("published", to_iso(data.get("date"), language)),
+        ("site_name", data.get("sitename") or data.get("hostname")),
+        ("canonical_url", page.canonical_url or data.get("source")),
+        ("language", language),
+    ):
+        if value:
+            metadata[key] = value
+    url = page.canonical_url or data.get("source") or None
+    return BuiltPage(title, text, tuple(units), url, metadata)
