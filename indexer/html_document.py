@@ -49,7 +49,11 @@ def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: t
         tail = _fold(parts[-1]).replace(" ", "")
         names = [_fold(n).replace(" ", "") for n in site_names if n]
         if any(tail and (tail in n or n in tail) for n in names):
-            return _TITLE_SEPARATORS.split(title)[0].strip() if len(parts) == 2 else title[: title.rfind(parts[-1])].rstrip(" |»:–—-")
+            return (
+                _TITLE_SEPARATORS.split(title)[0].strip()
+                if len(parts) == 2
+                else title[: title.rfind(parts[-1])].rstrip(" |»:–—-")
+            )
     return " ".join(title.split())
 
 

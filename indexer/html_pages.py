@@ -48,8 +48,8 @@ _COMMENT_ITEMTYPE = re.compile(r"schema\.org/(?:Comment|Answer)\b", re.IGNORECAS
 # Whole class/id tokens only: a body class such as "has-sidebar" says nothing about where the comments are.
 _NOT_A_COMMENT = re.compile(
     r"sidebar(?:[-_]\w+)?|secondary|widget[-_]area|widget_\w+|[\w-]*recent[-_]?comments?[\w-]*|"
-    r"[\w-]*(?:latest|last|popular|most)[-_]comments[\w-]*|pingback|trackback|respond|comment-respond|comment-form|"
-    r"commentform",
+    r"[\w-]*(?:popular|most)[-_]comments[\w-]*|pingback|trackback|respond|comment-respond|comment-form|commentform|"
+    r"[\w-]*(?:loader|load-more|more-comments|show-more)[\w-]*",
     re.IGNORECASE,
 )
 # Containers of replies: each one around a comment is one level of nesting.
@@ -57,7 +57,7 @@ _REPLY_CONTAINER = re.compile(
     r"(?:^|[-_ ])(?:children|child-comments|replies|indented|sub-?comments|nested|comment-replies)(?:$|[-_ ])",
     re.IGNORECASE,
 )
-_DEPTH_CLASS = re.compile(r"(?:^|\s)depth-(\d+)(?:\s|$)")
+_DEPTH_CLASS = re.compile(r"(?:^|\s)(?:[\w-]*[-_])?(?:depth|level)-(\d+)(?:\s|$)")
 # Furniture inside a comment box: who, when, and the buttons. Matched against class and id tokens.
 _AUTHOR_TOKEN = re.compile(
     r"(?:^|[-_])(?:author|fn|username|user-name|user|name|nick|nickname|commenter|poster)(?:$|[-_])", re.IGNORECASE
@@ -73,7 +73,10 @@ _FURNITURE_TAGS = frozenset({"form", "button", "img", "time", "input", "textarea
 _CONTENT_TOKEN = re.compile(
     r"(?:^|[-_])(?:content|text|texte|body|message|entry|comment-body|commenttext)$", re.IGNORECASE
 )
-_SAYS = re.compile(r"\s*(?:says|said|sagt|schreibt|meint|dit|dice|escribe|a écrit)\s*:?\s*$", re.IGNORECASE)
+_SAYS = re.compile(
+    r"\s*(?:says|said|wrote|sagt|schreibt|meint|dit|dice|dijo|escribe|escribió|a écrit)\s*:?\s*$", re.IGNORECASE
+)
+_BY = re.compile(r"^(?:comment by|kommentar von|von|by|par|por)\s+", re.IGNORECASE)
 # Author bio boxes: marked by class/id, or introduced by a heading in one of the set's languages.
 _BIO_TOKEN = re.compile(
     r"author[-_]?(?:bio|box|info|description|about|details|card|profile)|about[-_]?(?:the[-_]?)?author|"
@@ -86,6 +89,12 @@ _BIO_HEADING = re.compile(
     re.IGNORECASE,
 )
 MIN_BIO_WORDS = 6
+# A shown date somewhere in a line: day/month/year in digits or with a month name, optionally a time.
+_DATE_IN_TEXT = re.compile(
+    r"\d{1,2}[./]\s?\d{1,2}[./,]\s?\d{2,4}(?:[^\n\d]{0,6}\d{1,2}[:.h]\d{2})?|"
+    r"\d{1,2}\.?\s+[A-Za-zÄÖÜäöüéû]{3,}\.?\s+\d{4}(?:[^\n\d]{0,8}\d{1,2}[:.h]\d{2})?|"
+    r"[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4}(?:[^\n\d]{0,8}\d{1,2}[:.]\d{2}\s?(?:[ap]\.?m\.?)?)?",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +173,17 @@ def _is_comment_element(el: etree._Element) -> bool:
         return True
     if _COMMENT_ITEMTYPE.search(el.get("itemtype") or "") or (el.get("itemprop") or "").lower() == "comment":
         return True
-    return any(_COMMENT_CLASS.fullmatch(token) for token in (el.get("class") or "").split())
+    classes = (el.get("class") or "").split()
+    if any(_CONTENT_TOKEN.search(token) for token in classes):
+        return False  # the text part of a comment ("comment-content"), not the comment
+    return any(_COMMENT_CLASS.fullmatch(token) for token in classes)
 
 
 def _excluded(el: etree._Element) -> bool:
     """Inside a sidebar, a form, a pingback, … (checked on the element and its ancestors)."""
     node: etree._Element | None = el
     while node is not None and isinstance(node.tag, str) and _tag(node) not in {"body", "html"}:
-        if _tag(node) in {"form", "textarea", "aside", "nav"}:
+        if _tag(node) in {"form", "textarea", "nav"}:
             return True
         if any(_NOT_A_COMMENT.fullmatch(token) for token in _tokens(node)):
             return True
@@ -218,8 +230,15 @@ def _author(box: etree._Element, inner: list[etree._Element]) -> str | None:
     if name is None and box.get("data-authorname"):
         name = box.get("data-authorname")
     if name is None:
+        # "<cite>Comment by <a>NAME</a> — date</cite>", "<cite><strong>NAME</strong> dijo:</cite>"
+        for cite in (el for el in inner if _tag(el) == "cite"):
+            inside = [c for c in cite.iter() if _tag(c) in {"a", "strong", "b"} and visible_text(c)]
+            name = visible_text(inside[0]) if inside else visible_text(cite)
+            if name:
+                break
+    if not name:
         return None
-    name = _SAYS.sub("", name).strip()
+    name = _BY.sub("", _SAYS.sub("", name.split("\n")[0])).strip(" ,")
     return name or None
 
 
@@ -231,6 +250,13 @@ def _date(inner: list[etree._Element]) -> tuple[str | None, str | None]:
             return shown, el.get("datetime")
     dated = [el for el in inner if any(_DATE_TOKEN.search(t) for t in _tokens(el))]
     shown = _first_text(dated)
+    if shown is None:
+        # A date printed next to the name in a <cite> or a metadata line: its text after a dash, "am", "on", "le".
+        for el in inner:
+            if _tag(el) == "cite" or any("meta" in t.lower() for t in _tokens(el)):
+                match = _DATE_IN_TEXT.search(visible_text(el))
+                if match:
+                    return match.group(0).strip(), None
     return shown, None
 
 
@@ -241,6 +267,10 @@ def _box_text(box: etree._Element, nested: set[etree._Element]) -> tuple[str, li
     # The outermost content element, if any: everything else in the box is furniture around it.
     roots = [el for el in content if not any(o in el.iterancestors() for o in content)]
     furniture = {el for el in inner if _furniture(el, box) and not any(r in el.iterancestors() for r in roots)}
+    # "<cite>NAME dijo:</cite>" / "<cite>Comment by NAME — date</cite>": a name line, not comment text.
+    furniture |= {
+        el for el in inner if _tag(el) == "cite" and (_SAYS.search(visible_text(el)) or _BY.match(visible_text(el)))
+    }
     skip = nested | furniture
     if roots:
         text = "\n".join(t for t in (visible_text(r, skip) for r in roots) if t)
@@ -282,6 +312,8 @@ def extract_comments(root: etree._Element) -> list[HtmlComment]:
         text, inner = _box_text(el, nested)
         if len(re.findall(r"\w", text)) < 2:
             continue  # a wrapper whose comment sits in a nested element, or an empty anchor
+        if nested and not _COMMENT_ID.search(el.get("id") or "") and any(_tag(d) == "form" for d in inner):
+            continue  # the comment section around the list and the reply form ("Your comment *"), not a comment
         boxes.append((el, text, inner))
     box_set = {b[0] for b in boxes}
     # A box inside another box's text would be counted twice: keep the inner one only when the outer has own text.
@@ -294,6 +326,16 @@ def extract_comments(root: etree._Element) -> list[HtmlComment]:
     comments: list[HtmlComment] = []
     last_at_depth: dict[int, int] = {}
     for n, (el, text, inner) in enumerate(boxes):
+        # Name and date may sit in the wrapper around the box (Drupal's article around the comment body).
+        wrapper = next((a for a in el.iterancestors() if a in marked_set), None)
+        if (
+            wrapper is not None
+            and wrapper not in box_set
+            and not any(
+                b is not el and wrapper in b.iterancestors() for b in box_set if b in set(wrapper.iterdescendants())
+            )
+        ):
+            inner = list(_descendants_outside(wrapper, {b for b in box_set if b is not el}))
         author = _author(el, inner)
         if author is None:
             for node in [el, *list(el.iterancestors())[:2]]:
@@ -322,6 +364,23 @@ def extract_comments(root: etree._Element) -> list[HtmlComment]:
         for deeper in [d for d in last_at_depth if d > depth]:
             del last_at_depth[deeper]
         comments.append(HtmlComment(text, author, shown, iso, parent, depth))
+    # Where most boxes name their author, a box with neither name nor date is a notice, not a reader comment.
+    if sum(1 for c in comments if c.author) * 2 > len(comments):
+        keep = [i for i, c in enumerate(comments) if c.author or c.date]
+        if len(keep) < len(comments):
+            renumber = {old: new for new, old in enumerate(keep)}
+            comments = [
+                HtmlComment(
+                    c.text,
+                    c.author,
+                    c.date,
+                    c.date_iso,
+                    renumber.get(c.parent) if c.parent is not None else None,
+                    c.depth,
+                )
+                for i, c in enumerate(comments)
+                if i in renumber
+            ]
     return comments
 
 
