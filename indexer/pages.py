@@ -23,7 +23,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from indexer.dates import to_iso
 from indexer.documents import Section, Unit
+from indexer.pasted_comments import PastedComment, find_section
 from indexer.sentences import sentence_spans
 
 MAX_TITLE_CHARS = 120
@@ -67,6 +69,7 @@ CHROME_LINES: tuple[re.Pattern[str], ...] = (
 class ParsedPage:
     title: str
     units: tuple[Unit, ...]
+    chrome_chars: int = 0  # characters of non-blank lines that are in no unit (menus, buttons, forms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +243,93 @@ def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> P
     comments_at = _first(lines, body_from, content_end, (COMMENTS_HEADER,))
     body_end = content_end if comments_at is None else comments_at
 
+    comment_units: list[Unit] = []
+    if comments_at is not None:
+        comment_units = _comments(lines[comments_at + 1 : content_end])
+    if not (_numbered(lines, comments_at) or _counted(lines, comments_at, content_end, comment_units)):
+        # No numbered comment list after a header: look for the shapes of pasted comment sections instead.
+        section = find_section([line.text for line in lines], body_from)
+        if section is not None:
+            body_end = section.header
+            comment_units = [_pasted_unit(lines, c, n) for n, c in enumerate(section.comments, start=1)]
+        else:
+            # Unclear structure: the page stays one article (nothing after a false header is lost).
+            body_end, comment_units = content_end, []
+
     author = _author_name(lines, body_from, body_end)
     bio_at = _find_bio(lines, body_from, body_end, author)
     article_end = body_end if bio_at is None else _author_box_start(lines, body_from, bio_at, author)
     units = _runs(lines[body_from:article_end], "article")
     if bio_at is not None:
         units.append(Unit("author", lines[bio_at].start, lines[bio_at].end))
-    if comments_at is not None:
-        units += _comments(lines[comments_at + 1 : content_end])
+    units += comment_units
     given = title.strip() if title else None
-    return ParsedPage(given or headline or _first_sentence(text, units) or fallback_title, tuple(units))
+    if marker is None and given is None:
+        headline = guess_headline(lines[body_from:body_end])
+    covered = sum(u.char_end - u.char_start for u in units)
+    chrome = max(0, sum(line.end - line.start for line in lines) - covered)
+    return ParsedPage(given or headline or _first_sentence(text, units) or fallback_title, tuple(units), chrome)
+
+
+def _numbered(lines: list[_Line], comments_at: int | None) -> bool:
+    """Whether the comment list after the header is numbered "1. ", "2. ", … (the seeds' shape)."""
+    if comments_at is None:
+        return False
+    following = lines[comments_at + 1 : comments_at + 4]
+    return any(COMMENT_NUMBER.match(line.text) and line.text.startswith("1") for line in following)
+
+
+def _counted(lines: list[_Line], comments_at: int | None, content_end: int, units: list[Unit]) -> bool:
+    """Whether an unnumbered list after the header is the comments: the reply form closes it and the header's count
+    ("2 Comments") is the number of paragraphs. A counter under the byline ("2 responses") with the article after it
+    does not pass: the article has more paragraphs than the count."""
+    if comments_at is None or content_end >= len(lines) or not units:
+        return False
+    count = re.match(r"\d+", lines[comments_at].text)
+    return count is not None and int(count.group()) == len(units)
+
+
+def _pasted_unit(lines: list[_Line], comment: PastedComment, n: int) -> Unit:
+    return Unit(
+        "comment",
+        lines[comment.first].start,
+        lines[comment.last].end,
+        comment_no=n,
+        comment_author=comment.author,
+        comment_date=comment.date,
+        comment_date_iso=to_iso(comment.date),
+    )
+
+
+# A headline: a line of a few words that is not a sentence of the body, a date, a menu entry or a button.
+_NOT_HEADLINE = re.compile(
+    r".*(?:\||»|©|cookie|newsletter|login|log in|anmelden|abonn|menu|menü|search|suche|skip to|zum inhalt).*",
+    re.IGNORECASE,
+)
+MIN_HEADLINE_WORDS = 3
+MAX_HEADLINE_WORDS = 25
+LONG_PARAGRAPH_WORDS = 30
+HEADLINE_WINDOW = 12
+
+
+def guess_headline(lines: Sequence[_Line]) -> str | None:
+    """The line most like a headline: among the lines just before the first long paragraph, the longest one that
+    has a headline's length and is not a sentence, a date, a menu entry or a button."""
+    first_long = next((i for i, line in enumerate(lines) if _words(line) >= LONG_PARAGRAPH_WORDS), None)
+    if first_long is None:
+        return None
+    best: _Line | None = None
+    for line in lines[max(0, first_long - HEADLINE_WINDOW) : first_long]:
+        words = _words(line)
+        if not MIN_HEADLINE_WORDS <= words <= MAX_HEADLINE_WORDS or line.text.endswith((".", ":", ",")):
+            continue
+        if _NOT_HEADLINE.fullmatch(line.text) or _DATEISH.search(line.text) or _matches(line, CHROME_LINES):
+            continue
+        if best is None or len(line.text) > len(best.text):
+            best = line
+    return " ".join(best.text.split()) if best is not None else None
+
+
+_DATEISH = re.compile(
+    r"\b\d{1,2}[./]\s?\d{1,2}[./]\s?\d{2,4}\b|\b(?:19|20)\d{2}\b.*\d{1,2}:\d{2}|^(?:von|by|par|por)\s", re.I
+)
