@@ -19,12 +19,12 @@ from dataclasses import dataclass
 _N = r"(?:\d+|no|one|two|ein|eine|einen|zwei|un|une|deux|uno|una|dos)"
 HEADER_SHAPES: tuple[str, ...] = (
     # English
-    rf"{_N}\s+(?:comments?|responses?|replies|thoughts?)(?:\s+(?:on|to)\s+.*)?",
+    rf"{_N}\s*(?:comments?|responses?|replies|thoughts?)(?:\s+(?:on|to)\s+.*)?",
     r"there (?:are|is) {n}\s+comments?".replace("{n}", _N),
     r"(?:reader\s+)?comments?(?:\s*\(\d+\))?|discussion|join the discussion|responses",
     # German
-    rf"{_N}\s+(?:kommentare?|leserkommentare?|gedanken|antworten|ergänzungen|reaktionen|meinungen)(?:\s+(?:zu|auf)\s+.*)?",
-    r"(?:leser)?kommentare?(?:\s*\(\d+\))?|diskussion|ihre meinung",
+    rf"{_N}\s*(?:kommentare?|leser-?kommentare?|gedanken|antworten|ergänzungen|reaktionen|meinungen)(?:\s+(?:zu|auf)\s+.*)?",
+    r"(?:leser-?)?kommentare?(?:\s*\(\d+\))?|diskussion|ihre meinung",
     # French
     rf"{_N}\s+(?:commentaires?|réponses?|réactions?)(?:\s+(?:à|sur|pour)\s+.*)?",
     r"commentaires?(?:\s*\(\d+\))?|réactions",
@@ -69,6 +69,9 @@ _DATE = re.compile(
     r"(?:vor|il y a|hace)\s+\d+\s+\w+|\d+\s+(?:minutes?|hours?|days?|weeks?|months?|years?)\s+ago)",
     re.IGNORECASE,
 )
+_REPLY_TAIL = re.compile(
+    r"\s*[-–|/]?\s*(?:" + "|".join(re.escape(w) for w in REPLY_WORDS) + r")\s*[↓↑→]?\s*$", re.IGNORECASE
+)
 _VOTES = re.compile(r"[+-]?\d{1,5}|\d+\s*(?:likes?|votes?|points?)", re.IGNORECASE)
 
 
@@ -99,7 +102,8 @@ def _is_reply(text: str) -> bool:
 
 
 def _date_line(text: str) -> bool:
-    """A line that is a date (and maybe a time), nothing else of substance."""
+    """A line that is a date (and maybe a time and a "Reply" button), nothing else of substance."""
+    text = _REPLY_TAIL.sub("", text)
     match = _DATE.search(text)
     return match is not None and len(text) <= 60 and len(_DATE.sub("", text).split()) <= 4
 
@@ -145,59 +149,74 @@ def find_section(lines: Sequence[str], lo: int = 0) -> CommentSection | None:
     return None
 
 
+def _name_line(text: str) -> bool:
+    """A line that can be a commenter's name: a few words, not a sentence, not a date."""
+    words = text.split()
+    return 0 < len(words) <= MAX_NAME_WORDS and not text.rstrip().endswith((".", "!", "?", ",", ";")) and not (
+        _date_line(text)
+    )
+
+
 def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
-    """Cut ``lines[header+1:end]`` into comments at their name lines and "Reply" buttons."""
-    has_reply = sum(1 for t in lines[header + 1 : end] if _is_reply(t)) >= MIN_MARKERS
+    """Cut ``lines[header+1:end]`` into comments: the text between the *head blocks* of consecutive comments.
+
+    A head block is a run of furniture lines: "NAME says:", "NAME DATE", date lines, "Reply" buttons and pingback
+    lines, plus the name line and running number just above a date and the vote count just above a button. Whether
+    a page prints its "Reply" button after the text or before it, the text lies between two head blocks.
+    """
+    head = [False] * len(lines)
+    for i in range(header + 1, end):
+        t = lines[i]
+        head[i] = bool(_says(t) or _name_date(t) or _date_line(t) or _is_reply(t) or PINGBACK.fullmatch(t))
+    for i in range(header + 1, end):
+        t = lines[i]
+        if _is_reply(t) and i - 1 > header and _VOTES.fullmatch(lines[i - 1]):
+            head[i - 1] = True
+        if (_date_line(t) or _says(t)) and not _is_reply(t):
+            j = i - 1
+            if j > header and not head[j] and _name_line(lines[j]):
+                head[j] = True
+                j -= 1
+            if j > header and not head[j] and _VOTES.fullmatch(lines[j]):
+                head[j] = True
+    # Runs of non-head lines are comment texts; the head block in front of each names it.
+    reply_after_text = sum(
+        1 for i in range(header + 2, end) if _is_reply(lines[i]) and not head[i - 1]
+    ) > sum(1 for i in range(header + 2, end) if _is_reply(lines[i]) and head[i - 1])
     comments: list[PastedComment] = []
-    chrome = 1  # the header
+    chrome = 1 + sum(head[header + 1 : end])
     i = header + 1
+    block_start = i
     while i < end:
-        author = date = None
-        # The comment's head: "NAME says:", "NAME DATE", a bare name before a date line, date lines.
-        while i < end:
-            t = lines[i]
-            says = _says(t)
-            nd = _name_date(t)
-            if says is not None and author is None:
-                author = says.group("name").strip()
-            elif nd is not None and author is None:
-                author, date = nd
-            elif _date_line(t) and date is None:
-                date = t.strip()
-            elif (
-                author is None
-                and i + 1 < end
-                and len(t.split()) <= MAX_NAME_WORDS
-                and (_date_line(lines[i + 1]) or _says(lines[i + 1]))
-                and not t.rstrip().endswith((".", "!", "?"))
-            ):
-                author = t.strip()
-            elif PINGBACK.fullmatch(t) or _is_reply(t):
-                pass
-            else:
-                break
-            chrome += 1
+        if head[i]:
             i += 1
+            continue
         start = i
-        # The comment's text: up to its "Reply" button, or up to the next head where the page prints none.
-        while i < end and not _is_reply(lines[i]):
-            if i > start and not has_reply and (_says(lines[i]) or _name_date(lines[i])):
-                break
-            if PINGBACK.fullmatch(lines[i]):
-                break
+        while i < end and not head[i]:
             i += 1
-        stop = i
-        while stop > start and _VOTES.fullmatch(lines[stop - 1]):
-            stop -= 1  # vote counts just above the button
-            chrome += 1
-        if stop > start and not PINGBACK.fullmatch(lines[start]):
-            comments.append(PastedComment(start, stop - 1, author, date))
-        elif stop > start:
-            chrome += stop - start
-        if i < end and PINGBACK.fullmatch(lines[i]):
-            chrome += 1
-            i += 1
-            while i < end and not _is_reply(lines[i]) and not _marker(lines[i]):
-                chrome += 1
-                i += 1
+        block = lines[block_start:start]
+        if not any(head[k] for k in range(block_start, start)) or any(PINGBACK.fullmatch(t) for t in block[-1:]):
+            chrome += i - start  # text before the first head, or a pingback's excerpt
+        elif reply_after_text and (i >= end or not _is_reply(lines[i])):
+            chrome += i - start  # after the last comment's button: the form and the footer
+        else:
+            author, date = _who(block)
+            comments.append(PastedComment(start, i - 1, author, date))
+        block_start = i
     return CommentSection(header, end, tuple(comments), chrome)
+
+
+def _who(block: Sequence[str]) -> tuple[str | None, str | None]:
+    """Name and date shown in a comment's head block."""
+    author = date = None
+    for k, t in enumerate(block):
+        says, nd = _says(t), _name_date(t)
+        if says is not None and author is None:
+            author = says.group("name").strip()
+        elif nd is not None and author is None:
+            author, date = nd
+        elif _date_line(t) and date is None:
+            date = _REPLY_TAIL.sub("", t).strip()
+            if author is None and k > 0 and _name_line(block[k - 1]) and not _is_reply(block[k - 1]):
+                author = block[k - 1].strip()
+    return author, date
