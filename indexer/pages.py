@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from indexer.dates import to_iso
 from indexer.documents import Section, Unit
-from indexer.pasted_comments import PastedComment, find_section
+from indexer.pasted_comments import PastedComment, find_section, is_date_line
 from indexer.sentences import sentence_spans
 
 MAX_TITLE_CHARS = 120
@@ -276,7 +276,11 @@ def _numbered(lines: list[_Line], comments_at: int | None) -> bool:
     if comments_at is None:
         return False
     following = lines[comments_at + 1 : comments_at + 4]
-    return any(COMMENT_NUMBER.match(line.text) and line.text.startswith("1") for line in following)
+    # "1. Juli 2018 um 11:08" is a date, not the first list number.
+    return any(
+        COMMENT_NUMBER.match(line.text) and line.text.startswith("1") and not is_date_line(line.text)
+        for line in following
+    )
 
 
 def _counted(lines: list[_Line], comments_at: int | None, content_end: int, units: list[Unit]) -> bool:

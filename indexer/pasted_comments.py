@@ -127,6 +127,10 @@ def _name_date(text: str) -> tuple[str, str] | None:
     return None
 
 
+def is_date_line(text: str) -> bool:
+    return _date_line(text)
+
+
 def _marker(text: str) -> bool:
     return _is_reply(text) or _says(text) is not None or _name_date(text) is not None
 
