@@ -250,7 +250,7 @@ def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> P
         # No numbered comment list after a header: look for the shapes of pasted comment sections instead.
         section = find_section([line.text for line in lines], body_from)
         if section is not None:
-            body_end = section.header
+            body_end = section.header if section.header_line else section.header + 1
             comment_units = [_pasted_unit(lines, c, n) for n, c in enumerate(section.comments, start=1)]
         else:
             # Unclear structure: the page stays one article (nothing after a false header is lost).

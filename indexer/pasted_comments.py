@@ -21,16 +21,21 @@ HEADER_SHAPES: tuple[str, ...] = (
     # English
     rf"{_N}\s*(?:comments?|responses?|replies|thoughts?)(?:\s+(?:on|to)\s+.*)?",
     r"there (?:are|is) {n}\s+comments?".replace("{n}", _N),
-    r"(?:reader\s+)?comments?(?:\s*\(\d+\))?|discussion|join the discussion|responses",
+    r"(?:reader\s+)?comments(?:\s*\(\d+\))?|discussion|join the discussion|responses",
+    r"[{(\[]?\s*{n}\s*(?:comments?|responses?)\b.{0,60}?[})\]]?".replace("{n}", _N),
+    r"(?:your|ihre|vos|tus|sus)\s+(?:comments|kommentare|réactions|commentaires|comentarios|reacciones)",
+    # A header with the invitation to write on the same line: "Kommentare Schreibe einen Kommentar".
+    r"(?:comments|kommentare|commentaires|comentarios)\s+(?:schreibe|leave|add|hinterlasse|verfasse|écrire|laisser|"
+    r"ajouter|deja|dejar|escribe)\b.{0,40}",
     # German
     rf"{_N}\s*(?:kommentare?|leser-?kommentare?|gedanken|antworten|ergänzungen|reaktionen|meinungen)(?:\s+(?:zu|auf)\s+.*)?",
-    r"(?:leser-?)?kommentare?(?:\s*\(\d+\))?|diskussion|ihre meinung",
+    r"(?:leser-?)?kommentare(?:\s*\(\d+\))?|diskussion|ihre meinung",
     # French
     rf"{_N}\s+(?:commentaires?|réponses?|réactions?)(?:\s+(?:à|sur|pour)\s+.*)?",
-    r"commentaires?(?:\s*\(\d+\))?|réactions",
+    r"commentaires(?:\s*\(\d+\))?|réactions",
     # Spanish
     rf"{_N}\s+(?:comentarios?|respuestas?)(?:\s+(?:a|en|para)\s+.*)?",
-    r"comentarios?(?:\s*\(\d+\))?",
+    r"comentarios(?:\s*\(\d+\))?|se han publicado\s+{n}\s+comentarios?|{n}\s+comentarios?\b.{0,60}".replace("{n}", _N),
 )
 REPLY_WORDS: tuple[str, ...] = (
     "reply", "log in to reply", "antworten", "antwort", "répondre", "repondre", "responder", "responde",
@@ -44,12 +49,18 @@ FORM_SHAPES: tuple[str, ...] = (
     r"laisser un commentaire.*|laisser une réponse.*|ajouter un commentaire.*",
     r"(?:deja|dejar|deje) (?:un|una) (?:comentario|respuesta).*",
     r"your email address will not be published.*|ihre e-mail-adresse wird nicht veröffentlicht.*",
+    # A sidebar of other articles' comments starts: it is not this page's comment list.
+    r"(?:recent|latest|neueste|aktuelle|letzte|derniers|últimos)\s+(?:comments|kommentare|commentaires|comentarios)",
+    r"comentarios recientes|commentaires récents",
 )
+_PINGBACK_EXCERPT = re.compile(r"\[(?:…|\.\.\.)\]")  # a pingback quotes the linking post: "[…] text […]"
 PINGBACK = re.compile(r"(?:pingback|trackback)\s*:.*", re.IGNORECASE)
 # How far after a header comment-shaped lines must start, and how many of them make a comment section.
 LOOKAHEAD_LINES = 8
 MIN_MARKERS = 2
 MAX_NAME_WORDS = 6
+MIN_HEADERLESS_REPLIES = 3
+LOOKBACK_LINES = 40
 
 _HEADER = re.compile("|".join(f"(?:{shape})" for shape in HEADER_SHAPES), re.IGNORECASE)
 _FORM = re.compile("|".join(f"(?:{shape})" for shape in FORM_SHAPES), re.IGNORECASE)
@@ -64,13 +75,20 @@ _MONTHS = (
     r"mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"
 )
 _DATE = re.compile(
-    rf"(?:\d{{1,2}}[./-]\s?\d{{1,2}}[./-]\s?\d{{2,4}}|\d{{1,2}}\.?\s+(?:{_MONTHS})[a-zäé]*\.?\s+\d{{4}}|"
-    rf"(?:{_MONTHS})[a-zäé]*\.?\s+\d{{1,2}},?\s+\d{{4}}|\d{{4}}-\d{{2}}-\d{{2}}|"
+    rf"(?:\d{{1,2}}[./-]\s?\d{{1,2}}[./,-]\s?\d{{2,4}}|\d{{1,2}}\.?\s+(?:{_MONTHS})[a-zäé]*\.?\s+\d{{4}}|"
+    rf"(?:{_MONTHS})[a-zäé]*\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:\d{{4}}|at\s+\d{{1,2}}:\d{{2}})|\d{{4}}-\d{{2}}-\d{{2}}|"
     r"(?:vor|il y a|hace)\s+\d+\s+\w+|\d+\s+(?:minutes?|hours?|days?|weeks?|months?|years?)\s+ago)",
     re.IGNORECASE,
 )
 _REPLY_TAIL = re.compile(
     r"\s*[-–|/]?\s*(?:" + "|".join(re.escape(w) for w in REPLY_WORDS) + r")\s*[↓↑→]?\s*$", re.IGNORECASE
+)
+_BY = re.compile(r"^(?:comment by|kommentar von|posted by|von|by|par|por)\s+", re.IGNORECASE)
+_BOX_FURNITURE = re.compile(
+    r"(?:like|liked|likeliked|gefällt mir|j'aime|me gusta)(?:\s*(?:liked\s*)?by \d+ (?:people|person))?|"
+    r"report|melden|signaler|denunciar|share|teilen|partager|compartir|zitieren|quote|permalink|"
+    r"(?:liked|gefällt) (?:by )?\d+ .{0,20}",
+    re.IGNORECASE,
 )
 _VOTES = re.compile(r"[+-]?\d{1,5}|\d+\s*(?:likes?|votes?|points?)", re.IGNORECASE)
 
@@ -91,6 +109,7 @@ class CommentSection:
     end: int  # index after the section (the reply form or the end)
     comments: tuple[PastedComment, ...]
     chrome_lines: int  # lines in the section that are furniture
+    header_line: bool = True  # False: no header line; ``header`` is the article's last line
 
 
 def is_header(text: str) -> bool:
@@ -132,7 +151,12 @@ def is_date_line(text: str) -> bool:
 
 
 def _marker(text: str) -> bool:
-    return _is_reply(text) or _says(text) is not None or _name_date(text) is not None
+    return _is_reply(text) or _says(text) is not None or _name_date(text) is not None or _date_line(text)
+
+
+def _furniture(text: str) -> bool:
+    """Buttons and counters of a comment box: "Like", "Liked by 21 people", "Report", "Share", …"""
+    return bool(_BOX_FURNITURE.fullmatch(text))
 
 
 def find_section(lines: Sequence[str], lo: int = 0) -> CommentSection | None:
@@ -150,7 +174,26 @@ def find_section(lines: Sequence[str], lo: int = 0) -> CommentSection | None:
         section = _split(lines, h, end)
         if section.comments:
             return section
-    return None
+    return _headerless(lines, lo)
+
+
+def _headerless(lines: Sequence[str], lo: int) -> CommentSection | None:
+    """A comment list without a header (the page's only header is a counter under the byline): at least
+    ``MIN_HEADERLESS_REPLIES`` "Reply" buttons, the first with a date line just before it. The section then starts
+    at the name line before that date; the line before stays article text."""
+    replies = [i for i in range(lo, len(lines)) if _is_reply(lines[i])]
+    if len(replies) < MIN_HEADERLESS_REPLIES:
+        return None
+    first = replies[0]
+    dates = [i for i in range(max(lo, first - LOOKBACK_LINES), first) if _date_line(lines[i])]
+    if not dates:
+        return None
+    start = dates[0] - 1 if dates[0] - 1 >= lo and _name_line(lines[dates[0] - 1]) else dates[0]
+    end = next((i for i in range(start, len(lines)) if _FORM.fullmatch(lines[i])), len(lines))
+    section = _split(lines, start - 1, end)
+    if len(section.comments) < MIN_MARKERS:
+        return None
+    return CommentSection(start - 1, end, section.comments, section.chrome_lines - 1, header_line=False)
 
 
 def _name_line(text: str) -> bool:
@@ -171,7 +214,9 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
     head = [False] * len(lines)
     for i in range(header + 1, end):
         t = lines[i]
-        head[i] = bool(_says(t) or _name_date(t) or _date_line(t) or _is_reply(t) or PINGBACK.fullmatch(t))
+        head[i] = bool(
+            _says(t) or _name_date(t) or _date_line(t) or _is_reply(t) or PINGBACK.fullmatch(t) or _furniture(t)
+        )
     for i in range(header + 1, end):
         t = lines[i]
         if _is_reply(t) and i - 1 > header and _VOTES.fullmatch(lines[i - 1]):
@@ -187,6 +232,22 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
     reply_after_text = sum(
         1 for i in range(header + 2, end) if _is_reply(lines[i]) and not head[i - 1]
     ) > sum(1 for i in range(header + 2, end) if _is_reply(lines[i]) and head[i - 1])
+    runs: list[tuple[int, int]] = []  # [start, stop) of each text run
+    i = header + 1
+    while i < end:
+        if head[i]:
+            i += 1
+            continue
+        start = i
+        while i < end and not head[i]:
+            i += 1
+        runs.append((start, i))
+    first_head = next((k for k in range(header + 1, end) if head[k]), end)
+    if runs and runs[0][0] < first_head and not any(_says(lines[k]) for k in range(header + 1, end)):
+        first = lines[runs[0][0] : runs[0][1]]
+        words = sum(len(t.split()) for t in first)
+        if words >= 12 or first[-1].rstrip().endswith((".", "!", "?", "…")):
+            return _split_head_after(lines, header, end, head, runs)
     comments: list[PastedComment] = []
     chrome = 1 + sum(head[header + 1 : end])
     i = header + 1
@@ -199,7 +260,11 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
         while i < end and not head[i]:
             i += 1
         block = lines[block_start:start]
-        if not any(head[k] for k in range(block_start, start)) or any(PINGBACK.fullmatch(t) for t in block[-1:]):
+        if (
+            not any(head[k] for k in range(block_start, start))
+            or any(PINGBACK.fullmatch(t) for t in block[-1:])
+            or _PINGBACK_EXCERPT.match(lines[start])
+        ):
             chrome += i - start  # text before the first head, or a pingback's excerpt
         elif reply_after_text and (i >= end or not _is_reply(lines[i])):
             chrome += i - start  # after the last comment's button: the form and the footer
@@ -207,6 +272,24 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
             author, date = _who(block)
             comments.append(PastedComment(start, i - 1, author, date))
         block_start = i
+    return CommentSection(header, end, tuple(comments), chrome)
+
+
+def _split_head_after(
+    lines: Sequence[str], header: int, end: int, head: list[bool], runs: list[tuple[int, int]]
+) -> CommentSection:
+    """The layout where each comment's name and date follow its text ("… text / Comment by NAME — DATE")."""
+    comments: list[PastedComment] = []
+    chrome = 1 + sum(head[header + 1 : end])
+    for start, stop in runs:
+        block_stop = stop
+        while block_stop < end and head[block_stop]:
+            block_stop += 1
+        if block_stop == stop:
+            chrome += stop - start  # no name or date after it: the form or the footer after the last comment
+            continue
+        author, date = _who(lines[stop:block_stop])
+        comments.append(PastedComment(start, stop - 1, author, date))
     return CommentSection(header, end, tuple(comments), chrome)
 
 
@@ -218,7 +301,7 @@ def _who(block: Sequence[str]) -> tuple[str | None, str | None]:
         if says is not None and author is None:
             author = says.group("name").strip()
         elif nd is not None and author is None:
-            author, date = nd
+            author, date = _BY.sub("", nd[0]).strip(), nd[1]
         elif _date_line(t) and date is None:
             date = _REPLY_TAIL.sub("", t).strip()
             if author is None and k > 0 and _name_line(block[k - 1]) and not _is_reply(block[k - 1]):
