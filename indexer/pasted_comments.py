@@ -65,7 +65,9 @@ LOOKBACK_LINES = 40
 _HEADER = re.compile("|".join(f"(?:{shape})" for shape in HEADER_SHAPES), re.IGNORECASE)
 _FORM = re.compile("|".join(f"(?:{shape})" for shape in FORM_SHAPES), re.IGNORECASE)
 _REPLY = re.compile(
-    r"(?:" + "|".join(re.escape(w) for w in REPLY_WORDS) + r")\s*[↓↑→]?(?:\s*(?:report|melden|signaler))?",
+    r"[\[(/]?\s*(?:"
+    + "|".join(re.escape(w) for w in REPLY_WORDS)
+    + r")\s*[↓↑→]?\s*[\])]?(?:\s*(?:report|melden|signaler))?",
     re.IGNORECASE,
 )
 _SAYS = re.compile(r"(?P<name>.{1,80}?)\s+(?:" + "|".join(re.escape(w) for w in SAYS_WORDS) + r")\s*:?", re.IGNORECASE)
@@ -83,7 +85,10 @@ _DATE = re.compile(
 _REPLY_TAIL = re.compile(
     r"\s*[-–|/]?\s*(?:" + "|".join(re.escape(w) for w in REPLY_WORDS) + r")\s*[↓↑→]?\s*$", re.IGNORECASE
 )
-_BY = re.compile(r"^(?:comment by|kommentar von|posted by|von|by|par|por)\s+", re.IGNORECASE)
+_BY = re.compile(
+    r"^(?:comment by|kommentar von|posted by|geschrieben von|written by|écrit par|von|by|par|por)\s+", re.IGNORECASE
+)
+_AT = re.compile(r"\s+(?:am|on|at|le|el|um)$", re.IGNORECASE)
 _BOX_FURNITURE = re.compile(
     r"(?:like|liked|likeliked|gefällt mir|j'aime|me gusta)(?:\s*(?:liked\s*)?by \d+ (?:people|person))?|"
     r"report|melden|signaler|denunciar|share|teilen|partager|compartir|zitieren|quote|permalink|"
@@ -199,8 +204,10 @@ def _headerless(lines: Sequence[str], lo: int) -> CommentSection | None:
 def _name_line(text: str) -> bool:
     """A line that can be a commenter's name: a few words, not a sentence, not a date."""
     words = text.split()
-    return 0 < len(words) <= MAX_NAME_WORDS and not text.rstrip().endswith((".", "!", "?", ",", ";")) and not (
-        _date_line(text)
+    return (
+        0 < len(words) <= MAX_NAME_WORDS
+        and not text.rstrip().endswith((".", "!", "?", ",", ";"))
+        and not (_date_line(text))
     )
 
 
@@ -229,9 +236,9 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
             if j > header and not head[j] and _VOTES.fullmatch(lines[j]):
                 head[j] = True
     # Runs of non-head lines are comment texts; the head block in front of each names it.
-    reply_after_text = sum(
-        1 for i in range(header + 2, end) if _is_reply(lines[i]) and not head[i - 1]
-    ) > sum(1 for i in range(header + 2, end) if _is_reply(lines[i]) and head[i - 1])
+    reply_after_text = sum(1 for i in range(header + 2, end) if _is_reply(lines[i]) and not head[i - 1]) > sum(
+        1 for i in range(header + 2, end) if _is_reply(lines[i]) and head[i - 1]
+    )
     runs: list[tuple[int, int]] = []  # [start, stop) of each text run
     i = header + 1
     while i < end:
@@ -266,7 +273,7 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
             or _PINGBACK_EXCERPT.match(lines[start])
         ):
             chrome += i - start  # text before the first head, or a pingback's excerpt
-        elif reply_after_text and (i >= end or not _is_reply(lines[i])):
+        elif reply_after_text and i >= end:
             chrome += i - start  # after the last comment's button: the form and the footer
         else:
             author, date = _who(block)
@@ -301,7 +308,7 @@ def _who(block: Sequence[str]) -> tuple[str | None, str | None]:
         if says is not None and author is None:
             author = says.group("name").strip()
         elif nd is not None and author is None:
-            author, date = _BY.sub("", nd[0]).strip(), nd[1]
+            author, date = _AT.sub("", _BY.sub("", nd[0])).strip(), nd[1]
         elif _date_line(t) and date is None:
             date = _REPLY_TAIL.sub("", t).strip()
             if author is None and k > 0 and _name_line(block[k - 1]) and not _is_reply(block[k - 1]):
