@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from indexer.dates import to_iso
 from indexer.documents import Section, Unit
-from indexer.pasted_comments import PastedComment, find_section, is_date_line
+from indexer.pasted_comments import PastedComment, find_section, is_date_line, is_header
 from indexer.sentences import sentence_spans
 
 MAX_TITLE_CHARS = 120
@@ -305,33 +305,60 @@ def _pasted_unit(lines: list[_Line], comment: PastedComment, n: int) -> Unit:
     )
 
 
-# A headline: a line of a few words that is not a sentence of the body, a date, a menu entry or a button.
+# A headline: a line of a few words that is not a sentence of the body, a date, a menu entry, a caption or a button.
 _NOT_HEADLINE = re.compile(
-    r".*(?:\||»|©|cookie|newsletter|login|log in|anmelden|abonn|menu|menü|search|suche|skip to|zum inhalt).*",
+    r".*(?:©|cookie|newsletter|login|log in|anmelden|abonn|menu|menü|search|suche|skip to|zum inhalt|"
+    r"foto:|photo:|bild:|credit|getty|affiliate|advert|anzeige|werbung|e-?mail|imprim|print|permalink|"
+    r"teilen|share|tweet|previous|next article|vorherige|nächste|gelesen$|read$|views$).*",
     re.IGNORECASE,
 )
+_BYLINE = re.compile(r"(?:by|von|par|por|author|autor|auteur)\b:?.{0,80}", re.IGNORECASE)
 MIN_HEADLINE_WORDS = 3
 MAX_HEADLINE_WORDS = 25
-LONG_PARAGRAPH_WORDS = 30
-HEADLINE_WINDOW = 12
+LONG_PARAGRAPH_WORDS = 25
+HEADLINE_WINDOW = 40
+
+
+def _body_start(lines: Sequence[_Line]) -> int | None:
+    """The first line of running text: a long line with another long line soon after it (a cookie banner or a
+    teaser is one long line alone)."""
+    for i, line in enumerate(lines):
+        if _words(line) >= LONG_PARAGRAPH_WORDS and any(_words(o) >= 15 for o in lines[i + 1 : i + 5]):
+            return i
+    return next((i for i, line in enumerate(lines) if _words(line) >= LONG_PARAGRAPH_WORDS), None)
 
 
 def guess_headline(lines: Sequence[_Line]) -> str | None:
-    """The line most like a headline: among the lines just before the first long paragraph, the longest one that
-    has a headline's length and is not a sentence, a date, a menu entry or a button."""
-    first_long = next((i for i, line in enumerate(lines) if _words(line) >= LONG_PARAGRAPH_WORDS), None)
-    if first_long is None:
+    """The line most like a headline, among those before the running text: a headline's length, not a sentence,
+    date, menu entry or caption; a byline or date just after it, a repeat elsewhere on the page (related links,
+    breadcrumbs) and nearness to the text count for it."""
+    start = _body_start(lines)
+    if start is None:
         return None
-    best: _Line | None = None
-    for line in lines[max(0, first_long - HEADLINE_WINDOW) : first_long]:
+    counts = Counter(line.text for line in lines)
+    best: tuple[float, _Line] | None = None
+    lo = max(0, start - HEADLINE_WINDOW)
+    for i in range(lo, start):
+        line = lines[i]
         words = _words(line)
-        if not MIN_HEADLINE_WORDS <= words <= MAX_HEADLINE_WORDS or line.text.endswith((".", ":", ",")):
+        if not MIN_HEADLINE_WORDS <= words <= MAX_HEADLINE_WORDS or line.text.endswith((":", ",", ";")):
             continue
         if _NOT_HEADLINE.fullmatch(line.text) or _DATEISH.search(line.text) or _matches(line, CHROME_LINES):
             continue
-        if best is None or len(line.text) > len(best.text):
-            best = line
-    return " ".join(best.text.split()) if best is not None else None
+        if _BYLINE.fullmatch(line.text) or is_header(line.text) or re.search(r"\d{4}-\d{2}-\d{2}T", line.text):
+            continue  # a byline, a comment counter, a machine timestamp
+        after = [o.text for o in lines[i + 1 : i + 3]]
+        score = 0.0
+        if any((_BYLINE.fullmatch(t) and len(t.split()) <= 8) or is_date_line(t) for t in after):
+            score += 3
+        if line.text.endswith("."):
+            score -= 2.5  # a sentence (a standfirst, a caption) is rarely the headline
+        if counts[line.text] > 1:
+            score += 1.5
+        score += min(words, 15) / 10 - (start - i) / 6
+        if best is None or score > best[0]:
+            best = (score, line)
+    return " ".join(best[1].text.split()) if best is not None else None
 
 
 _DATEISH = re.compile(
