@@ -63,6 +63,15 @@ class Document:
         return self.text[unit.char_start : unit.char_end]
 
     @property
+    def chrome_chars(self) -> int:
+        """Characters (whitespace not counted) of the stored text that are in no unit: page chrome left out of the
+        index (menus, buttons, forms, comment furniture). Never article text: unclear pages stay one article."""
+        covered = bytearray(len(self.text))
+        for unit in self.units:
+            covered[unit.char_start : unit.char_end] = b"\x01" * (unit.char_end - unit.char_start)
+        return sum(1 for ch, inside in zip(self.text, covered, strict=True) if not inside and not ch.isspace())
+
+    @property
     def content_hash(self) -> str:
         """Hash of everything that affects passages; equal hashes mean the document need not be re-chunked."""
         payload = json.dumps(
