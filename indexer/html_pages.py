@@ -91,6 +91,7 @@ _BIO_HEADING = re.compile(
 MIN_BIO_WORDS = 6
 # A shown date somewhere in a line: day/month/year in digits or with a month name, optionally a time.
 _DATE_IN_TEXT = re.compile(
+    r"\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?:\s+\d{1,2}:\d{2})?|"
     r"\d{1,2}[./]\s?\d{1,2}[./,]\s?\d{2,4}(?:[^\n\d]{0,6}\d{1,2}[:.h]\d{2})?|"
     r"\d{1,2}\.?\s+[A-Za-zÄÖÜäöüéû]{3,}\.?\s+\d{4}(?:[^\n\d]{0,8}\d{1,2}[:.h]\d{2})?|"
     r"[A-Z][a-z]{2,8}\.?\s+\d{1,2},?\s+\d{4}(?:[^\n\d]{0,8}\d{1,2}[:.]\d{2}\s?(?:[ap]\.?m\.?)?)?",
@@ -301,20 +302,82 @@ def _nesting(el: etree._Element, boxes: set[etree._Element]) -> int:
     return depth
 
 
+def _repeated_item(el: etree._Element, levels: int = 4) -> etree._Element | None:
+    """The nearest ancestor of ``el`` that is one of several like siblings (same tag and class): a list item."""
+    node = el.getparent()
+    for _ in range(levels):
+        if node is None or _tag(node) in {"body", "html"}:
+            return None
+        parent = node.getparent()
+        if parent is not None:
+            alike = [c for c in parent if c.tag == node.tag and c.get("class") == node.get("class")]
+            if len(alike) >= 2:
+                return node
+        node = parent
+    return None
+
+
+def _promoted_anchors(root: etree._Element, marked: set[etree._Element]) -> list[etree._Element]:
+    """List items marked only by an empty anchor inside them (``<p id="comment-N"/>``, ``<a name="comment-N">``)."""
+    found: list[etree._Element] = []
+    with_text = {m for m in marked if visible_text(m)}
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        key = el.get("id") or (el.get("name") if _tag(el) == "a" else None) or ""
+        if not _COMMENT_ID.search(key) or visible_text(el):
+            continue
+        item = _repeated_item(el)
+        if item is None or item in found or any(m in with_text for m in item.iter()):
+            continue
+        if any(a in with_text for a in item.iterancestors()):
+            continue
+        found.append(item)
+    return found
+
+
+def _only_links(el: etree._Element, text: str) -> bool:
+    linked = " ".join(visible_text(a) for a in el.iter("a"))
+    return len(text.split()) <= 5 and " ".join(text.split()) == " ".join(linked.split())
+
+
+# The blog owner's answer printed inside a reader's comment box: its own comment, a reply to the box's comment.
+_OWNER_REPLY = re.compile(r"reply[-_](?:text|content|body)|(?:author|owner|admin)[-_]reply", re.IGNORECASE)
+
+
 def extract_comments(root: etree._Element) -> list[HtmlComment]:
     marked = [el for el in root.iter() if _is_comment_element(el) and not _hidden(el)]
+    promoted = set(_promoted_anchors(root, set(marked)))
+    if promoted:
+        marked = [el for el in root.iter() if el in promoted or el in set(marked)]
     marked_set = set(marked)
     boxes: list[tuple[etree._Element, str, list[etree._Element]]] = []
     for el in marked:
         if _excluded(el):
             continue
         nested = {d for d in el.iterdescendants() if d in marked_set}
-        text, inner = _box_text(el, nested)
+        owner = [d for d in el.iterdescendants() if any(_OWNER_REPLY.fullmatch(t) for t in _tokens(d))]
+        content = [d for d in el.iterdescendants() if any(_CONTENT_TOKEN.search(t) for t in _tokens(d))]
+        if not any(
+            c not in owner
+            and not any(o in c.iterancestors() or c in o.iterancestors() for o in owner)
+            and not any(_AUTHOR_TOKEN.search(t) for t in _tokens(c))
+            and len(visible_text(c).split()) >= 1
+            for c in content
+        ):
+            owner = []  # the reply class names the comment's own text, not a second answer inside it
+        text, inner = _box_text(el, nested | set(owner))
         if len(re.findall(r"\w", text)) < 2:
             continue  # a wrapper whose comment sits in a nested element, or an empty anchor
+        if _only_links(el, text):
+            continue  # "Leave a comment", "Load more comments": a link, not a comment
         if nested and not _COMMENT_ID.search(el.get("id") or "") and any(_tag(d) == "form" for d in inner):
             continue  # the comment section around the list and the reply form ("Your comment *"), not a comment
         boxes.append((el, text, inner))
+        for reply in owner:
+            reply_text, reply_inner = _box_text(reply, nested)
+            if len(re.findall(r"\w", reply_text)) >= 2:
+                boxes.append((reply, reply_text, reply_inner))
     box_set = {b[0] for b in boxes}
     # A box inside another box's text would be counted twice: keep the inner one only when the outer has own text.
     by_id = {}
@@ -347,7 +410,15 @@ def extract_comments(root: etree._Element) -> list[HtmlComment]:
         shown, iso = _date(inner)
         parent: int | None = None
         parent_id = el.get("data-parentid")
-        if parent_id and parent_id in by_id and by_id[parent_id] < n:
+        host = next((i for i in range(n - 1, -1, -1) if boxes[i][0] in set(el.iterancestors())), None)
+        if host is not None and any(_OWNER_REPLY.fullmatch(t) for t in _tokens(el)):
+            parent, depth = host, comments[host].depth + 1
+            if author is None:
+                author = next((visible_text(a) for a in el.iter("a") if visible_text(a)), None)
+            if shown is None:
+                found = _DATE_IN_TEXT.search(visible_text(el))
+                shown = found.group(0) if found else None
+        elif parent_id and parent_id in by_id and by_id[parent_id] < n:
             parent = by_id[parent_id]
             depth = comments[parent].depth + 1
         else:
