@@ -16,7 +16,7 @@ from typing import Any
 from indexer.dates import to_iso
 from indexer.documents import Unit
 from indexer.html_pages import HtmlPage, read_html_page
-from indexer.pages import chrome_free_runs
+from indexer.pages import chrome_free_runs, guess_headline_in
 
 _TITLE_SEPARATORS = re.compile(r"\s+(?:[|»:–—-]|::)\s+")
 
@@ -30,30 +30,51 @@ class BuiltPage:
     metadata: dict[str, Any]
 
 
+_QUOTES = str.maketrans({c: "'" for c in '‘’‚‛“”„‟«»"′″'} | {c: "-" for c in "–—‐‑−"})
+MIN_TITLE_OVERLAP = 0.5
+
+
 def _fold(text: str) -> str:
-    return " ".join(text.split()).casefold()
+    """Text compared loosely: case, whitespace, typographic quotes and dashes folded (a <title> often has ASCII)."""
+    return " ".join(text.translate(_QUOTES).split()).casefold()
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", _fold(text)))
+
+
+def _is_site_name(text: str, names: set[str]) -> bool:
+    """ "Internet-Law" on internet-law.de, "TAZ" on taz.de: the site's name, not a headline."""
+    folded = _fold(text).replace(" ", "")
+    return any(folded == n or n.startswith(folded + ".") for n in names)
 
 
 def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: tuple[str, ...]) -> str | None:
-    """The headline as shown: an h1 the page's title contains (the title often appends the site name or puts a
-    kicker in front), else the title without a trailing site name."""
+    """The headline as shown. The longest h1 the page's title contains, or that contains the title (the title often
+    appends the site name, or leaves out a kicker); else the h1 sharing most of the title's words; else the title
+    without a trailing site name. None when all there is is the site's name."""
     folded_title = _fold(title or "")
-    for h1 in headlines:
-        folded = _fold(h1)
-        if folded and len(folded) <= 300 and (folded in folded_title or (folded_title and folded_title in folded)):
-            return " ".join(h1.split())
+    shown = [" ".join(h.split()) for h in headlines if 0 < len(h) <= 300]
+    names = {_fold(n).replace(" ", "") for n in site_names if n}
+    shown = [h for h in shown if not _is_site_name(h, names)]
+    inside = [h for h in shown if folded_title and (_fold(h) in folded_title or folded_title in _fold(h))]
+    if inside:
+        return max(inside, key=len)
+    title_words = _words(title or "")
+    if title_words:
+        scored = [(len(_words(h) & title_words) / max(len(_words(h)), 1), h) for h in shown]
+        best = max(scored, default=(0.0, ""), key=lambda item: item[0])
+        if best[0] >= MIN_TITLE_OVERLAP:
+            return best[1]
     if not title:
-        return next((" ".join(h.split()) for h in headlines if 0 < len(h) <= 300), None)
+        return shown[0] if shown else None
     parts = _TITLE_SEPARATORS.split(title)
     if len(parts) > 1:
         tail = _fold(parts[-1]).replace(" ", "")
-        names = [_fold(n).replace(" ", "") for n in site_names if n]
         if any(tail and (tail in n or n in tail) for n in names):
-            return (
-                _TITLE_SEPARATORS.split(title)[0].strip()
-                if len(parts) == 2
-                else title[: title.rfind(parts[-1])].rstrip(" |»:–—-")
-            )
+            return title[: title.rfind(parts[-1])].rstrip(" |»:–—-")
+    if _is_site_name(title, names):
+        return None  # the site's name, not a headline
     return " ".join(title.split())
 
 
@@ -113,7 +134,11 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
                 )
             )
     site_names = tuple(n for n in (data.get("sitename"), data.get("hostname")) if isinstance(n, str))
-    title = choose_headline(data.get("title"), page.headlines, site_names) or fallback_title
+    title = (
+        choose_headline(data.get("title"), page.headlines, site_names)
+        or guess_headline_in(page.visible_text)
+        or fallback_title
+    )
     metadata: dict[str, Any] = {}
     for key, value in (
         ("author", data.get("author")),

@@ -117,6 +117,7 @@ class HtmlPage:
     headlines: tuple[str, ...]  # visible h1 texts, in page order
     language: str | None
     canonical_url: str | None
+    visible_text: str = ""  # the page body's visible text, one block a line
 
 
 def parse_html(html: str) -> etree._Element:
@@ -488,4 +489,6 @@ def read_html_page(html: str) -> HtmlPage:
     headlines = tuple(t for t in (visible_text(h) for h in scope.iter("h1")) if t)
     language = (root.get("lang") or "").split("-")[0].lower() or None
     canonical = next((link.get("href") for link in root.iter("link") if (link.get("rel") or "") == "canonical"), None)
-    return HtmlPage(tuple(extract_comments(scope)), extract_bio(scope), headlines, language, canonical or None)
+    return HtmlPage(
+        tuple(extract_comments(scope)), extract_bio(scope), headlines, language, canonical or None, visible_text(scope)
+    )

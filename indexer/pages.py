@@ -328,6 +328,11 @@ def _body_start(lines: Sequence[_Line]) -> int | None:
     return next((i for i, line in enumerate(lines) if _words(line) >= LONG_PARAGRAPH_WORDS), None)
 
 
+def guess_headline_in(text: str) -> str | None:
+    """``guess_headline`` over a whole page text (the HTML page's visible text when its title is the site name)."""
+    return guess_headline(_lines(text)) if text else None
+
+
 def guess_headline(lines: Sequence[_Line]) -> str | None:
     """The line most like a headline, among those before the running text: a headline's length, not a sentence,
     date, menu entry or caption; a byline or date just after it, a repeat elsewhere on the page (related links,
