@@ -78,6 +78,65 @@ def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: t
     return " ".join(title.split())
 
 
+MIN_NAMED_BIO_WORDS = 8
+MAX_NAME_LINE_WORDS = 6
+
+
+def named_bio(visible: str, author: str | None, taken: set[str], article: set[str], site: set[str]) -> str | None:
+    """A bio box without a bio class: a paragraph outside the article's span and the comments (``taken``, folded
+    lines) that names the byline author, or that follows a line which is just the author's name."""
+    if not author:
+        return None
+    tokens = {t for t in _words(author) if len(t) >= 3} - {w for n in site for w in re.findall(r"\w+", n)}
+    if not tokens:
+        return None
+    lines = [line.strip() for line in visible.split("\n") if line.strip()]
+    in_article = [i for i, line in enumerate(lines) if _fold(line) in article and len(line.split()) >= 5]
+    first, last = (in_article[0], in_article[-1]) if in_article else (len(lines), -1)
+    for i, line in enumerate(lines):
+        words = line.split()
+        if first <= i <= last or len(words) < MIN_NAMED_BIO_WORDS or _fold(line) in taken:
+            continue
+        if not line.rstrip().endswith((".", "!", ")")) or re.search(r"e-?mail|newsletter|abonn|subscri", line, re.I):
+            continue
+        previous = lines[i - 1] if i else ""
+        named_before = len(previous.split()) <= MAX_NAME_LINE_WORDS and bool(_words(previous) & tokens)
+        names = bool(_words(" ".join(words[:12])) & tokens)  # the name early in the paragraph, as bios open
+        if named_before or names:
+            return line
+    # "NAME" on a line, then a short job title, then the bio text ("Ingo Arzt / Redakteur für … / Schreibt seit …").
+    for i in range(1, len(lines) - 1):
+        if first <= i <= last or _fold(lines[i]) in taken:
+            continue
+        name_line = len(lines[i - 1].split()) <= MAX_NAME_LINE_WORDS and bool(_words(lines[i - 1]) & tokens)
+        job = lines[i]
+        if (
+            name_line
+            and 2 <= len(job.split()) <= MAX_NAME_LINE_WORDS * 2
+            and not re.search(r"\d", job)
+            and (len(lines[i + 1].split()) >= 8)
+        ):
+            if _fold(lines[i + 1]) not in taken and lines[i + 1].rstrip().endswith((".", "!", ")")):
+                return lines[i] + "\n" + lines[i + 1]
+    return None
+
+
+_BYLINE = re.compile(r"(?:by|von|par|por|autor|author|auteur)\s*:?\s+(?P<name>[^\d|]{3,80})", re.IGNORECASE)
+
+
+def byline_in(visible: str, headline: str | None) -> str | None:
+    """The byline name printed near the headline ("Por: NAME", "Von NAME"), where the meta tags name nobody."""
+    lines = [line.strip() for line in visible.split("\n") if line.strip()]
+    at = next((i for i, line in enumerate(lines) if headline and _fold(line) == _fold(headline)), None)
+    if at is None:
+        return None
+    for line in lines[max(0, at - 3) : at + 6]:
+        match = _BYLINE.fullmatch(line)
+        if match:
+            return match.group("name").strip()
+    return None
+
+
 def _trafilatura(html: str) -> dict[str, Any]:
     import trafilatura  # imported here: it takes half a second and only HTML needs it
 
@@ -96,11 +155,20 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
         line for line in (data.get("text") or "").replace("\r\n", "\n").split("\n") if _fold(line) not in own_lines
     ]
     article = "\n".join(article_lines).strip()
+    site_names = tuple(n for n in (data.get("sitename"), data.get("hostname")) if isinstance(n, str))
+    headline = choose_headline(data.get("title"), page.headlines, site_names)
+    author = data.get("author") or byline_in(page.visible_text, headline)
+    bio = page.bio
+    if bio is None:
+        article_set = {_fold(line) for line in article_lines}
+        taken = article_set | {_fold(line) for c in page.comments for line in c.text.split("\n")}
+        site = {_fold(n) for n in (data.get("sitename"), data.get("hostname")) if isinstance(n, str)}
+        bio = named_bio(page.visible_text, author, taken, article_set, site)
     pieces: list[tuple[str, str, int | None]] = []  # (section, text, comment index)
     if article:
         pieces.append(("article", article, None))
-    if page.bio:
-        pieces.append(("author", page.bio, None))
+    if bio:
+        pieces.append(("author", bio, None))
     for n, comment in enumerate(page.comments):
         pieces.append(("comment", comment.text, n))
     if not pieces:
@@ -133,15 +201,10 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
                     depth=c.depth,
                 )
             )
-    site_names = tuple(n for n in (data.get("sitename"), data.get("hostname")) if isinstance(n, str))
-    title = (
-        choose_headline(data.get("title"), page.headlines, site_names)
-        or guess_headline_in(page.visible_text)
-        or fallback_title
-    )
+    title = headline or guess_headline_in(page.visible_text) or fallback_title
     metadata: dict[str, Any] = {}
     for key, value in (
-        ("author", data.get("author")),
+        ("author", author),
         ("published", to_iso(data.get("date"), language)),
         ("site_name", data.get("sitename") or data.get("hostname")),
         ("canonical_url", page.canonical_url or data.get("source")),
