@@ -45,8 +45,13 @@ def _words(text: str) -> set[str]:
 
 def _is_site_name(text: str, names: set[str]) -> bool:
     """ "Internet-Law" on internet-law.de, "TAZ" on taz.de: the site's name, not a headline."""
-    folded = _fold(text).replace(" ", "")
+    folded = _site_key(text)
     return any(folded == n or n.startswith(folded + ".") for n in names)
+
+
+def _site_key(text: str) -> str:
+    """A site name compared loosely: "Internet-Law", "internet law" and "internet-law.de" share "internetlaw"."""
+    return re.sub(r"[^\w.]", "", _fold(text))
 
 
 def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: tuple[str, ...]) -> str | None:
@@ -55,7 +60,7 @@ def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: t
     without a trailing site name. None when all there is is the site's name."""
     folded_title = _fold(title or "")
     shown = [" ".join(h.split()) for h in headlines if 0 < len(h) <= 300]
-    names = {_fold(n).replace(" ", "") for n in site_names if n}
+    names = {_site_key(n) for n in site_names if n}
     shown = [h for h in shown if not _is_site_name(h, names)]
     inside = [h for h in shown if folded_title and (_fold(h) in folded_title or folded_title in _fold(h))]
     if inside:
@@ -70,7 +75,7 @@ def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: t
         return shown[0] if shown else None
     parts = _TITLE_SEPARATORS.split(title)
     if len(parts) > 1:
-        tail = _fold(parts[-1]).replace(" ", "")
+        tail = _site_key(parts[-1])
         if any(tail and (tail in n or n in tail) for n in names):
             return title[: title.rfind(parts[-1])].rstrip(" |»:–—-")
     if _is_site_name(title, names):
@@ -155,7 +160,7 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
         line for line in (data.get("text") or "").replace("\r\n", "\n").split("\n") if _fold(line) not in own_lines
     ]
     article = "\n".join(article_lines).strip()
-    site_names = tuple(n for n in (data.get("sitename"), data.get("hostname")) if isinstance(n, str))
+    site_names = tuple(n for n in (page.site_name, data.get("sitename"), data.get("hostname")) if isinstance(n, str))
     headline = choose_headline(data.get("title"), page.headlines, site_names)
     author = data.get("author") or byline_in(page.visible_text, headline)
     bio = page.bio
@@ -206,7 +211,7 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
     for key, value in (
         ("author", author),
         ("published", to_iso(data.get("date"), language)),
-        ("site_name", data.get("sitename") or data.get("hostname")),
+        ("site_name", page.site_name or data.get("sitename") or data.get("hostname")),
         ("canonical_url", page.canonical_url or data.get("source")),
         ("language", language),
     ):

@@ -89,6 +89,13 @@ _BIO_HEADING = re.compile(
     re.IGNORECASE,
 )
 MIN_BIO_WORDS = 6
+# What is left after a name once the date is cut off: "on", "am", "le mercredi", "- Antworten".
+_NAME_TAIL = re.compile(
+    r"\s*(?:\b(?:on|at|am|um|le|el|the|den|der|monday|tuesday|wednesday|thursday|friday|saturday|sunday|montag|"
+    r"dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|lunes|"
+    r"martes|miércoles|jueves|viernes|sábado|domingo|reply|antworten|répondre|responder)\b\.?|[,|/–—-])\s*$",
+    re.IGNORECASE,
+)
 # A shown date somewhere in a line: day/month/year in digits or with a month name, optionally a time.
 _DATE_IN_TEXT = re.compile(
     r"\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?:\s+\d{1,2}:\d{2})?|"
@@ -118,6 +125,7 @@ class HtmlPage:
     language: str | None
     canonical_url: str | None
     visible_text: str = ""  # the page body's visible text, one block a line
+    site_name: str | None = None  # og:site_name as the page declares it
 
 
 def parse_html(html: str) -> etree._Element:
@@ -145,24 +153,26 @@ def _hidden(el: etree._Element) -> bool:
 def visible_text(el: etree._Element, skip: frozenset[etree._Element] | set[etree._Element] = frozenset()) -> str:
     """The text a browser shows for ``el``, one block per line, whitespace collapsed; ``skip`` subtrees left out."""
     out: list[str] = []
+    # Only blocks and <br> break lines; a line break in the source text is just a space, as a browser shows it.
+    brk = "\x00"
 
     def walk(node: etree._Element) -> None:
         tag = _tag(node)
         if not _hidden(node) and node not in skip:
             block = tag in _BLOCK_TAGS
             if block or tag == "br":
-                out.append("\n")
+                out.append(brk)
             if node.text and tag != "br":
-                out.append(node.text)
+                out.append(node.text.replace("\n", " ").replace(brk, " "))
             for child in node:
                 walk(child)
                 if child.tail:
-                    out.append(child.tail)
+                    out.append(child.tail.replace("\n", " ").replace(brk, " "))
             if block:
-                out.append("\n")
+                out.append(brk)
 
     walk(el)
-    lines = (re.sub(r"[ \t\r\f\v\u00a0\u200b]+", " ", line).strip() for line in "".join(out).split("\n"))
+    lines = (re.sub(r"[ \t\r\f\v\u00a0\u200b]+", " ", line).strip() for line in "".join(out).split(brk))
     return "\n".join(line for line in lines if line)
 
 
@@ -241,6 +251,15 @@ def _author(box: etree._Element, inner: list[etree._Element]) -> str | None:
     if not name:
         return None
     name = _BY.sub("", _SAYS.sub("", name.split("\n")[0])).strip(" ,")
+    date = _DATE_IN_TEXT.search(name)
+    if date is not None and date.start() > 0:
+        name = name[: date.start()]  # "Rolf Buckpesch 29.07.2020 // 12:56": the name line also shows the date
+    while True:
+        stripped = _NAME_TAIL.sub("", name).strip(" ,|/-–—")
+        if stripped == name:
+            break
+        name = stripped
+    name = _SAYS.sub("", name).strip(" ,")
     return name or None
 
 
@@ -489,6 +508,20 @@ def read_html_page(html: str) -> HtmlPage:
     headlines = tuple(t for t in (visible_text(h) for h in scope.iter("h1")) if t)
     language = (root.get("lang") or "").split("-")[0].lower() or None
     canonical = next((link.get("href") for link in root.iter("link") if (link.get("rel") or "") == "canonical"), None)
+    site_name = next(
+        (
+            (meta.get("content") or "").strip()
+            for meta in root.iter("meta")
+            if (meta.get("property") or meta.get("name") or "").lower() in {"og:site_name", "application-name"}
+        ),
+        None,
+    )
     return HtmlPage(
-        tuple(extract_comments(scope)), extract_bio(scope), headlines, language, canonical or None, visible_text(scope)
+        tuple(extract_comments(scope)),
+        extract_bio(scope),
+        headlines,
+        language,
+        canonical or None,
+        visible_text(scope),
+        site_name or None,
     )
