@@ -27,7 +27,7 @@ def to_iso(shown: str | None, language: str | None = None) -> str | None:
         parsed = dateparser.parse(text, languages=languages, settings=settings)  # type: ignore[arg-type]
         if parsed is None and languages is not None:
             parsed = dateparser.parse(text, settings=settings)  # type: ignore[arg-type]
-    except Exception:  # dateparser raises assorted errors on odd input; an unparsable date is just not converted
+    except (ValueError, TypeError, OverflowError, LookupError, AttributeError):  # odd input: the date is not converted
         return None
     if not isinstance(parsed, datetime) or not 1990 <= parsed.year <= 2100:
         return None

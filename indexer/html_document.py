@@ -102,7 +102,9 @@ def named_bio(visible: str, author: str | None, taken: set[str], article: set[st
         words = line.split()
         if first <= i <= last or len(words) < MIN_NAMED_BIO_WORDS or _fold(line) in taken:
             continue
-        if not line.rstrip().endswith((".", "!", ")")) or re.search(r"e-?mail|newsletter|abonn|subscri", line, re.I):
+        if not line.rstrip().endswith((".", "!", ")")) or re.search(
+            r"e-?mail|newsletter|abonn|subscri", line, re.IGNORECASE
+        ):
             continue
         previous = lines[i - 1] if i else ""
         named_before = len(previous.split()) <= MAX_NAME_LINE_WORDS and bool(_words(previous) & tokens)
@@ -119,10 +121,11 @@ def named_bio(visible: str, author: str | None, taken: set[str], article: set[st
             name_line
             and 2 <= len(job.split()) <= MAX_NAME_LINE_WORDS * 2
             and not re.search(r"\d", job)
-            and (len(lines[i + 1].split()) >= 8)
+            and len(lines[i + 1].split()) >= 8
+            and _fold(lines[i + 1]) not in taken
+            and lines[i + 1].rstrip().endswith((".", "!", ")"))
         ):
-            if _fold(lines[i + 1]) not in taken and lines[i + 1].rstrip().endswith((".", "!", ")")):
-                return lines[i] + "\n" + lines[i + 1]
+            return lines[i] + "\n" + lines[i + 1]
     return None
 
 

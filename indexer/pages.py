@@ -367,5 +367,5 @@ def guess_headline(lines: Sequence[_Line]) -> str | None:
 
 
 _DATEISH = re.compile(
-    r"\b\d{1,2}[./]\s?\d{1,2}[./]\s?\d{2,4}\b|\b(?:19|20)\d{2}\b.*\d{1,2}:\d{2}|^(?:von|by|par|por)\s", re.I
+    r"\b\d{1,2}[./]\s?\d{1,2}[./]\s?\d{2,4}\b|\b(?:19|20)\d{2}\b.*\d{1,2}:\d{2}|^(?:von|by|par|por)\s", re.IGNORECASE
 )

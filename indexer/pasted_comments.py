@@ -25,8 +25,10 @@ HEADER_SHAPES: tuple[str, ...] = (
     r"[{(\[]?\s*{n}\s*(?:comments?|responses?)\b.{0,60}?[})\]]?".replace("{n}", _N),
     r"(?:your|ihre|vos|tus|sus)\s+(?:comments|kommentare|réactions|commentaires|comentarios|reacciones)",
     # A header with the invitation to write on the same line: "Kommentare Schreibe einen Kommentar".
-    r"(?:comments|kommentare|commentaires|comentarios)\s+(?:schreibe|leave|add|hinterlasse|verfasse|écrire|laisser|"
-    r"ajouter|deja|dejar|escribe)\b.{0,40}",
+    (
+        r"(?:comments|kommentare|commentaires|comentarios)\s+(?:schreibe|leave|add|hinterlasse|verfasse|écrire|"
+        r"laisser|ajouter|deja|dejar|escribe)\b.{0,40}"
+    ),
     # German
     rf"{_N}\s*(?:kommentare?|leser-?kommentare?|gedanken|antworten|ergänzungen|reaktionen|meinungen)(?:\s+(?:zu|auf)\s+.*)?",
     r"(?:leser-?)?kommentare(?:\s*\(\d+\))?|diskussion|ihre meinung",
@@ -95,6 +97,14 @@ _BOX_FURNITURE = re.compile(
     r"(?:liked|gefällt) (?:by )?\d+ .{0,20}",
     re.IGNORECASE,
 )
+# Words that lead into a date and are not a name.
+_DATE_WORDS = re.compile(
+    r"(?:(?:le|la|el|am|um|on|at|the|den|der|vom|du|del|posted|publié|publicado|veröffentlicht|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|montag|dienstag|mittwoch|donnerstag|freitag|samstag|"
+    r"sonntag|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|lunes|martes|miércoles|jueves|viernes|sábado|"
+    r"domingo)[,.]?\s*)+",
+    re.IGNORECASE,
+)
 _VOTES = re.compile(r"[+-]?\d{1,5}|\d+\s*(?:likes?|votes?|points?)", re.IGNORECASE)
 
 
@@ -146,6 +156,8 @@ def _name_date(text: str) -> tuple[str, str] | None:
         return None
     name = text[: match.start()].strip(" ,|-–—")
     name = re.sub(r"\s*(?:autor|author|auteur|autor)$", "", name, flags=re.IGNORECASE).strip()
+    if _DATE_WORDS.fullmatch(name):
+        return None  # "Le 11 septembre 2018", "am 3. Mai": a date line, no name on it
     if 0 < len(name.split()) <= MAX_NAME_WORDS and len(text[match.end() :].split()) <= 4:
         return name, text[match.start() :].strip()
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -176,4 +177,4 @@ def test_every_unit_of_an_html_page_is_an_exact_span(tmp_path: Path) -> None:
         text = doc.unit_text(unit)
         assert text == text.strip() and text  # stripped, never empty
     spans = sorted((u.char_start, u.char_end) for u in doc.units)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # no overlap
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no overlap
