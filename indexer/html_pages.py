@@ -89,6 +89,11 @@ _BIO_HEADING = re.compile(
     re.IGNORECASE,
 )
 MIN_BIO_WORDS = 6
+_BUTTON_LINE = re.compile(
+    r"(?:reply|antworten|antwort|répondre|responder|report|melden|signaler|like|gefällt mir|j'aime|share|teilen|"
+    r"partager|compartir|quote|zitieren|permalink|edit|bearbeiten|modifier|editar)\s*[↓↑→]?",
+    re.IGNORECASE,
+)
 # What is left after a name once the date is cut off: "on", "am", "le mercredi", "- Antworten".
 _NAME_TAIL = re.compile(
     r"\s*(?:\b(?:on|at|am|um|le|el|the|den|der|monday|tuesday|wednesday|thursday|friday|saturday|sunday|montag|"
@@ -297,6 +302,8 @@ def _box_text(box: etree._Element, nested: set[etree._Element]) -> tuple[str, li
         text = "\n".join(t for t in (visible_text(r, skip) for r in roots) if t)
     else:
         text = visible_text(box, skip)
+    # A button whose element says nothing about itself ("<li><a>Antworten</a></li>" inside the text's element).
+    text = "\n".join(line for line in text.split("\n") if not _BUTTON_LINE.fullmatch(line))
     return text, inner
 
 
