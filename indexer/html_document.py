@@ -145,6 +145,49 @@ def byline_in(visible: str, headline: str | None) -> str | None:
     return None
 
 
+MIN_RESCUE_WORDS = 12
+LEAD_LINES = 3
+_CAPTION = re.compile(
+    r"foto:|photo:|bild:|image:|credit|©|picture alliance|/dpa|dpa/|getty|reuters|afp|imago|shutterstock", re.I
+)
+_SENTENCE_END = (".", "!", "?", '"', "”", "“", "»", "«", ")", "'")
+
+
+def rescue_article_lines(article_lines: list[str], visible: str, taken: set[str]) -> list[str]:
+    """trafilatura's article lines, plus the page's running-text lines it left out between them (or just before the
+    first): so that no sentence of the article is lost. Only long lines that end like a sentence and are no caption,
+    teaser ("…"), bio or comment line are taken back, each after the article line it follows on the page."""
+    folded = [_fold(line) for line in article_lines]
+    position = {f: i for i, f in enumerate(folded) if f}
+    lines = [line.strip() for line in visible.split("\n") if line.strip()]
+    anchors = [i for i, line in enumerate(lines) if _fold(line) in position]
+    if not anchors:
+        return article_lines
+    after: dict[int, list[str]] = {}
+    current = -1  # insert before the first article line
+    for i in range(max(0, anchors[0] - LEAD_LINES), anchors[-1] + 1):
+        f = _fold(lines[i])
+        if f in position:
+            current = position[f]
+            continue
+        line = lines[i]
+        if (
+            len(line.split()) >= MIN_RESCUE_WORDS
+            and line.endswith(_SENTENCE_END)
+            and not _CAPTION.search(line)
+            and f not in taken
+            and not any(f in a for a in folded)
+        ):
+            after.setdefault(current, []).append(line)
+    if not after:
+        return article_lines
+    out = list(after.get(-1, []))
+    for i, line in enumerate(article_lines):
+        out.append(line)
+        out.extend(after.get(i, []))
+    return out
+
+
 def _trafilatura(html: str) -> dict[str, Any]:
     import trafilatura  # imported here: it takes half a second and only HTML needs it
 
@@ -162,6 +205,7 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
     article_lines = [
         line for line in (data.get("text") or "").replace("\r\n", "\n").split("\n") if _fold(line) not in own_lines
     ]
+    article_lines = rescue_article_lines(article_lines, page.visible_text, own_lines)
     article = "\n".join(article_lines).strip()
     site_names = tuple(n for n in (page.site_name, data.get("sitename"), data.get("hostname")) if isinstance(n, str))
     headline = choose_headline(data.get("title"), page.headlines, site_names)

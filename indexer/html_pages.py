@@ -188,11 +188,11 @@ def _is_comment_element(el: etree._Element) -> bool:
         return True
     if el.get("data-comment-id") or el.get("data-commentid") or el.get("data-parentid"):
         return True
-    if _COMMENT_ITEMTYPE.search(el.get("itemtype") or "") or (el.get("itemprop") or "").lower() == "comment":
-        return True
     classes = (el.get("class") or "").split()
     if any(_CONTENT_TOKEN.search(token) for token in classes):
-        return False  # the text part of a comment ("comment-content"), not the comment
+        return False  # the text part of a comment ("comment-content", Drupal's itemprop=comment body), not the comment
+    if _COMMENT_ITEMTYPE.search(el.get("itemtype") or "") or (el.get("itemprop") or "").lower() == "comment":
+        return True
     return any(_COMMENT_CLASS.fullmatch(token) for token in classes)
 
 
