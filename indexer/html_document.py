@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from indexer.bios import byline_in, named_bio
+from indexer.bios import fold as _fold
+from indexer.bios import words as _words
 from indexer.dates import to_iso
 from indexer.documents import Unit
 from indexer.html_pages import HtmlPage, read_html_page
@@ -30,17 +33,7 @@ class BuiltPage:
     metadata: dict[str, Any]
 
 
-_QUOTES = str.maketrans({c: "'" for c in '‘’‚‛“”„‟«»"′″'} | {c: "-" for c in "–—‐‑−"})
 MIN_TITLE_OVERLAP = 0.5
-
-
-def _fold(text: str) -> str:
-    """Text compared loosely: case, whitespace, typographic quotes and dashes folded (a <title> often has ASCII)."""
-    return " ".join(text.translate(_QUOTES).split()).casefold()
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"\w+", _fold(text)))
 
 
 def _is_site_name(text: str, names: set[str]) -> bool:
@@ -83,72 +76,10 @@ def choose_headline(title: str | None, headlines: tuple[str, ...], site_names: t
     return " ".join(title.split())
 
 
-MIN_NAMED_BIO_WORDS = 8
-MAX_NAME_LINE_WORDS = 6
-
-
-def named_bio(visible: str, author: str | None, taken: set[str], article: set[str], site: set[str]) -> str | None:
-    """A bio box without a bio class: a paragraph outside the article's span and the comments (``taken``, folded
-    lines) that names the byline author, or that follows a line which is just the author's name."""
-    if not author:
-        return None
-    tokens = {t for t in _words(author) if len(t) >= 3} - {w for n in site for w in re.findall(r"\w+", n)}
-    if not tokens:
-        return None
-    lines = [line.strip() for line in visible.split("\n") if line.strip()]
-    in_article = [i for i, line in enumerate(lines) if _fold(line) in article and len(line.split()) >= 5]
-    first, last = (in_article[0], in_article[-1]) if in_article else (len(lines), -1)
-    for i, line in enumerate(lines):
-        words = line.split()
-        if first <= i <= last or len(words) < MIN_NAMED_BIO_WORDS or _fold(line) in taken:
-            continue
-        if not line.rstrip().endswith((".", "!", ")")) or re.search(
-            r"e-?mail|newsletter|abonn|subscri", line, re.IGNORECASE
-        ):
-            continue
-        previous = lines[i - 1] if i else ""
-        named_before = len(previous.split()) <= MAX_NAME_LINE_WORDS and bool(_words(previous) & tokens)
-        names = bool(_words(" ".join(words[:12])) & tokens)  # the name early in the paragraph, as bios open
-        if named_before or names:
-            return line
-    # "NAME" on a line, then a short job title, then the bio text ("Ingo Arzt / Redakteur für … / Schreibt seit …").
-    for i in range(1, len(lines) - 1):
-        if first <= i <= last or _fold(lines[i]) in taken:
-            continue
-        name_line = len(lines[i - 1].split()) <= MAX_NAME_LINE_WORDS and bool(_words(lines[i - 1]) & tokens)
-        job = lines[i]
-        if (
-            name_line
-            and 2 <= len(job.split()) <= MAX_NAME_LINE_WORDS * 2
-            and not re.search(r"\d", job)
-            and len(lines[i + 1].split()) >= 8
-            and _fold(lines[i + 1]) not in taken
-            and lines[i + 1].rstrip().endswith((".", "!", ")"))
-        ):
-            return lines[i] + "\n" + lines[i + 1]
-    return None
-
-
-_BYLINE = re.compile(r"(?:by|von|par|por|autor|author|auteur)\s*:?\s+(?P<name>[^\d|]{3,80})", re.IGNORECASE)
-
-
-def byline_in(visible: str, headline: str | None) -> str | None:
-    """The byline name printed near the headline ("Por: NAME", "Von NAME"), where the meta tags name nobody."""
-    lines = [line.strip() for line in visible.split("\n") if line.strip()]
-    at = next((i for i, line in enumerate(lines) if headline and _fold(line) == _fold(headline)), None)
-    if at is None:
-        return None
-    for line in lines[max(0, at - 3) : at + 6]:
-        match = _BYLINE.fullmatch(line)
-        if match:
-            return match.group("name").strip()
-    return None
-
-
 MIN_RESCUE_WORDS = 12
 LEAD_LINES = 3
 _CAPTION = re.compile(
-    r"foto:|photo:|bild:|image:|credit|©|picture alliance|/dpa|dpa/|getty|reuters|afp|imago|shutterstock", re.I
+    r"foto:|photo:|bild:|image:|credit|©|picture alliance|/dpa|dpa/|getty|reuters|afp|imago|shutterstock", re.IGNORECASE
 )
 _SENTENCE_END = (".", "!", "?", '"', "”", "“", "»", "«", ")", "'")
 
