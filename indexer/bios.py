@@ -24,9 +24,12 @@ MIN_NAMED_BIO_WORDS = 8
 MAX_NAME_LINE_WORDS = 6
 
 
-def named_bio(visible: str, author: str | None, taken: set[str], article: set[str], site: set[str]) -> str | None:
+def named_bio(
+    visible: str, author: str | None, taken: set[str], article: set[str], site: set[str], *, full_name: bool = False
+) -> str | None:
     """A bio box without a bio class: a paragraph outside the article's span and the comments (``taken``, folded
-    lines) that names the byline author, or that follows a line which is just the author's name."""
+    lines) that names the byline author, or that follows a line which is just the author's name. ``full_name``:
+    every part of the name must be there (where the article's span is unknown, one name part is too weak a sign)."""
     if not author:
         return None
     tokens = {t for t in words(author) if len(t) >= 3} - {w for n in site for w in re.findall(r"\w+", n)}
@@ -44,15 +47,19 @@ def named_bio(visible: str, author: str | None, taken: set[str], article: set[st
         ):
             continue
         previous = lines[i - 1] if i else ""
-        named_before = len(previous.split()) <= MAX_NAME_LINE_WORDS and bool(words(previous) & tokens)
-        names = bool(words(" ".join(line_words[:12])) & tokens)  # the name early in the paragraph, as bios open
+        need = len(tokens) if full_name else 1
+        named_before = len(previous.split()) <= MAX_NAME_LINE_WORDS and len(words(previous) & tokens) >= need
+        # The name early in the paragraph, as bios open; as a word of its own ("Henning-Kaufmann-Stiftung" is not).
+        opening = {w for w in re.split(r"[\s,.;:!?()]+", fold(" ".join(line_words[:12]))) if w}
+        names = len(opening & tokens) >= need
         if named_before or names:
             return line
     # "NAME" on a line, then a short job title, then the bio text ("Ingo Arzt / Redakteur für … / Schreibt seit …").
     for i in range(1, len(lines) - 1):
         if first <= i <= last or fold(lines[i]) in taken:
             continue
-        name_line = len(lines[i - 1].split()) <= MAX_NAME_LINE_WORDS and bool(words(lines[i - 1]) & tokens)
+        need = len(tokens) if full_name else 1
+        name_line = len(lines[i - 1].split()) <= MAX_NAME_LINE_WORDS and len(words(lines[i - 1]) & tokens) >= need
         job = lines[i]
         if (
             name_line

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from indexer.bios import byline_in, named_bio
 from indexer.dates import to_iso
 from indexer.documents import Section, Unit
 from indexer.pasted_comments import PastedComment, find_section, is_date_line, is_header
@@ -108,12 +109,13 @@ def _words(line: _Line) -> int:
     return len(line.text.split())
 
 
-def _runs(lines: Sequence[_Line], section: Section) -> list[Unit]:
-    """Runs of consecutive non-chrome lines, one unit each: a chrome line in between splits the run."""
+def _runs(lines: Sequence[_Line], section: Section, split_at: frozenset[int] = frozenset()) -> list[Unit]:
+    """Runs of consecutive non-chrome lines, one unit each: a chrome line (or a line starting at an offset in
+    ``split_at``, a part of its own) in between splits the run."""
     units: list[Unit] = []
     run: list[_Line] = []
     for line in [*lines, None]:
-        if line is not None and not _matches(line, CHROME_LINES):
+        if line is not None and not _matches(line, CHROME_LINES) and line.start not in split_at:
             run.append(line)
         elif run:
             units.append(Unit(section, run[0].start, run[-1].end))
@@ -259,16 +261,36 @@ def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> P
     author = _author_name(lines, body_from, body_end)
     bio_at = _find_bio(lines, body_from, body_end, author)
     article_end = body_end if bio_at is None else _author_box_start(lines, body_from, bio_at, author)
-    units = _runs(lines[body_from:article_end], "article")
-    if bio_at is not None:
-        units.append(Unit("author", lines[bio_at].start, lines[bio_at].end))
-    units += comment_units
     given = title.strip() if title else None
     if marker is None and given is None:
         headline = guess_headline(lines[body_from:body_end])
+    # No author box of the seeds' shape: a paragraph naming the byline author is the bio (it stays stored text).
+    named = _named_bio(lines[body_from:body_end], headline) if bio_at is None and marker is None else None
+    split_at = frozenset(line.start for line in named) if named else frozenset()
+    units = _runs(lines[body_from:article_end], "article", split_at)
+    if bio_at is not None:
+        units.append(Unit("author", lines[bio_at].start, lines[bio_at].end))
+    if named:
+        units.append(Unit("author", named[0].start, named[-1].end))
+        units.sort(key=lambda u: u.char_start)
+    units += comment_units
     covered = sum(u.char_end - u.char_start for u in units)
     chrome = max(0, sum(line.end - line.start for line in lines) - covered)
     return ParsedPage(given or headline or _first_sentence(text, units) or fallback_title, tuple(units), chrome)
+
+
+def _named_bio(lines: Sequence[_Line], headline: str | None) -> list[_Line] | None:
+    """The lines of a bio that names the byline author shown near the headline ("Von NAME", "By NAME")."""
+    visible = "\n".join(line.text for line in lines)
+    bio = named_bio(visible, byline_in(visible, headline), set(), set(), set(), full_name=True)
+    if bio is None:
+        return None
+    first = bio.split("\n")[0]
+    at = next((i for i, line in enumerate(lines) if line.text == first), None)
+    if at is None:
+        return None
+    count = bio.count("\n") + 1
+    return list(lines[at : at + count])
 
 
 def _numbered(lines: list[_Line], comments_at: int | None) -> bool:
