@@ -331,7 +331,9 @@ def _pasted_unit(lines: list[_Line], comment: PastedComment, n: int) -> Unit:
 _NOT_HEADLINE = re.compile(
     r".*(?:©|cookie|newsletter|login|log in|anmelden|abonn|menu|menü|search|suche|skip to|zum inhalt|"
     r"foto:|photo:|bild:|credit|getty|affiliate|advert|anzeige|werbung|e-?mail|imprim|print|permalink|"
-    r"teilen|share|tweet|previous|next article|vorherige|nächste|gelesen$|read$|views$).*",
+    r"teilen|share|tweet|previous|next article|vorherige|nächste|gelesen$|read$|views$|compartir|partager|"
+    r"telegram|whatsapp|facebook|subscribe|sign up|join thousands|abonnieren|inscri|"
+    r"\d+\s*(?:comments?|kommentare?|commentaires?|comentarios?)|\d{1,2}:\d{2}).*",
     re.IGNORECASE,
 )
 _BYLINE = re.compile(r"(?:by|von|par|por|author|autor|auteur)\b:?.{0,80}", re.IGNORECASE)
@@ -374,6 +376,8 @@ def guess_headline(lines: Sequence[_Line]) -> str | None:
             continue
         if _BYLINE.fullmatch(line.text) or is_header(line.text) or re.search(r"\d{4}-\d{2}-\d{2}T", line.text):
             continue  # a byline, a comment counter, a machine timestamp
+        if line.text.count(",") >= 2 or line.text.startswith(("|", "#", "*", "•")):
+            continue  # a list of tags or a menu entry
         after = [o.text for o in lines[i + 1 : i + 3]]
         score = 0.0
         if any((_BYLINE.fullmatch(t) and len(t.split()) <= 8) or is_date_line(t) for t in after):
