@@ -66,10 +66,12 @@ class Document:
     def chrome_chars(self) -> int:
         """Characters (whitespace not counted) of the stored text that are in no unit: page chrome left out of the
         index (menus, buttons, forms, comment furniture). Never article text: unclear pages stay one article."""
-        covered = bytearray(len(self.text))
-        for unit in self.units:
-            covered[unit.char_start : unit.char_end] = b"\x01" * (unit.char_end - unit.char_start)
-        return sum(1 for ch, inside in zip(self.text, covered, strict=True) if not inside and not ch.isspace())
+        outside, pos = 0, 0
+        for start, end in sorted((u.char_start, u.char_end) for u in self.units):
+            start, end = min(max(start, pos), len(self.text)), min(end, len(self.text))
+            outside += sum(1 for ch in self.text[pos:start] if not ch.isspace())
+            pos = max(pos, end)
+        return outside + sum(1 for ch in self.text[pos:] if not ch.isspace())
 
     @property
     def content_hash(self) -> str:
