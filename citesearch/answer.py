@@ -54,10 +54,38 @@ def is_reader_question(question: str) -> bool:
     return _READER_QUESTION.search(question) is not None
 
 
-def part_label(section: str, comment_no: int | None) -> str:
-    """A short human label for a part of a document: "Article", "Author bio", "Reader comment 3"."""
+def part_label(
+    section: str,
+    comment_no: int | None,
+    *,
+    author: str | None = None,
+    date: str | None = None,
+    parent: int | None = None,
+) -> str:
+    """A short human label for a part of a document: "Article", "Author bio", "Reader comment 3", and for a comment
+    whose page shows them, "Reader comment 3, by Ana (14. 01. 2020, 13:47), reply to comment 1"."""
     label = SECTION_LABELS.get(section, section.capitalize())
-    return f"{label} {comment_no}" if section == "comment" and comment_no is not None else label
+    if section != "comment" or comment_no is None:
+        return label
+    label = f"{label} {comment_no}"
+    if author:
+        label += f", by {author}"
+    if date:
+        label += f" ({date})"
+    if parent is not None:
+        label += f", reply to comment {parent}"
+    return label
+
+
+def citation_label(citation: Any) -> str:
+    """``part_label`` of a citation, with the comment's author, date and parent where it has them."""
+    return part_label(
+        citation.section,
+        citation.comment_no,
+        author=getattr(citation, "comment_author", None),
+        date=getattr(citation, "comment_date", None),
+        parent=getattr(citation, "parent", None),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +111,15 @@ class AnswerCitation:
     char_start: int
     char_end: int
     quote: str
-    label: str  # "Article", "Author bio", "Reader comment 3"
+    label: str  # "Article", "Author bio", "Reader comment 3, by NAME (DATE)"
     reader_comment: bool  # True when the quote is a reader's comment, not the article
     passage_id: int
     passage_rank: int
     score: float  # the sentence's cosine to the question
+    comment_author: str | None = None
+    comment_date: str | None = None  # as shown on the page
+    comment_date_iso: str | None = None
+    parent: int | None = None  # the comment number this comment replies to
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,11 +544,15 @@ def _assemble(
                 char_start=candidate.doc_start,
                 char_end=candidate.doc_end,
                 quote=quote,
-                label=part_label(hit.citation.section, hit.citation.comment_no),
+                label=citation_label(hit.citation),
                 reader_comment=hit.citation.section == "comment",
                 passage_id=hit.passage_id,
                 passage_rank=hit.rank,
                 score=round(candidate.sentence.score, 6),
+                comment_author=getattr(hit.citation, "comment_author", None),
+                comment_date=getattr(hit.citation, "comment_date", None),
+                comment_date_iso=getattr(hit.citation, "comment_date_iso", None),
+                parent=getattr(hit.citation, "parent", None),
             )
         )
         sentences.append(AnswerSentence(text=quote, citation=number))
@@ -643,5 +679,6 @@ __all__ = [
     "is_reader_question",
     "lexical_score",
     "part_label",
+    "citation_label",
     "plan_ask",
 ]

@@ -109,17 +109,42 @@ def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:
     return LoadResult(kept, skipped)
 
 
+def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.parse_report import format_summary, summarise
+
+    loaded = load_documents(args.paths)
+    pages = [summarise(doc) for doc in loaded.documents]
+    if args.json:
+        skipped = [{"source": s.source, "reason": s.reason} for s in loaded.skipped]
+        print(json.dumps({"pages": [p.to_dict() for p in pages], "skipped": skipped}, ensure_ascii=False))
+        return 0
+    for skipped_file in loaded.skipped:
+        print(
+            f"skipped {escape_for_terminal(skipped_file.source)}: {escape_for_terminal(skipped_file.reason)}",
+            file=sys.stderr,
+        )
+    # Page text goes to a terminal: escape control characters, as `search` does.
+    print("\n\n".join("\n".join(escape_for_terminal(line) for line in format_summary(p).split("\n")) for p in pages))
+    return 0
+
+
 def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
     citation = hit_dict["citation"]
     part = citation["section"]
     if citation["comment_no"] is not None:
         part += f" #{citation['comment_no']}"
+        if citation.get("comment_author"):
+            part += f" by {citation['comment_author']}"
+        if citation.get("comment_date"):
+            part += f" ({citation['comment_date']})"
+        if citation.get("parent") is not None:
+            part += f", reply to #{citation['parent']}"
     excerpt = escape_for_terminal(" ".join(hit_dict["text"].split()))
     if len(excerpt) > 400:
         excerpt = excerpt[:400].rsplit(" ", 1)[0] + " …"
     body = textwrap.fill(excerpt, width=width, initial_indent="    ", subsequent_indent="    ")
     name = escape_for_terminal(f"{citation['title'] or citation['doc_id']} [{citation['source']}]")
-    cite = f"    — {name}, {part}, chars {citation['char_start']}–{citation['char_end']}"
+    cite = f"    — {name}, {escape_for_terminal(part)}, chars {citation['char_start']}–{citation['char_end']}"
     return f"{hit_dict['rank']:>3}. score {hit_dict['score']:.3f}\n{body}\n{cite}"
 
 
@@ -237,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--json", action="store_true", help="print the build report as JSON")
     index.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
     index.set_defaults(handler=cmd_index)
+
+    parse = sub.add_parser(
+        "parse",
+        help="show how pages split into headline, article, bio and comments (nothing is indexed)",
+        description="Load the files as `citesearch index` would and print each page's title, parts (article, author "
+        "bio, each reader comment with its number, the comment it replies to, author, date and first words) and the "
+        "characters dropped as page chrome.",
+    )
+    parse.add_argument("paths", nargs="+", type=Path, metavar="FILE")
+    parse.add_argument("--json", action="store_true", help="print one JSON object: pages and skipped files")
+    parse.set_defaults(handler=cmd_parse)
 
     search = sub.add_parser("search", help="ask a question; ranked passages with citations")
     search.add_argument("query", metavar="QUESTION")

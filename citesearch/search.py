@@ -55,6 +55,16 @@ class Citation:
     char_start: int
     char_end: int
     url: str | None = None  # the document's, when it has one (jsonl "url", an HTML page's canonical address)
+    # Optional, where the page shows them: the reader comment's author, date and the comment it replies to, and the
+    # article's byline, published date (ISO 8601) and site.
+    comment_author: str | None = None
+    comment_date: str | None = None
+    comment_date_iso: str | None = None
+    parent: int | None = None
+    depth: int | None = None
+    author: str | None = None
+    published: str | None = None
+    site_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +391,13 @@ def check_model_matches(reader: IndexReader, embedder: Embedder) -> None:
 
 
 def citation_for(stored: StoredPassage) -> Citation:
+    unit, metadata = stored.unit, stored.metadata or {}
+    comment = unit if unit is not None and stored.section == "comment" else None
+
+    def text(key: str) -> str | None:
+        value = metadata.get(key)
+        return value if isinstance(value, str) and value else None
+
     return Citation(
         doc_id=stored.doc_id,
         title=stored.title,
@@ -390,6 +407,14 @@ def citation_for(stored: StoredPassage) -> Citation:
         char_start=stored.char_start,
         char_end=stored.char_end,
         url=stored.url,
+        comment_author=comment.comment_author if comment else None,
+        comment_date=comment.comment_date if comment else None,
+        comment_date_iso=comment.comment_date_iso if comment else None,
+        parent=comment.parent if comment else None,
+        depth=comment.depth if comment else None,
+        author=text("author"),
+        published=text("published"),
+        site_name=text("site_name"),
     )
 
 

@@ -90,6 +90,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     threshold.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     threshold.set_defaults(handler=cmd_eval_threshold)
 
+    pages = kinds.add_parser(
+        "pages",
+        help="score how pages split into headline, article, bio and reader comments (HTML and visible text)",
+        description="Load every page of DIR/pages named in DIR/truth.jsonl twice, as its HTML file and as its visible "
+        "text (DIR/tools/render.py) saved as .txt, through the indexer's loaders, and score headline, body sentences "
+        "in article parts, author bio, comments matched in order, reply parents, fake comments on pages without "
+        "comments, furniture lines left in parts and article text dropped. No model or index is needed.",
+    )
+    pages.add_argument("dataset_dir", type=Path, metavar="DIR")
+    pages.add_argument("--rendering", choices=("html", "text"), action="append", help="only this rendering")
+    pages.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+    pages.add_argument("--verbose", action="store_true", help="also list every page with a miss")
+    pages.add_argument("--output", type=Path, metavar="FILE.json", help="also write the JSON report to FILE.json")
+    pages.set_defaults(handler=cmd_eval_pages)
+
 
 def _show_progress(args: argparse.Namespace) -> bool:
     return bool(args.progress or sys.stderr.isatty())
@@ -183,4 +198,21 @@ def cmd_eval_threshold(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(data, ensure_ascii=False))
     else:
         print(format_calibration(result))
+    return 0
+
+
+def cmd_eval_pages(args: argparse.Namespace, settings: Settings) -> int:
+    from eval.pages import RENDERINGS, format_report, run_pages
+
+    if not args.dataset_dir.is_dir():
+        raise FileNotFoundError(f"{args.dataset_dir} is not a folder")
+    report = run_pages(args.dataset_dir, tuple(args.rendering or RENDERINGS))
+    data = report.to_dict()
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print(format_report(report, verbose=args.verbose))
     return 0

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS documents (
     source TEXT NOT NULL,
     url TEXT,
     metadata TEXT NOT NULL,       -- JSON object
-    units TEXT NOT NULL,          -- JSON list of [section, char_start, char_end, comment_no]
+    units TEXT NOT NULL,          -- JSON list of [section, char_start, char_end, comment_no, comment_author,
+                                  --   comment_date, comment_date_iso, parent, depth] (older versions: first 4)
     content_hash TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS passages (
@@ -51,6 +52,11 @@ class StoredUnit:
     char_start: int
     char_end: int
     comment_no: int | None
+    comment_author: str | None = None
+    comment_date: str | None = None  # as shown on the page
+    comment_date_iso: str | None = None
+    parent: int | None = None  # comment_no of the comment replied to
+    depth: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +86,31 @@ class StoredPassage:
     title: str
     source: str
     url: str | None
+    unit: StoredUnit | None = None  # the part the passage lies in, with its comment author, date and parent
+    metadata: dict[str, Any] | None = None  # the document's metadata (author, published, site_name, …)
 
 
 _PASSAGE_COLUMNS = (
     "p.passage_id, p.doc_id, p.ordinal, p.section, p.comment_no, p.char_start, p.char_end, p.text, "
-    "d.title, d.source, d.url"
+    "d.title, d.source, d.url, d.units, d.metadata"
 )
+
+
+def _passage(row: Sequence[Any], parsed: dict[str, tuple[tuple[StoredUnit, ...], dict[str, Any]]]) -> StoredPassage:
+    """A passage row with its unit found in the document's units (parsed once per document and call)."""
+    doc_id = row[1]
+    if doc_id not in parsed:
+        parsed[doc_id] = (tuple(StoredUnit(*u) for u in json.loads(row[11])), json.loads(row[12]))
+    units, metadata = parsed[doc_id]
+    unit = next(
+        (
+            u
+            for u in units
+            if (u.section, u.comment_no) == (row[3], row[4]) and u.char_start <= row[5] < max(u.char_end, row[5] + 1)
+        ),
+        None,
+    )
+    return StoredPassage(*row[:11], unit=unit, metadata=metadata)
 
 
 def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
@@ -110,6 +135,7 @@ class PassageStore:
         if not passage_ids:
             return []
         found: dict[int, StoredPassage] = {}
+        parsed: dict[str, tuple[tuple[StoredUnit, ...], dict[str, Any]]] = {}
         ids = [int(i) for i in passage_ids]
         for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
             batch = ids[start : start + 900]
@@ -119,7 +145,7 @@ class PassageStore:
                 f"WHERE p.passage_id IN ({marks})",
                 batch,
             )
-            found.update((row[0], StoredPassage(*row)) for row in rows)
+            found.update((row[0], _passage(row, parsed)) for row in rows)
         return [found[i] for i in ids if i in found]
 
     def document_keys(self) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +162,11 @@ class PassageStore:
         rows = self.connection.execute(
             f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d USING (doc_id) ORDER BY p.passage_id"
         )
+        parsed: dict[str, tuple[tuple[StoredUnit, ...], dict[str, Any]]] = {}
         for row in rows:
-            yield StoredPassage(*row)
+            if len(parsed) > 64:
+                parsed.clear()  # bounded: iterating a large index must not keep every document's units
+            yield _passage(row, parsed)
 
     def passage_ids(self, *, section: str | None = None, doc_id: str | None = None) -> np.ndarray:
         clauses, params = [], []

@@ -130,6 +130,21 @@ class PassageLike(Protocol):
     def content_hash(self) -> str: ...
 
 
+def _unit_row(unit: UnitLike) -> tuple[Any, ...]:
+    """A unit as stored: the span, then what the page shows about a reader comment (absent on plain units)."""
+    return (
+        unit.section,
+        unit.char_start,
+        unit.char_end,
+        unit.comment_no,
+        getattr(unit, "comment_author", None),
+        getattr(unit, "comment_date", None),
+        getattr(unit, "comment_date_iso", None),
+        getattr(unit, "parent", None),
+        getattr(unit, "depth", 0),
+    )
+
+
 # -- folder helpers ----------------------------------------------------------------------------------------------
 def current_version(index_dir: Path) -> str | None:
     """The published version's name, or None if nothing was ever published."""
@@ -540,7 +555,7 @@ class IndexWriter:
             source=doc.source,
             url=doc.url,
             metadata=doc.metadata,
-            units=[(u.section, u.char_start, u.char_end, u.comment_no) for u in doc.units],
+            units=[_unit_row(u) for u in doc.units],
             content_hash=doc.content_hash,
         )
         ids = np.arange(self._next_id, self._next_id + len(passages), dtype=np.int64)

@@ -25,6 +25,26 @@ class Unit:
     char_start: int
     char_end: int
     comment_no: int | None = None  # 1-based, in page order; only for section == "comment"
+    # What the page shows about a reader comment (all optional; only for section == "comment"):
+    comment_author: str | None = None
+    comment_date: str | None = None  # as shown on the page ("14. 01. 2020, 13:47", "vor 8 Stunden")
+    comment_date_iso: str | None = None  # ISO 8601 when the shown date parses
+    parent: int | None = None  # comment_no of the comment this one replies to
+    depth: int = 0  # 0 for a top-level comment, 1 for a reply to it, …
+
+    def fields(self) -> tuple[Any, ...]:
+        """Everything stored about the unit, in the order of the store's units JSON."""
+        return (
+            self.section,
+            self.char_start,
+            self.char_end,
+            self.comment_no,
+            self.comment_author,
+            self.comment_date,
+            self.comment_date_iso,
+            self.parent,
+            self.depth,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +63,27 @@ class Document:
         return self.text[unit.char_start : unit.char_end]
 
     @property
+    def chrome_chars(self) -> int:
+        """Characters (whitespace not counted) of the stored text that are in no unit: page chrome left out of the
+        index (menus, buttons, forms, comment furniture). Never article text: unclear pages stay one article."""
+        outside, pos = 0, 0
+        for start, end in sorted((u.char_start, u.char_end) for u in self.units):
+            start, end = min(max(start, pos), len(self.text)), min(end, len(self.text))
+            outside += sum(1 for ch in self.text[pos:start] if not ch.isspace())
+            pos = max(pos, end)
+        return outside + sum(1 for ch in self.text[pos:] if not ch.isspace())
+
+    @property
     def content_hash(self) -> str:
         """Hash of everything that affects passages; equal hashes mean the document need not be re-chunked."""
         payload = json.dumps(
             {
                 "title": self.title,
                 "text": self.text,
-                "units": [(u.section, u.char_start, u.char_end, u.comment_no) for u in self.units],
+                # Units without comment details hash as before, so an index built earlier is not re-chunked for nothing.
+                "units": [
+                    u.fields() if u.fields()[4:] != (None, None, None, None, 0) else u.fields()[:4] for u in self.units
+                ],
                 "url": self.url,
                 "metadata": self.metadata,
             },

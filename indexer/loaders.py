@@ -96,23 +96,22 @@ def _page_document(
 
 
 def _html_document(doc_id: str, source: str, html: str) -> Document:
-    """The page's main content as trafilatura extracts it (navigation, footers and other boilerplate removed)."""
-    import trafilatura  # imported here: it takes half a second and only HTML needs it
+    """The page's article as trafilatura extracts it (boilerplate removed), plus the author bio and every reader
+    comment read from the markup (indexer.html_pages), each its own unit; metadata from the page's meta tags."""
+    from indexer.html_document import build_html_document
 
-    # JSON output carries the text and its metadata from one extraction; comments are left out because the
-    # extracted comment text has no boundaries between comments to number them by.
-    extracted = trafilatura.extract(html, output_format="json", with_metadata=True, include_comments=False)
-    data = json.loads(extracted) if extracted else {}
-    text = _normalise(data.get("text") or "")
-    if not text.strip():
-        raise _Skip("no main content found in the HTML")
-    return _page_document(
-        doc_id,
-        source,
-        text,
-        fallback_title=Path(doc_id).stem,
-        title=data.get("title") or None,
-        url=data.get("source") or None,
+    try:
+        built = build_html_document(html, fallback_title=Path(doc_id).stem)
+    except ValueError as exc:
+        raise _Skip(str(exc)) from None
+    return Document(
+        doc_id=doc_id,
+        title=built.title,
+        text=built.text,
+        source=source,
+        units=built.units,
+        url=built.url,
+        metadata=built.metadata,
     )
 
 

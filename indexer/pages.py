@@ -23,7 +23,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from indexer.bios import byline_in, named_bio
+from indexer.dates import to_iso
 from indexer.documents import Section, Unit
+from indexer.pasted_comments import PastedComment, find_section, is_date_line, is_header
 from indexer.sentences import sentence_spans
 
 MAX_TITLE_CHARS = 120
@@ -67,6 +70,7 @@ CHROME_LINES: tuple[re.Pattern[str], ...] = (
 class ParsedPage:
     title: str
     units: tuple[Unit, ...]
+    chrome_chars: int = 0  # characters of non-blank lines that are in no unit (menus, buttons, forms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +109,27 @@ def _words(line: _Line) -> int:
     return len(line.text.split())
 
 
-def _runs(lines: Sequence[_Line], section: Section) -> list[Unit]:
-    """Runs of consecutive non-chrome lines, one unit each: a chrome line in between splits the run."""
+def _runs(lines: Sequence[_Line], section: Section, split_at: frozenset[int] = frozenset()) -> list[Unit]:
+    """Runs of consecutive non-chrome lines, one unit each: a chrome line (or a line starting at an offset in
+    ``split_at``, a part of its own) in between splits the run."""
     units: list[Unit] = []
     run: list[_Line] = []
     for line in [*lines, None]:
-        if line is not None and not _matches(line, CHROME_LINES):
+        if line is not None and not _matches(line, CHROME_LINES) and line.start not in split_at:
             run.append(line)
         elif run:
             units.append(Unit(section, run[0].start, run[-1].end))
             run = []
     return units
+
+
+def chrome_free_runs(text: str, start: int, end: int, section: Section = "article") -> list[Unit]:
+    """Units for ``text[start:end]`` with page-chrome lines (``CHROME_LINES``) left out, offsets into ``text``."""
+    lines = [
+        _Line(line.start + start, line.end + start, line.indent, line.text, line.after_blank)
+        for line in _lines(text[start:end])
+    ]
+    return _runs(lines, section)
 
 
 def _author_name(lines: list[_Line], lo: int, hi: int) -> tuple[int, str] | None:
@@ -231,13 +245,153 @@ def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> P
     comments_at = _first(lines, body_from, content_end, (COMMENTS_HEADER,))
     body_end = content_end if comments_at is None else comments_at
 
+    comment_units: list[Unit] = []
+    if comments_at is not None:
+        comment_units = _comments(lines[comments_at + 1 : content_end])
+    if not (_numbered(lines, comments_at) or _counted(lines, comments_at, content_end, comment_units)):
+        # No numbered comment list after a header: look for the shapes of pasted comment sections instead.
+        section = find_section([line.text for line in lines], body_from)
+        if section is not None:
+            body_end = section.header if section.header_line else section.header + 1
+            comment_units = [_pasted_unit(lines, c, n) for n, c in enumerate(section.comments, start=1)]
+        else:
+            # Unclear structure: the page stays one article (nothing after a false header is lost).
+            body_end, comment_units = content_end, []
+
     author = _author_name(lines, body_from, body_end)
     bio_at = _find_bio(lines, body_from, body_end, author)
     article_end = body_end if bio_at is None else _author_box_start(lines, body_from, bio_at, author)
-    units = _runs(lines[body_from:article_end], "article")
+    given = title.strip() if title else None
+    if marker is None and given is None:
+        headline = guess_headline(lines[body_from:body_end])
+    # No author box of the seeds' shape: a paragraph naming the byline author is the bio (it stays stored text).
+    named = _named_bio(lines[body_from:body_end], headline) if bio_at is None and marker is None else None
+    split_at = frozenset(line.start for line in named) if named else frozenset()
+    units = _runs(lines[body_from:article_end], "article", split_at)
     if bio_at is not None:
         units.append(Unit("author", lines[bio_at].start, lines[bio_at].end))
-    if comments_at is not None:
-        units += _comments(lines[comments_at + 1 : content_end])
-    given = title.strip() if title else None
-    return ParsedPage(given or headline or _first_sentence(text, units) or fallback_title, tuple(units))
+    if named:
+        units.append(Unit("author", named[0].start, named[-1].end))
+        units.sort(key=lambda u: u.char_start)
+    units += comment_units
+    covered = sum(u.char_end - u.char_start for u in units)
+    chrome = max(0, sum(line.end - line.start for line in lines) - covered)
+    return ParsedPage(given or headline or _first_sentence(text, units) or fallback_title, tuple(units), chrome)
+
+
+def _named_bio(lines: Sequence[_Line], headline: str | None) -> list[_Line] | None:
+    """The lines of a bio that names the byline author shown near the headline ("Von NAME", "By NAME")."""
+    visible = "\n".join(line.text for line in lines)
+    bio = named_bio(visible, byline_in(visible, headline), set(), set(), set(), full_name=True)
+    if bio is None:
+        return None
+    first = bio.split("\n")[0]
+    at = next((i for i, line in enumerate(lines) if line.text == first), None)
+    if at is None:
+        return None
+    count = bio.count("\n") + 1
+    return list(lines[at : at + count])
+
+
+def _numbered(lines: list[_Line], comments_at: int | None) -> bool:
+    """Whether the comment list after the header is numbered "1. ", "2. ", … (the seeds' shape)."""
+    if comments_at is None:
+        return False
+    following = lines[comments_at + 1 : comments_at + 4]
+    # "1. Juli 2018 um 11:08" is a date, not the first list number.
+    return any(
+        COMMENT_NUMBER.match(line.text) and line.text.startswith("1") and not is_date_line(line.text)
+        for line in following
+    )
+
+
+def _counted(lines: list[_Line], comments_at: int | None, content_end: int, units: list[Unit]) -> bool:
+    """Whether an unnumbered list after the header is the comments: the reply form closes it and the header's count
+    ("2 Comments") is the number of paragraphs. A counter under the byline ("2 responses") with the article after it
+    does not pass: the article has more paragraphs than the count."""
+    if comments_at is None or content_end >= len(lines) or not units:
+        return False
+    count = re.match(r"\d+", lines[comments_at].text)
+    return count is not None and int(count.group()) == len(units)
+
+
+def _pasted_unit(lines: list[_Line], comment: PastedComment, n: int) -> Unit:
+    return Unit(
+        "comment",
+        lines[comment.first].start,
+        lines[comment.last].end,
+        comment_no=n,
+        comment_author=comment.author,
+        comment_date=comment.date,
+        comment_date_iso=to_iso(comment.date),
+    )
+
+
+# A headline: a line of a few words that is not a sentence of the body, a date, a menu entry, a caption or a button.
+_NOT_HEADLINE = re.compile(
+    r".*(?:©|cookie|newsletter|login|log in|anmelden|abonn|menu|menü|search|suche|skip to|zum inhalt|"
+    r"foto:|photo:|bild:|credit|getty|affiliate|advert|anzeige|werbung|e-?mail|imprim|print|permalink|"
+    r"teilen|share|tweet|previous|next article|vorherige|nächste|gelesen$|read$|views$|compartir|partager|"
+    r"telegram|whatsapp|facebook|subscribe|sign up|join thousands|abonnieren|inscri|"
+    r"\d+\s*(?:comments?|kommentare?|commentaires?|comentarios?)|\d{1,2}:\d{2}).*",
+    re.IGNORECASE,
+)
+_BYLINE = re.compile(r"(?:by|von|par|por|author|autor|auteur)\b:?.{0,80}", re.IGNORECASE)
+MIN_HEADLINE_WORDS = 3
+MAX_HEADLINE_WORDS = 25
+LONG_PARAGRAPH_WORDS = 25
+HEADLINE_WINDOW = 40
+
+
+def _body_start(lines: Sequence[_Line]) -> int | None:
+    """The first line of running text: a long line with another long line soon after it (a cookie banner or a
+    teaser is one long line alone)."""
+    for i, line in enumerate(lines):
+        if _words(line) >= LONG_PARAGRAPH_WORDS and any(_words(o) >= 15 for o in lines[i + 1 : i + 5]):
+            return i
+    return next((i for i, line in enumerate(lines) if _words(line) >= LONG_PARAGRAPH_WORDS), None)
+
+
+def guess_headline_in(text: str) -> str | None:
+    """``guess_headline`` over a whole page text (the HTML page's visible text when its title is the site name)."""
+    return guess_headline(_lines(text)) if text else None
+
+
+def guess_headline(lines: Sequence[_Line]) -> str | None:
+    """The line most like a headline, among those before the running text: a headline's length, not a sentence,
+    date, menu entry or caption; a byline or date just after it, a repeat elsewhere on the page (related links,
+    breadcrumbs) and nearness to the text count for it."""
+    start = _body_start(lines)
+    if start is None:
+        return None
+    counts = Counter(line.text for line in lines)
+    best: tuple[float, _Line] | None = None
+    lo = max(0, start - HEADLINE_WINDOW)
+    for i in range(lo, start):
+        line = lines[i]
+        words = _words(line)
+        if not MIN_HEADLINE_WORDS <= words <= MAX_HEADLINE_WORDS or line.text.endswith((":", ",", ";")):
+            continue
+        if _NOT_HEADLINE.fullmatch(line.text) or _DATEISH.search(line.text) or _matches(line, CHROME_LINES):
+            continue
+        if _BYLINE.fullmatch(line.text) or is_header(line.text) or re.search(r"\d{4}-\d{2}-\d{2}T", line.text):
+            continue  # a byline, a comment counter, a machine timestamp
+        if line.text.count(",") >= 2 or line.text.startswith(("|", "#", "*", "•")):
+            continue  # a list of tags or a menu entry
+        after = [o.text for o in lines[i + 1 : i + 3]]
+        score = 0.0
+        if any((_BYLINE.fullmatch(t) and len(t.split()) <= 8) or is_date_line(t) for t in after):
+            score += 3
+        if line.text.endswith("."):
+            score -= 2.5  # a sentence (a standfirst, a caption) is rarely the headline
+        if counts[line.text] > 1:
+            score += 1.5
+        score += min(words, 15) / 10 - (start - i) / 6
+        if best is None or score > best[0]:
+            best = (score, line)
+    return " ".join(best[1].text.split()) if best is not None else None
+
+
+_DATEISH = re.compile(
+    r"\b\d{1,2}[./]\s?\d{1,2}[./]\s?\d{2,4}\b|\b(?:19|20)\d{2}\b.*\d{1,2}:\d{2}|^(?:von|by|par|por)\s", re.IGNORECASE
+)

@@ -45,6 +45,7 @@ class BuildReport:
     passages_embedded: int = 0
     passages_from_cache: int = 0
     window_splits: int = 0
+    chrome_chars: int = 0  # characters of the given documents' text left out of every part (page chrome)
     skipped: list[Skipped] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -59,7 +60,8 @@ class BuildReport:
             f"published {self.version}: {self.documents} documents ({self.added} added, {self.changed} changed, "
             f"{self.unchanged} unchanged, {self.removed} removed), {self.passages} passages ({by_section}); "
             f"embedded {self.passages_embedded}, reused {self.passages_from_cache} from cache, "
-            f"{self.window_splits} split to fit the model window; {self.seconds.get('total', 0.0):.1f}s"
+            f"{self.window_splits} split to fit the model window; {self.chrome_chars} characters of page chrome "
+            f"left out; {self.seconds.get('total', 0.0):.1f}s"
         )
 
 
@@ -162,6 +164,7 @@ def apply_changes(
         # only what they bring, and the manifest then names both backends.
         re_embed_all = replace_all and backend is not None and base_backend not in (None, backend)
         incoming = {doc.doc_id: doc for doc in upserts}
+        report.chrome_chars = sum(doc.chrome_chars for doc in incoming.values())
         to_write: list[Document] = []
         for doc in incoming.values():
             previous = existing.get(doc.doc_id)

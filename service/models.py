@@ -104,6 +104,14 @@ class CitationOut(BaseModel):
     char_start: int = Field(description="Start of the passage in the document text")
     char_end: int = Field(description="End of the passage in the document text (exclusive)")
     url: str | None = Field(None, description="The document's URL, when it has one")
+    comment_author: str | None = Field(None, description="The reader comment's author as the page shows it")
+    comment_date: str | None = Field(None, description="The reader comment's date as the page shows it")
+    comment_date_iso: str | None = Field(None, description="That date in ISO 8601, where it parses")
+    parent: int | None = Field(None, description="Number of the comment this reader comment replies to")
+    depth: int | None = Field(None, description="Reply depth of the comment: 0 top level, 1 a reply, …")
+    author: str | None = Field(None, description="The article's byline author")
+    published: str | None = Field(None, description="The article's published date, ISO 8601")
+    site_name: str | None = Field(None, description="The site the page comes from")
 
 
 class SpanOut(BaseModel):
@@ -150,6 +158,10 @@ class AnswerCitationOut(BaseModel):
     reader_comment: bool = Field(description="True when the quote is a reader comment, not the article")
     passage_rank: int
     score: float
+    comment_author: str | None = Field(None, description="The reader comment's author as the page shows it")
+    comment_date: str | None = Field(None, description="The reader comment's date as the page shows it")
+    comment_date_iso: str | None = Field(None, description="That date in ISO 8601, where it parses")
+    parent: int | None = Field(None, description="Number of the comment this reader comment replies to")
 
 
 class AnswerSentenceOut(BaseModel):
@@ -177,6 +189,11 @@ class PartOut(BaseModel):
     char_start: int
     char_end: int
     label: str
+    comment_author: str | None = None
+    comment_date: str | None = None
+    comment_date_iso: str | None = None
+    parent: int | None = None
+    depth: int | None = None
 
 
 class DocumentResponse(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from citesearch.answer import part_label
+from citesearch.answer import citation_label
 from service.deps import LeaseDep
 from service.errors import ApiError
 from service.models import DocumentResponse, ErrorResponse, PartOut
@@ -38,7 +38,12 @@ def get_document(doc_id: str, lease: LeaseDep) -> DocumentResponse:
                 comment_no=u.comment_no,
                 char_start=u.char_start,
                 char_end=u.char_end,
-                label=part_label(u.section, u.comment_no),
+                label=citation_label(u),
+                comment_author=u.comment_author,
+                comment_date=u.comment_date,
+                comment_date_iso=u.comment_date_iso,
+                parent=u.parent,
+                depth=u.depth if u.section == "comment" else None,
             )
             for u in parts
         ],

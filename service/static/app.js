@@ -202,7 +202,7 @@
       item.appendChild(link);
       item.appendChild(document.createTextNode(" "));
       item.appendChild(el("span", "badge " + (c.reader_comment ? "badge-reader" : "badge-" + c.section),
-                          c.reader_comment ? "Reader comment " + (c.comment_no || "") : c.label));
+                          c.label));  /* "Reader comment 3, by NAME (DATE), reply to comment 1" */
       item.appendChild(document.createTextNode(" "));
       item.appendChild(el("span", "citation-title", c.title || c.doc_id));
       item.appendChild(el("span", "citation-where", " · " + c.source + ", chars " + c.char_start + "–" + c.char_end));
@@ -214,7 +214,7 @@
     if (!citation) return el("span", "marker", "[" + number + "]");
     var link = el("a", "marker", "[" + number + "]");
     link.href = docHash(citation.doc_id, citation.char_start, citation.char_end, query);
-    link.title = (citation.reader_comment ? "Reader comment " + (citation.comment_no || "") : citation.label) +
+    link.title = citation.label +
       " — " + (citation.title || citation.doc_id);
     link.setAttribute("aria-label", "Citation " + number + ": " + link.title);
     return link;

@@ -69,7 +69,7 @@
       var c = byNumber[s.citation];
       p.appendChild(document.createTextNode(s.text + " "));
       var marker = docLink(c.doc_id, c.char_start, c.char_end, "[" + s.citation + "]", query);
-      marker.title = (c.reader_comment ? "Reader comment " + c.comment_no : c.label) + " — " + c.title;
+      marker.title = c.label + " — " + c.title;
       p.appendChild(marker);
       p.appendChild(document.createTextNode(" "));
     });
