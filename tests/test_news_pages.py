@@ -53,7 +53,9 @@ def test_html_body_first_and_last_sentence_threshold(report: PagesReport) -> Non
     assert _summary(report, "html").body_first_last >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="measured 77.8% (7 of 9): one bio names nobody, one sits in a related-articles block")
+@pytest.mark.xfail(
+    strict=True, reason="measured 77.8% (7 of 9): one bio names nobody, one sits in a related-articles block"
+)
 def test_html_bio_threshold(report: PagesReport) -> None:
     assert _summary(report, "html").bio_found >= 0.80
 
