@@ -203,10 +203,10 @@ def score_page(
     headline_ok = None if headline is None else norm(doc.title) == norm(headline)
     if headline_ok is False:
         misses.append(f"headline {doc.title!r}")
-    body_first = record.get("body_first")
-    body_last = record.get("body_last")
-    first_ok = bool(body_first) and any(norm(body_first) in a for a in articles)
-    last_ok = bool(body_last) and any(norm(body_last) in a for a in articles)
+    body_first: str | None = record.get("body_first")
+    body_last: str | None = record.get("body_last")
+    first_ok = body_first is not None and any(norm(body_first) in a for a in articles)
+    last_ok = body_last is not None and any(norm(body_last) in a for a in articles)
     if not first_ok:
         misses.append("body_first not in an article part")
     if not last_ok:

@@ -110,7 +110,9 @@ def _passage(row: Sequence[Any], parsed: dict[str, tuple[tuple[StoredUnit, ...],
         ),
         None,
     )
-    return StoredPassage(*row[:11], unit=unit, metadata=metadata)
+    return StoredPassage(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], unit, metadata
+    )
 
 
 def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:

@@ -130,7 +130,7 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
     """The page's text and units; ``ValueError`` when it has no text at all."""
     data = _trafilatura(html)
     page: HtmlPage = read_html_page(html)
-    own_lines = set()
+    own_lines: set[str] = set()
     for chunk in [page.bio or "", *(c.text for c in page.comments)]:
         own_lines.update(_fold(line) for line in chunk.split("\n") if len(line.split()) >= 4)
     article_lines = [
@@ -152,8 +152,8 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
         pieces.append(("article", article, None))
     if bio:
         pieces.append(("author", bio, None))
-    for n, comment in enumerate(page.comments):
-        pieces.append(("comment", comment.text, n))
+    for position, comment in enumerate(page.comments):
+        pieces.append(("comment", comment.text, position))
     if not pieces:
         raise ValueError("no main content found in the HTML")
     text = ""

@@ -275,15 +275,15 @@ def _date(inner: list[etree._Element]) -> tuple[str | None, str | None]:
         if shown:
             return shown, el.get("datetime")
     dated = [el for el in inner if any(_DATE_TOKEN.search(t) for t in _tokens(el))]
-    shown = _first_text(dated)
-    if shown is None:
+    found = _first_text(dated)
+    if found is None:
         # A date printed next to the name in a <cite> or a metadata line: its text after a dash, "am", "on", "le".
         for el in inner:
             if _tag(el) == "cite" or any("meta" in t.lower() for t in _tokens(el)):
                 match = _DATE_IN_TEXT.search(visible_text(el))
                 if match:
                     return match.group(0).strip(), None
-    return shown, None
+    return found, None
 
 
 def _box_text(box: etree._Element, nested: set[etree._Element]) -> tuple[str, list[etree._Element]]:
@@ -449,8 +449,7 @@ def extract_comments(root: etree._Element) -> list[HtmlComment]:
             parent = by_id[parent_id]
             depth = comments[parent].depth + 1
         else:
-            depth = _depth_class(el) if use_depth_class else _nesting(el, box_set)
-            depth = depth or 0
+            depth = (_depth_class(el) if use_depth_class else _nesting(el, box_set)) or 0
             if depth > 0:
                 candidates = [d for d in range(depth - 1, -1, -1) if d in last_at_depth]
                 if candidates:

@@ -18,6 +18,7 @@ without this structure (seeds/000_…) is one article unit.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -254,6 +255,7 @@ def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> P
         if section is not None:
             body_end = section.header if section.header_line else section.header + 1
             comment_units = [_pasted_unit(lines, c, n) for n, c in enumerate(section.comments, start=1)]
+            comment_units = _with_depths(comment_units)
         else:
             # Unclear structure: the page stays one article (nothing after a false header is lost).
             body_end, comment_units = content_end, []
@@ -324,7 +326,20 @@ def _pasted_unit(lines: list[_Line], comment: PastedComment, n: int) -> Unit:
         comment_author=comment.author,
         comment_date=comment.date,
         comment_date_iso=to_iso(comment.date),
+        parent=None if comment.parent is None else comment.parent + 1,
     )
+
+
+def _with_depths(units: list[Unit]) -> list[Unit]:
+    """Each reply one level below the comment it replies to."""
+    depth: dict[int, int] = {}
+    out = []
+    for unit in units:
+        level = 0 if unit.parent is None else depth.get(unit.parent, 0) + 1
+        assert unit.comment_no is not None
+        depth[unit.comment_no] = level
+        out.append(dataclasses.replace(unit, depth=level))
+    return out
 
 
 # A headline: a line of a few words that is not a sentence of the body, a date, a menu entry, a caption or a button.

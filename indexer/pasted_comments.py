@@ -21,7 +21,7 @@ HEADER_SHAPES: tuple[str, ...] = (
     # English
     rf"{_N}\s*(?:comments?|responses?|replies|thoughts?)(?:\s+(?:on|to)\s+.*)?",
     r"there (?:are|is) {n}\s+comments?".replace("{n}", _N),
-    r"(?:reader\s+)?comments(?:\s*\(\d+\))?|discussion|join the discussion|responses",
+    r"(?:reader\s+)?comments(?:\s*\(\d+\))?|discussions?|join the discussion|responses|all (?:replies|comments)",
     r"[{(\[]?\s*{n}\s*(?:comments?|responses?)\b.{0,60}?[})\]]?".replace("{n}", _N),
     r"(?:your|ihre|vos|tus|sus)\s+(?:comments|kommentare|réactions|commentaires|comentarios|reacciones)",
     # A header with the invitation to write on the same line: "Kommentare Schreibe einen Kommentar".
@@ -67,7 +67,7 @@ LOOKBACK_LINES = 40
 _HEADER = re.compile("|".join(f"(?:{shape})" for shape in HEADER_SHAPES), re.IGNORECASE)
 _FORM = re.compile("|".join(f"(?:{shape})" for shape in FORM_SHAPES), re.IGNORECASE)
 _REPLY = re.compile(
-    r"[\[(/]?\s*(?:"
+    r"(?:\d+\s*)*[\[(/]?\s*(?:"
     + "|".join(re.escape(w) for w in REPLY_WORDS)
     + r")\s*[↓↑→]?\s*[\])]?(?:\s*(?:report|melden|signaler))?",
     re.IGNORECASE,
@@ -94,7 +94,11 @@ _AT = re.compile(r"\s+(?:am|on|at|le|el|um)$", re.IGNORECASE)
 _BOX_FURNITURE = re.compile(
     r"(?:like|liked|likeliked|gefällt mir|j'aime|me gusta)(?:\s*(?:liked\s*)?by \d+ (?:people|person))?|"
     r"report|melden|signaler|denunciar|share|teilen|partager|compartir|zitieren|quote|permalink|"
-    r"(?:liked|gefällt) (?:by )?\d+ .{0,20}",
+    r"(?:liked|gefällt) (?:by )?\d+ .{0,20}|"
+    # Buttons of comment systems' menus: "Edit", "Delete", "Flag", "Hide", "Follow NAME", "Share to Facebook", …
+    r"edit|delete|löschen|bearbeiten|supprimer|modifier|invite(?: manually)?|hide|flag|unflag|flagged|dismiss\w*|"
+    r"x?dismissx?undismiss|(?:un)?follow(?: \S+)?(?: for .{1,40})?|block(?: for .{1,40})?|share to \w+|"
+    r"go to permalink|profilefollowunfollow|profile",
     re.IGNORECASE,
 )
 # Words that lead into a date and are not a name.
@@ -116,6 +120,7 @@ class PastedComment:
     last: int
     author: str | None
     date: str | None
+    parent: int | None = None  # index (in the section's comments) of the comment this one quotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +195,9 @@ def find_section(lines: Sequence[str], lo: int = 0) -> CommentSection | None:
             continue
         section = _split(lines, h, end)
         if section.comments:
-            return section
+            return CommentSection(
+                section.header, section.end, with_quoted_parents(lines, section.comments), section.chrome_lines
+            )
     return _headerless(lines, lo)
 
 
@@ -210,7 +217,8 @@ def _headerless(lines: Sequence[str], lo: int) -> CommentSection | None:
     section = _split(lines, start - 1, end)
     if len(section.comments) < MIN_MARKERS:
         return None
-    return CommentSection(start - 1, end, section.comments, section.chrome_lines - 1, header_line=False)
+    comments = with_quoted_parents(lines, section.comments)
+    return CommentSection(start - 1, end, comments, section.chrome_lines - 1, header_line=False)
 
 
 def _name_line(text: str) -> bool:
@@ -233,13 +241,17 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
     head = [False] * len(lines)
     for i in range(header + 1, end):
         t = lines[i]
-        head[i] = bool(
+        # "NAME said:" right after a comment's date opens a quote of that comment (forums): it is comment text.
+        quote = _says(t) is not None and i - 1 > header and _date_line(lines[i - 1])
+        head[i] = not quote and bool(
             _says(t) or _name_date(t) or _date_line(t) or _is_reply(t) or PINGBACK.fullmatch(t) or _furniture(t)
         )
     for i in range(header + 1, end):
         t = lines[i]
         if _is_reply(t) and i - 1 > header and _VOTES.fullmatch(lines[i - 1]):
             head[i - 1] = True
+        if _furniture(t) and i - 1 > header and not head[i - 1] and _name_line(lines[i - 1]):
+            head[i - 1] = True  # the name above a comment's menu buttons
         if (_date_line(t) or _says(t)) and not _is_reply(t):
             j = i - 1
             if j > header and not head[j] and _name_line(lines[j]):
@@ -292,6 +304,20 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
             comments.append(PastedComment(start, i - 1, author, date))
         block_start = i
     return CommentSection(header, end, tuple(comments), chrome)
+
+
+def with_quoted_parents(lines: Sequence[str], comments: Sequence[PastedComment]) -> tuple[PastedComment, ...]:
+    """A comment that opens by quoting "NAME said:" replies to NAME's latest comment before it (forum style). An
+    "@name" opening is not taken for a reply: it names someone, it does not say which comment."""
+    out: list[PastedComment] = []
+    for n, comment in enumerate(comments):
+        quoted = _says(lines[comment.first])
+        parent = None
+        if quoted is not None:
+            name = quoted.group("name").strip().casefold()
+            parent = next((k for k in range(n - 1, -1, -1) if (comments[k].author or "").casefold() == name), None)
+        out.append(PastedComment(comment.first, comment.last, comment.author, comment.date, parent))
+    return tuple(out)
 
 
 def _split_head_after(

@@ -53,7 +53,9 @@ def test_html_body_first_and_last_sentence_threshold(report: PagesReport) -> Non
     assert _summary(report, "html").body_first_last >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="measured 77.8% (7 of 9): one bio names nobody, one sits in a related-articles block")
+@pytest.mark.xfail(
+    strict=True, reason="measured 77.8% (7 of 9): one bio names nobody, one sits in a related-articles block"
+)
 def test_html_bio_threshold(report: PagesReport) -> None:
     assert _summary(report, "html").bio_found >= 0.80
 
@@ -72,7 +74,6 @@ def test_pasted_text_has_no_fake_comments_and_drops_no_article_text(report: Page
     assert text.errors == 0
 
 
-@pytest.mark.xfail(strict=True, reason="measured 82.9%: the Chinese page (77 comments) has no comment shapes we read")
 def test_pasted_text_comment_threshold(report: PagesReport) -> None:
     assert _summary(report, "text").comments_matched >= 0.85
 
@@ -84,7 +85,7 @@ def test_pasted_text_headline_threshold(report: PagesReport) -> None:
 
 def test_pasted_text_floors_while_below_target(report: PagesReport) -> None:
     text = _summary(report, "text")
-    assert text.comments_matched >= 0.80 and text.headline_exact >= 0.55
+    assert text.headline_exact >= 0.55
 
 
 @pytest.mark.parametrize("rendering", ["html", "text"])

@@ -122,3 +122,21 @@ def test_every_span_is_exact_and_nothing_outside_the_units_is_article_text() -> 
     covered = "".join(page[u.char_start : u.char_end] for u in parsed.units)
     for line in BODY.split("\n"):
         assert line in covered
+
+
+def test_a_forum_quote_makes_the_comment_a_reply_but_an_at_name_does_not() -> None:
+    page = (
+        f"Headline of the forum story\n{BODY}\n3 Comments\n"
+        "michaelbrandi\n17 September 2020 16:08\nIt seems mostly to be vaporware.\nReply\n"
+        "hotaru.hino\n17 September 2020 16:10\nmichaelbrandi said:\nIt seems mostly to be vaporware.\n"
+        "I expect the same thing.\nReply\n"
+        "Ast1on\n17 September 2020 16:13\n@hotaru.hino A 650W PSU will be fine.\nReply\n"
+    )
+    parsed = parse_page(page, fallback_title="stem")
+    comments = [u for u in parsed.units if u.section == "comment"]
+    assert [(u.comment_author, u.parent, u.depth) for u in comments] == [
+        ("michaelbrandi", None, 0),
+        ("hotaru.hino", 1, 1),
+        ("Ast1on", None, 0),
+    ]
+    assert page[comments[1].char_start : comments[1].char_end].startswith("michaelbrandi said:")  # quote is text
