@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 from collections.abc import MutableMapping
@@ -54,7 +55,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     server = uvicorn.Server(serve_config(app, settings, args.log_level))
-    server.run()
+    # uvicorn re-raises the SIGINT/SIGTERM it handled once it has shut down cleanly (uvicorn.run swallows it too).
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     return 0 if server.started else 1
 
 
@@ -103,7 +106,8 @@ def _serve_workers(settings: Settings, log_level: str) -> int:
     )
     _log_network_settings(settings, workers=settings.workers)
     sock = config.bind_socket()
-    Multiprocess(config, sockets=[sock]).run()
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[sock]).run()
     return 0
 
 

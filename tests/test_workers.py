@@ -44,7 +44,7 @@ def test_two_workers_serve_one_index_and_one_applies_the_journal(tmp_path: Path,
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": KEY}) as client:
+        with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": KEY}):
 
             def both_ready() -> bool:
                 assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
