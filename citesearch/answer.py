@@ -673,12 +673,12 @@ __all__ = [
     "answer_question",
     "answer_with_settings",
     "apply_plan",
+    "citation_label",
     "extract_answer",
     "highlight",
     "highlight_result",
     "is_reader_question",
     "lexical_score",
     "part_label",
-    "citation_label",
     "plan_ask",
 ]

@@ -14,7 +14,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
@@ -34,6 +34,9 @@ from indexer.embedder import EmbedderError
 from indexer.errors import IngestError, Skipped
 from indexer.loaders import LoadResult, load_documents
 from indexer.pipeline import apply_changes
+
+if TYPE_CHECKING:
+    from index_store.check import RepairReport, VersionReport
 
 # Subcommands that live with their feature. Each module has ``register(subparsers)`` that adds its parsers with
 # ``set_defaults(handler=fn)`` where ``fn(args, settings) -> exit code``; heavy imports happen inside the handler.
@@ -230,10 +233,10 @@ def _reapply_journal(index_dir: Path, base: str) -> None:
             print(f"repair: {len(reopened)} journaled change(s) queued again; the service applies them")
 
 
-def vars_of(report: object) -> dict[str, object]:
+def vars_of(report: VersionReport | RepairReport) -> dict[str, Any]:
     from dataclasses import asdict
 
-    return asdict(report)  # type: ignore[call-overload]
+    return asdict(report)
 
 
 def _positive_int(text: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-_QUOTES = str.maketrans({c: "'" for c in '‘’‚‛“”„‟«»"′″'} | {c: "-" for c in "–—‐‑−"})
+_QUOTES = str.maketrans(dict.fromkeys('‘’‚‛“”„‟«»"′″', "'") | dict.fromkeys("–—‐‑−", "-"))
 
 
 def fold(text: str) -> str:

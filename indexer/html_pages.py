@@ -320,9 +320,8 @@ def _nesting(el: etree._Element, boxes: set[etree._Element]) -> int:
     depth = 0
     for node in el.iterancestors():
         tokens = " ".join(_tokens(node))
-        if (
-            _REPLY_CONTAINER.search(tokens)
-            or _tag(node) in {"ul", "ol"}
+        if _REPLY_CONTAINER.search(tokens) or (
+            _tag(node) in {"ul", "ol"}
             and any(_tag(a) == "li" or a in boxes or _is_comment_element(a) for a in node.iterancestors())
         ):
             depth += 1

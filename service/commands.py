@@ -120,7 +120,7 @@ def worker_app() -> Any:
     apply_openmp_threads(settings.search_threads, os.environ)
     from service.app import create_app
 
-    return create_app(settings, embedder=load_embedder(settings))
+    return create_app(settings, embedder=settings.load_embedder())
 
 
 def _log_network_settings(settings: Settings, *, workers: int) -> None:

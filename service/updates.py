@@ -577,7 +577,7 @@ class UpdateWriter:
         base = self._base_manifest()
         base_marker = None if base is None else journal_marker(base, self.journal.journal_id)
         first_pending = self.journal.first_pending_outside(seqs)
-        last = (first_pending - 1) if first_pending is not None else max(self.journal.max_seq(), max(seqs))
+        last = (first_pending - 1) if first_pending is not None else max(self.journal.max_seq(), *seqs)
         also = {q for q in (*seqs, *(base_marker.also if base_marker else ())) if q > last}
         return JournalMarker(last, frozenset(also))
 

@@ -35,6 +35,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEEDS = PROJECT_ROOT / "seeds"
 SEED_ARTICLE = "000_d73893d2131be99a.txt"
 SEED_PAGE = "003_84eea950d14e0b91.txt"
+# The keys of every citation in /search and `citesearch search --json`: the shape clients rely on. The comment and
+# article fields are null where a page does not show them.
+CITATION_FIELDS = frozenset(
+    {"doc_id", "title", "source", "section", "comment_no", "char_start", "char_end", "url"}
+    | {"comment_author", "comment_date", "comment_date_iso", "parent", "depth", "author", "published", "site_name"}
+)
 
 # Tiers other than unit; a test carrying none of them is a unit test. ``slow`` is for a test that needs none of the
 # others but still takes seconds (ranx compiles its metrics with numba on first use: about 11 s).

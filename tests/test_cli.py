@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from citesearch.cli import main
-from tests.conftest import SEED_PAGE, SEEDS
+from tests.conftest import CITATION_FIELDS, SEED_PAGE, SEEDS
 
 ALIYEV = "what conditions did Aliyev set?"
 
@@ -31,9 +31,7 @@ def test_documented_search_lists_aliyevs_conditions_first(seed_index) -> None:
     assert "Dissolution of the OSCE Minsk Group" in top["text"]
     assert top["citation"]["doc_id"] == SEED_PAGE
     assert top["citation"]["section"] == "article"
-    assert set(top["citation"]) == {"doc_id", "title", "source", "section", "comment_no", "char_start", "char_end", "url"} | {
-        "comment_author", "comment_date", "comment_date_iso", "parent", "depth", "author", "published", "site_name"
-    }  # fmt: skip
+    assert set(top["citation"]) == CITATION_FIELDS
     assert top["citation"]["comment_author"] is None  # an article passage: no comment fields
     text = (SEEDS / SEED_PAGE).read_text(encoding="utf-8")
     assert text[top["citation"]["char_start"] : top["citation"]["char_end"]] == top["text"]

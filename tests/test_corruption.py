@@ -19,11 +19,11 @@ from fastapi.testclient import TestClient
 from citesearch.cli import main
 from citesearch.settings import Settings
 from index_store import IndexCorruptError, current_version, list_versions, open_index
-from indexer.embedder import HashingEmbedder
 from indexer.pipeline import BuildOptions, apply_changes, build_index
 from service.app import create_app
 from service.updates import document_from_record
 from tests.conftest import SEEDS
+from tests.fakes import HashingEmbedder
 from tests.servicekit import wait_for
 from tests.updates_server import KEY
 
@@ -96,7 +96,7 @@ def test_a_flipped_bit_in_a_derived_file_is_rebuilt_in_memory_not_a_fallback(ind
         assert reader.version == old_version
         assert set(reader.document_ids()) == old_ids
         assert len(reader.vectors) == reader.manifest.counts["passages"]
-        assert getattr(reader, "rebuilt", None) and damaged in reader.rebuilt
+        assert reader.rebuilt is not None and damaged in reader.rebuilt
 
 
 def test_a_flipped_checksum_in_the_manifest_is_a_rebuild_not_a_loss(index_dir: Path) -> None:
@@ -116,6 +116,7 @@ def test_a_writer_never_starts_from_empty_when_the_only_version_is_damaged(index
     with pytest.raises(IndexCorruptError) as raised:
         _add(index_dir, "glacier-note")
     message = str(raised.value)
+    assert only is not None
     assert "\n" not in message and only in message and "passages.sqlite" in message
     assert "re-index everything" in message
     assert list_versions(index_dir) == [only] and current_version(index_dir) == only  # nothing written, nothing pruned
@@ -141,7 +142,8 @@ def test_an_unreadable_manifest_stops_the_writer_and_repair_falls_back_naming_th
     repaired = repair_index(index_dir)
     assert repaired.action == "fell_back" and repaired.base == first
     assert repaired.lost_documents == ("glacier-note",)  # named: the store of the damaged version still answers
-    assert current_version(index_dir) == repaired.version and repaired.version > second
+    assert repaired.version is not None and current_version(index_dir) == repaired.version
+    assert repaired.version > second
     assert second in list_versions(index_dir)  # kept as evidence, never pruned
     _add(index_dir, "another-note")  # writes work again
 
@@ -252,7 +254,7 @@ def test_a_change_only_a_lost_version_held_is_applied_again_never_claimed_publis
             return None
 
         status = wait_for(check, timeout=40, interval=0.05, what="the lost change to be applied again")
-        assert status["index_version"] > lost_version
+        assert str(status["index_version"]) > lost_version
         assert "zebra" in {hit["citation"]["doc_id"] for hit in client.get("/search?q=zebra finches").json()["results"]}
     with open_index(index_dir, fallback=False) as reader:
         assert "zebra" in set(reader.document_ids()) and len(reader.document_ids()) == DOCS + 3

@@ -18,11 +18,11 @@ import pytest
 import uvicorn
 
 from citesearch.settings import Settings
-from indexer.embedder import HashingEmbedder
 from indexer.pipeline import build_index
 from service.app import create_app
 from service.commands import serve_config
 from tests.conftest import SEEDS
+from tests.fakes import HashingEmbedder
 from tests.servicekit import loopback_socket
 
 

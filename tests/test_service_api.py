@@ -29,7 +29,7 @@ from indexer.documents import Document, Unit
 from indexer.pipeline import apply_changes
 from service.app import create_app
 from service.index_holder import IndexHolder, IndexNotReady
-from tests.conftest import SEED_ARTICLE, SEED_PAGE, SEEDS
+from tests.conftest import CITATION_FIELDS, SEED_ARTICLE, SEED_PAGE, SEEDS
 from tests.servicekit import running_server, wait_for
 
 ALIYEV = "what conditions did Aliyev set?"
@@ -82,9 +82,7 @@ def test_search_shape_citations_and_highlights(seed_api: TestClient, seed_reader
     documents: dict[str, str] = {}
     for result in data["results"]:
         citation = result["citation"]
-        assert set(citation) == {"doc_id", "title", "source", "section", "comment_no", "char_start", "char_end", "url"} | {
-            "comment_author", "comment_date", "comment_date_iso", "parent", "depth", "author", "published", "site_name"
-        }  # fmt: skip
+        assert set(citation) == CITATION_FIELDS
         if citation["doc_id"] not in documents:
             documents[citation["doc_id"]] = _document(seed_api, citation["doc_id"])["text"]
         assert documents[citation["doc_id"]][citation["char_start"] : citation["char_end"]] == result["text"]
