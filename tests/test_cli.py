@@ -121,6 +121,7 @@ def test_console_script_runs_end_to_end(tmp_path: Path) -> None:
     assert found.returncode == 0 and "Constitutional amendments" in found.stdout and "article, chars" in found.stdout
 
 
+@pytest.mark.model
 def test_escape_sequences_in_documents_are_escaped_in_human_output(tmp_path: Path, capsys) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -139,6 +140,7 @@ def test_escape_sequences_in_documents_are_escaped_in_human_output(tmp_path: Pat
     assert "\x1b[31m" in json.loads(capsys.readouterr().out)["results"][0]["text"]  # JSON keeps the exact text
 
 
+@pytest.mark.model
 def test_documents_over_the_size_limit_are_skipped_with_the_reason(tmp_path: Path, monkeypatch, capsys) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -411,6 +411,7 @@ def test_soak_smoke(tmp_path: Path, seed_index, real_embedder) -> None:
 
 
 # -- two servers on one folder --------------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_the_standby_of_two_servers_never_says_published_for_a_version_it_does_not_serve(
     tmp_path: Path, hashing_index: Path
 ) -> None:
