@@ -14,8 +14,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from index_store import IndexIncompatibleError, IndexReader, StoredPassage
 from citesearch.fusion import FusionSettings, fuse, keyword_score, ranks_of
+from citesearch.part_evidence import PartLayout, PartScores, part_scores
+from index_store import IndexIncompatibleError, IndexReader, StoredPassage
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
 
@@ -66,6 +67,8 @@ class Explanation:
     bm25_score: float | None = None
     context_score: float | None = None  # BM25 of the passage's whole part (article body, bio, comment)
     fused_score: float | None = None
+    lead_score: float | None = None  # cosine of the first passage of the passage's part
+    part_mean_score: float | None = None  # cosine of the mean passage vector of the passage's part
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,8 @@ class ScoredCandidate:
     bm25_rank: int | None = None
     bm25_score: float | None = None
     context_score: float | None = None
+    lead_score: float | None = None
+    part_mean_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,30 @@ class Searcher:
         self._cache_lock = threading.Lock()
         recorded = reader.manifest.extra.get("fusion")
         self.fusion = fusion or (FusionSettings.from_dict(recorded) if isinstance(recorded, dict) else FusionSettings())
+        self._part_layout: PartLayout | None = None  # built on first use from the keyword index's part map
+
+    def part_layout(self) -> PartLayout | None:
+        """Which passages form each part (None without a part-level index). Derived once per searcher: the index
+        version it reads never changes."""
+        keyword = self.reader.keyword
+        if keyword is None or keyword.context is None:
+            return None
+        with self._cache_lock:
+            if self._part_layout is None:
+                self._part_layout = PartLayout.of(keyword.context.part_of)
+            return self._part_layout
+
+    def part_scores(self, ids: np.ndarray, query_vector: np.ndarray) -> PartScores | None:
+        """The lead and part-mean cosines of these passages' parts (``citesearch.part_evidence``)."""
+        layout = self.part_layout()
+        keyword = self.reader.keyword
+        if layout is None or keyword is None:
+            return None
+
+        def vectors_at(positions: np.ndarray) -> np.ndarray:
+            return self.reader.vectors.vectors_for(keyword.passage_ids[positions])
+
+        return part_scores(layout, keyword.positions(ids), vectors_at, query_vector)
 
     @property
     def index_version(self) -> str:
@@ -298,8 +327,11 @@ class Searcher:
     ) -> list[ScoredCandidate]:
         union = np.unique(np.concatenate([dense_ids, bm25_ids]).astype(np.int64))
         dense, bm25, context = self._exact_scores(union, query_vector, keyword_scores)
-        assert dense is not None and bm25 is not None
-        fused = fuse(dense, bm25, context, self.fusion)
+        assert dense is not None and bm25 is not None and query_vector is not None
+        parts = self.part_scores(union, query_vector) if self.fusion.uses_parts else None
+        lead = None if parts is None else parts.lead
+        mean = None if parts is None else parts.mean
+        fused = fuse(dense, bm25, context, self.fusion, lead, mean)
         dense_ranks, bm25_ranks = ranks_of(dense), ranks_of(bm25)
         order = np.argsort(-fused, kind="stable")
         return [
@@ -311,6 +343,8 @@ class Searcher:
                 int(bm25_ranks[i]),
                 float(bm25[i]),
                 None if context is None else float(context[i]),
+                None if lead is None else float(lead[i]),
+                None if mean is None else float(mean[i]),
             )
             for i in order
         ]
@@ -355,6 +389,8 @@ class Searcher:
                     bm25_score=candidate.bm25_score,
                     context_score=candidate.context_score,
                     fused_score=candidate.score,
+                    lead_score=candidate.lead_score,
+                    part_mean_score=candidate.part_mean_score,
                 )
             hits.append(
                 Hit(

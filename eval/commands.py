@@ -58,6 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--index-dir", type=Path, help="index folder (default: $CITESEARCH_EVAL_DIR/<dataset>, var/eval/<dataset>)"
     )
     beir.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N queries (a quick look)")
+    beir.add_argument(
+        "--baseline",
+        choices=("plain-hybrid", "plain-bm25", "plain-dense"),
+        help="rank whole documents by the plain recipe instead (bm25s defaults, whole-document MiniLM, min-max "
+        "0.5/0.5), for comparison; no passage index is built",
+    )
+    beir.add_argument(
+        "--keep-identical-ids",
+        action="store_true",
+        help="keep a hit whose id equals the query id (default: dropped, as BEIR's ignore_identical_ids)",
+    )
     _add_common(beir)
     beir.set_defaults(handler=cmd_eval_beir)
 
@@ -146,6 +157,8 @@ def cmd_eval_beir(args: argparse.Namespace, settings: Settings) -> int:
         mode=args.mode,
         limit=args.limit,
         show_progress=_show_progress(args),
+        baseline=args.baseline,
+        ignore_identical_ids=not args.keep_identical_ids,
     )
     return _finish(run.report, args, settings)
 

@@ -1,0 +1,79 @@
+"""Dense evidence about a passage's whole part (article body, author bio, one comment), not only the passage.
+
+Ranking a long news article by its single best 160-token passage throws away what the rest of it says, while a news
+question is often answered by the article as a whole and by its lead. Two part-level signals, computed from the
+passage vectors the index already holds (no second vector store):
+
+* **lead** — the cosine of the query to the part's first passage (the lead of an article: headline and first
+  paragraphs, what a whole-document embedding truncated at the model's window sees);
+* **part mean** — the cosine of the query to the normalised mean of the part's passage vectors (its first
+  ``MAX_PART_PASSAGES``: a bounded cost per query, and the opening of a very long part says what it is about).
+
+Both are the same for every passage of a part, so among one part's passages the passage-level signals still pick
+the best one, while parts whose content as a whole matches the query rise. Measured in docs/retrieval.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_PART_PASSAGES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PartLayout:
+    """Which keyword-index positions (passages, ascending id) belong to each part: a CSR over ``part_of``."""
+
+    part_of: np.ndarray  # part ordinal of the passage at each position
+    members: np.ndarray  # positions grouped by part, ascending within a part
+    starts: np.ndarray  # members[starts[p]:starts[p + 1]] are part p's positions
+
+    @classmethod
+    def of(cls, part_of: np.ndarray) -> PartLayout:
+        part_of = np.asarray(part_of, dtype=np.int64)
+        members = np.argsort(part_of, kind="stable")
+        parts = int(part_of.max()) + 1 if len(part_of) else 0
+        starts = np.searchsorted(part_of[members], np.arange(parts + 1))
+        return cls(part_of, members, starts)
+
+    def first_members(self, parts: np.ndarray) -> np.ndarray:
+        """Up to ``MAX_PART_PASSAGES`` leading positions of each part, and for each the index of its part in
+        ``parts``."""
+        lengths = np.minimum(self.starts[parts + 1] - self.starts[parts], MAX_PART_PASSAGES)
+        owner = np.repeat(np.arange(len(parts)), lengths)
+        offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return self.members[self.starts[parts][owner] + offsets], owner
+
+
+@dataclass(frozen=True, slots=True)
+class PartScores:
+    """Per candidate passage: the lead and part-mean cosines of its part."""
+
+    lead: np.ndarray
+    mean: np.ndarray
+
+
+def part_scores(
+    layout: PartLayout,
+    positions: np.ndarray,
+    vectors_at: Callable[[np.ndarray], np.ndarray],
+    query_vector: np.ndarray,
+) -> PartScores:
+    """The part-level dense signals of the passages at ``positions``; ``vectors_at`` maps positions to vectors."""
+    if len(positions) == 0:
+        empty = np.zeros(0, dtype=np.float64)
+        return PartScores(empty, empty)
+    parts, inverse = np.unique(layout.part_of[positions], return_inverse=True)
+    member_positions, owner = layout.first_members(parts)
+    vectors = np.asarray(vectors_at(member_positions), dtype=np.float64)
+    sums = np.zeros((len(parts), vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, vectors)
+    norms = np.linalg.norm(sums, axis=1)
+    query = np.asarray(query_vector, dtype=np.float64).reshape(-1)
+    mean = np.divide(sums @ query, norms, out=np.zeros(len(parts)), where=norms > 1e-12)
+    lead_rows = np.searchsorted(owner, np.arange(len(parts)))  # members are in order: a part's first is its lead
+    lead = vectors[lead_rows] @ query
+    return PartScores(lead[inverse], mean[inverse])
