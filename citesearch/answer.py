@@ -88,6 +88,7 @@ class AnswerCitation:
     passage_id: int
     passage_rank: int
     score: float  # the sentence's cosine to the question
+    published: str | None = None  # the document's published date, ISO 8601
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,6 +517,7 @@ def _assemble(
                 passage_id=hit.passage_id,
                 passage_rank=hit.rank,
                 score=round(candidate.sentence.score, 6),
+                published=getattr(hit.citation, "published", None),
             )
         )
         sentences.append(AnswerSentence(text=quote, citation=number))
@@ -604,10 +606,14 @@ def answer_with_settings(
     doc_id: str | None = None,
     mode: str | None = None,
     per_doc_cap: int | None = None,
+    filters: Mapping[str, Any] | None = None,
 ) -> AskOutcome:
     """``answer_question`` with the configured answer options: what ``POST /ask`` runs, and so what the threshold
-    calibration must measure. Request fields left as None take the configured defaults."""
+    calibration must measure. Request fields left as None take the configured defaults. ``filters`` are more
+    ``SearchRequest`` fields passed as they are (``published_after``, ``published_before``, ``recency``, ``as_of``,
+    ``collapse_duplicates``)."""
     options: dict[str, Any] = {"per_doc_cap": per_doc_cap if per_doc_cap is not None else settings.per_doc_cap}
+    options.update(filters or {})
     if mode is not None:
         options["mode"] = mode
     return answer_question(

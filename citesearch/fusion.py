@@ -45,6 +45,9 @@ class FusionSettings:
     candidates: int = 1000  # how deep each retriever's list goes before fusing
     lead_weight: float = 0.1  # cosine of the part's first passage (convex only)
     part_mean_weight: float = 0.1  # cosine of the part's mean passage vector (convex only)
+    # The recency prior, only for requests that ask for it (``recency``): weight and half-life in days
+    recency_weight: float = 0.2
+    recency_half_life_days: float = 30.0
 
     def __post_init__(self) -> None:
         if self.method not in FUSION_METHODS:
@@ -59,6 +62,8 @@ class FusionSettings:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
         if self.dense_weight + self.bm25_weight + self.context_weight <= 0:
             raise ValueError("at least one of dense_weight, bm25_weight, context_weight must be above 0")
+        if not 0.0 <= self.recency_weight <= 1.0 or self.recency_half_life_days <= 0:
+            raise ValueError("recency_weight must be within [0, 1] and recency_half_life_days above 0")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ValueError("rrf_k and candidates must be at least 1")
 

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     fusion_part_mean_weight: float = Field(
         0.1, ge=0, le=1, description="Weight of the cosine of the passage's part's mean passage vector"
     )
+    recency_weight: float = Field(
+        0.2, ge=0, le=1, description="Weight of the recency prior in hybrid mode, for requests that ask for it"
+    )
+    recency_half_life_days: float = Field(
+        30.0, gt=0, description="Recency prior: a document's prior halves for every this many days before as_of"
+    )
     fusion_candidates: int = Field(1000, ge=1, le=10000, description="Depth of each ranking before fusing")
 
     # Evaluation (eval/): where benchmark indexes are built (one folder per dataset) and reports are written
@@ -169,6 +175,8 @@ class Settings(BaseSettings):
             context_weight=self.fusion_context_weight,
             lead_weight=self.fusion_lead_weight,
             part_mean_weight=self.fusion_part_mean_weight,
+            recency_weight=self.recency_weight,
+            recency_half_life_days=self.recency_half_life_days,
             candidates=self.fusion_candidates,
         )
 

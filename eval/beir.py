@@ -51,6 +51,8 @@ class BeirDataset:
     queries: dict[str, str]  # query id -> text, only queries of the split that have text, in queries.jsonl order
     qrels: dict[str, dict[str, int]]  # query id -> document id -> relevance
     queries_without_text: int = 0  # judged in the split but missing from queries.jsonl (skipped)
+    # query id -> the date the question was asked (metadata.question_date/date/as_of), for the recency prior
+    query_dates: dict[str, str] = field(default_factory=dict)
 
     @property
     def corpus_path(self) -> Path:
@@ -89,6 +91,7 @@ def load_beir_dataset(root: Path | str, split: str) -> BeirDataset:
         queries=queries,
         qrels={query_id: qrels[query_id] for query_id in queries},
         queries_without_text=len(qrels) - len(queries),
+        query_dates={q: d for q, d in read_query_dates(root / QUERIES_FILE).items() if q in queries},
     )
 
 
@@ -122,6 +125,24 @@ def read_queries(path: Path) -> dict[str, str]:
             raise ValueError(f'{where}: expected an object with "_id" and a string "text"')
         queries[str(item["_id"])] = item["text"]
     return queries
+
+
+QUERY_DATE_FIELDS = ("question_date", "as_of", "date")
+
+
+def read_query_dates(path: Path) -> dict[str, str]:
+    """When each question was asked, where queries.jsonl says (``metadata.question_date`` in RealTimeQA)."""
+    from indexer.dates import parse_date
+
+    dates: dict[str, str] = {}
+    for _, item in read_objects(path):
+        metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        for name in QUERY_DATE_FIELDS:
+            found = parse_date(metadata.get(name)) or parse_date(item.get(name))
+            if found is not None:
+                dates[str(item.get("_id"))] = found
+                break
+    return dates
 
 
 # -- the dataset's index -----------------------------------------------------------------------------------------
@@ -266,6 +287,8 @@ def run_beir(
     log: Any = None,
     baseline: str | None = None,
     ignore_identical_ids: bool = True,
+    recency: bool = False,
+    collapse_duplicates: bool = True,
 ) -> BeirRun:
     """Index (or reuse) the dataset's corpus, search every query of the split and score the rankings.
 
@@ -273,8 +296,12 @@ def run_beir(
     comparable figure). ``log`` is a text stream for progress lines (stderr by default). ``baseline`` (one of
     ``eval.plain.BASELINES``) ranks whole documents by the plain recipe instead of citesearch's search.
     ``ignore_identical_ids`` drops a ranked document whose id equals the query id, as BEIR's evaluation does
-    (ArguAna and Quora queries are themselves corpus documents); recorded in the report.
+    (ArguAna and Quora queries are themselves corpus documents); recorded in the report. ``recency`` turns the
+    recency prior on with each query's own date (``query_dates``) as ``as_of``; ``collapse_duplicates`` is the
+    search's duplicate collapsing (on, as for users).
     """
+    if recency and not dataset.query_dates:
+        raise ValueError(f"--recency needs query dates (metadata.question_date) in {dataset.root / QUERIES_FILE}")
     index_dir = Path(index_dir) if index_dir is not None else default_index_dir(settings, dataset)
     if baseline is not None:
         return _run_plain(dataset, embedder, index_dir, baseline, limit, ignore_identical_ids, log)
@@ -312,11 +339,19 @@ def run_beir(
         searcher = Searcher(reader, embedder, settings.fusion_settings())
         # One search before timing: the first call pays one-off costs (thread pools, lazy loads) no user sees twice.
         search_documents(searcher, "warm-up query", depth=DEPTH, mode=mode)
+        undated = 0
         used_mode = ""
         # One more than the depth, so that dropping the query's own document still leaves DEPTH documents.
         depth = DEPTH + 1 if ignore_identical_ids else DEPTH
         for query_id in tqdm(query_ids, desc="queries", unit="q", file=sys.stderr, disable=not show_progress):
-            found = search_documents(searcher, dataset.queries[query_id], depth=depth, mode=mode)
+            options: dict[str, object] = {"collapse_duplicates": collapse_duplicates}
+            if recency:
+                as_of = dataset.query_dates.get(query_id)
+                undated += as_of is None
+                options.update(recency=as_of is not None, as_of=as_of)
+            found = search_documents(
+                searcher, dataset.queries[query_id], depth=depth, mode=mode, request_options=options
+            )
             rankings[query_id] = _without_identical(
                 [doc.doc_id for doc in found.documents], query_id, ignore_identical_ids
             )
@@ -336,6 +371,8 @@ def run_beir(
             "per_doc_cap": 1,
             "ranking_rule": BEST_PASSAGE_RULE,
             "ignore_identical_ids": ignore_identical_ids,
+            "recency": recency,
+            "collapse_duplicates": collapse_duplicates,
         }
         index_info = IndexInfo(
             index_dir=str(index_dir),
@@ -359,6 +396,8 @@ def run_beir(
         notes.append(f"{len(loaded.skipped)} corpus lines could not be loaded and were skipped")
     if prepared.build:
         settings_used["build"] = prepared.build
+    if recency:
+        notes.append(f"recency prior on, as_of = each query's date ({undated} queries without one: prior off)")
     report = EvalReport(
         kind="beir",
         dataset=dataset.name,

@@ -3,7 +3,8 @@
 Folders are read recursively in sorted order, hidden files and folders left out, so the same folder always gives
 the same documents with the same ids: the path relative to the folder given (a file given directly: its name), or
 the jsonl ``_id``/``id``. A jsonl file holds one document a line (``_id`` or ``id``, ``title``, ``text``, optional
-``url`` and ``metadata``), so a BEIR corpus.jsonl loads as it is.
+``url`` and ``metadata``), so a BEIR corpus.jsonl loads as it is. A published date in the record or its metadata
+(``published``, ``publish_date``, ``date``, …) is stored as ``metadata["published"]`` in ISO 8601.
 
 Bytes are decoded strictly as UTF-8 (a BOM is dropped) and CRLF/CR become LF before any span is taken; the
 normalised text is what a Document stores and cites. A problem with one file or line (binary, not UTF-8, malformed
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indexer.dates import METADATA_KEY as PUBLISHED_KEY
+from indexer.dates import find_published
 from indexer.documents import Document
 from indexer.errors import IngestError, Skipped
 from indexer.pages import parse_page
@@ -130,6 +133,9 @@ def _jsonl_document(line: str, line_no: int, source: str) -> Document:
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise _Skip(f'line {line_no}: "metadata" must be a JSON object')
+    published = find_published(record, metadata)
+    if published is not None:  # one field, one format, whatever the source called it (indexer/dates.py)
+        metadata = {**metadata, PUBLISHED_KEY: published}
     title, url = record.get("title"), record.get("url")
     doc_id = str(raw_id)
     return _page_document(

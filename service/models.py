@@ -53,6 +53,17 @@ class SearchQuery(BaseModel):
     mode: Mode | None = Field(None, description="Retrieval mode; default: the searcher's default")
     explain: bool = Field(False, description="Add each ranking's rank and score per result")
     per_doc_cap: int | None = Field(None, ge=1, description="At most this many passages of one document")
+    published_after: str | None = Field(
+        None, description="Only documents published on or after this date (ISO 8601); undated documents are left out"
+    )
+    published_before: str | None = Field(
+        None, description="Only documents published on or before this date (ISO 8601; a day includes all of it)"
+    )
+    recency: bool = Field(False, description="Favour documents published shortly before as_of (hybrid mode)")
+    as_of: str | None = Field(None, description="The date recency is measured from (ISO 8601; default: now)")
+    collapse_duplicates: bool = Field(
+        True, description="One hit per cluster of duplicate stories, the others listed in also_in; false: every copy"
+    )
 
     @field_validator("q")
     @classmethod
@@ -82,6 +93,17 @@ class AskRequest(BaseModel):
     doc_id: str | None = Field(None, description="Only this document")
     mode: Mode | None = Field(None, description="Retrieval mode; default: the searcher's default")
     per_doc_cap: int | None = Field(None, ge=1, description="At most this many passages of one document")
+    published_after: str | None = Field(
+        None, description="Only documents published on or after this date (ISO 8601); undated documents are left out"
+    )
+    published_before: str | None = Field(
+        None, description="Only documents published on or before this date (ISO 8601; a day includes all of it)"
+    )
+    recency: bool = Field(False, description="Favour documents published shortly before as_of (hybrid mode)")
+    as_of: str | None = Field(None, description="The date recency is measured from (ISO 8601; default: now)")
+    collapse_duplicates: bool = Field(
+        True, description="One hit per cluster of duplicate stories, the others listed in also_in; false: every copy"
+    )
 
     @field_validator("question")
     @classmethod
@@ -103,6 +125,7 @@ class CitationOut(BaseModel):
     comment_no: int | None
     char_start: int = Field(description="Start of the passage in the document text")
     char_end: int = Field(description="End of the passage in the document text (exclusive)")
+    published: str | None = Field(None, description="The document's published date, ISO 8601 (null: unknown)")
 
 
 class SpanOut(BaseModel):
@@ -122,6 +145,11 @@ class SearchHitOut(BaseModel):
     label: str = Field(description='The part of the document: "Article", "Author bio", "Reader comment 3"')
     highlight: list[SpanOut] = Field(description="The sentence(s) that best answer the question")
     explain: dict[str, float | int | None] | None = None
+    also_in: list[str] = Field(
+        default_factory=list,
+        description="Other documents holding the same story (duplicates collapsed into this hit); "
+        "collapse_duplicates=false lists them as hits of their own",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -149,6 +177,7 @@ class AnswerCitationOut(BaseModel):
     reader_comment: bool = Field(description="True when the quote is a reader comment, not the article")
     passage_rank: int
     score: float
+    published: str | None = Field(None, description="The document's published date, ISO 8601 (null: unknown)")
 
 
 class AnswerSentenceOut(BaseModel):

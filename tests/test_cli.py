@@ -31,7 +31,17 @@ def test_documented_search_lists_aliyevs_conditions_first(seed_index) -> None:
     assert "Dissolution of the OSCE Minsk Group" in top["text"]
     assert top["citation"]["doc_id"] == SEED_PAGE
     assert top["citation"]["section"] == "article"
-    assert set(top["citation"]) == {"doc_id", "title", "source", "section", "comment_no", "char_start", "char_end"}
+    assert set(top["citation"]) == {
+        "doc_id",
+        "title",
+        "source",
+        "section",
+        "comment_no",
+        "char_start",
+        "char_end",
+        "published",
+    }
+    assert top["citation"]["published"] is None and top["also_in"] == []  # seed pages carry no date, no copies
     text = (SEEDS / SEED_PAGE).read_text(encoding="utf-8")
     assert text[top["citation"]["char_start"] : top["citation"]["char_end"]] == top["text"]
 

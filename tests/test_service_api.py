@@ -81,7 +81,16 @@ def test_search_shape_citations_and_highlights(seed_api: TestClient, seed_reader
     documents: dict[str, str] = {}
     for result in data["results"]:
         citation = result["citation"]
-        assert set(citation) == {"doc_id", "title", "source", "section", "comment_no", "char_start", "char_end"}
+        assert set(citation) == {
+            "doc_id",
+            "title",
+            "source",
+            "section",
+            "comment_no",
+            "char_start",
+            "char_end",
+            "published",
+        }
         if citation["doc_id"] not in documents:
             documents[citation["doc_id"]] = _document(seed_api, citation["doc_id"])["text"]
         assert documents[citation["doc_id"]][citation["char_start"] : citation["char_end"]] == result["text"]
