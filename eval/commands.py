@@ -70,7 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="turn the recency prior on, as_of = each query's metadata.question_date",
     )
     beir.add_argument(
-        "--expand-duplicates", action="store_true", help="do not collapse duplicate stories (default: collapsed)"
+        "--collapse-duplicates",
+        action="store_true",
+        help="collapse duplicate stories into one hit, as /search does (default: off, so that every judged document "
+        "can be found, like for like with the plain baseline and published BEIR figures)",
     )
     beir.add_argument(
         "--keep-identical-ids",
@@ -187,7 +190,7 @@ def cmd_eval_beir(args: argparse.Namespace, settings: Settings) -> int:
         baseline=args.baseline,
         ignore_identical_ids=not args.keep_identical_ids,
         recency=args.recency,
-        collapse_duplicates=not args.expand_duplicates,
+        collapse_duplicates=args.collapse_duplicates,
     )
     return _finish(run.report, args, settings)
 
