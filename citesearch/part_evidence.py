@@ -4,8 +4,10 @@ Ranking a long news article by its single best 160-token passage throws away wha
 question is often answered by the article as a whole and by its lead. Two part-level signals, computed from the
 passage vectors the index already holds (no second vector store):
 
-* **lead** — the cosine of the query to the part's first passage (the lead of an article: headline and first
-  paragraphs, what a whole-document embedding truncated at the model's window sees);
+* **lead** — the cosine of the query to the first passage of the passage's *document* (the lead of an article:
+  headline and first paragraphs, what a whole-document embedding truncated at the model's window sees). The
+  document's, not the part's: a reader comment's own first passage is usually the comment itself, and counting its
+  cosine twice ranked comments above the article passages that answer (seed questions, docs/retrieval.md);
 * **part mean** — the cosine of the query to the normalised mean of the part's passage vectors (its first
   ``MAX_PART_PASSAGES``: a bounded cost per query, and the opening of a very long part says what it is about).
 
@@ -30,14 +32,23 @@ class PartLayout:
     part_of: np.ndarray  # part ordinal of the passage at each position
     members: np.ndarray  # positions grouped by part, ascending within a part
     starts: np.ndarray  # members[starts[p]:starts[p + 1]] are part p's positions
+    lead: np.ndarray  # position of the lead passage for each part: the first passage of its document
 
     @classmethod
-    def of(cls, part_of: np.ndarray) -> PartLayout:
+    def of(cls, part_of: np.ndarray, doc_of: np.ndarray | None = None) -> PartLayout:
+        """``doc_of`` (document ordinal per position) makes the lead the document's first passage; without it,
+        each part's own first passage."""
         part_of = np.asarray(part_of, dtype=np.int64)
         members = np.argsort(part_of, kind="stable")
         parts = int(part_of.max()) + 1 if len(part_of) else 0
         starts = np.searchsorted(part_of[members], np.arange(parts + 1))
-        return cls(part_of, members, starts)
+        lead = members[np.minimum(starts[:-1], max(len(members) - 1, 0))] if parts else np.zeros(0, np.int64)
+        if doc_of is not None and parts:
+            doc_of = np.asarray(doc_of, dtype=np.int64)
+            first_of_doc = np.full(int(doc_of.max()) + 1, len(doc_of), dtype=np.int64)
+            np.minimum.at(first_of_doc, doc_of, np.arange(len(doc_of)))
+            lead = first_of_doc[doc_of[lead]]
+        return cls(part_of, members, starts, lead)
 
     def first_members(self, parts: np.ndarray) -> np.ndarray:
         """Up to ``MAX_PART_PASSAGES`` leading positions of each part, and for each the index of its part in
@@ -74,6 +85,5 @@ def part_scores(
     norms = np.linalg.norm(sums, axis=1)
     query = np.asarray(query_vector, dtype=np.float64).reshape(-1)
     mean = np.divide(sums @ query, norms, out=np.zeros(len(parts)), where=norms > 1e-12)
-    lead_rows = np.searchsorted(owner, np.arange(len(parts)))  # members are in order: a part's first is its lead
-    lead = vectors[lead_rows] @ query
+    lead = np.asarray(vectors_at(layout.lead[parts]), dtype=np.float64) @ query
     return PartScores(lead[inverse], mean[inverse])

@@ -194,7 +194,10 @@ class Searcher:
             return None
         with self._cache_lock:
             if self._part_layout is None:
-                self._part_layout = PartLayout.of(keyword.context.part_of)
+                documents = keyword.documents
+                self._part_layout = PartLayout.of(
+                    keyword.context.part_of, None if documents is None else documents.doc_of
+                )
             return self._part_layout
 
     def part_scores(self, ids: np.ndarray, query_vector: np.ndarray) -> PartScores | None:
