@@ -449,8 +449,8 @@ class Searcher:
 
     def _recency(self, ids: np.ndarray, request: SearchRequest) -> np.ndarray | None:
         """The recency prior of each passage's document: 1 at ``as_of``, halving every ``recency_half_life_days``
-        before it; 0 for a document without a date (nothing says it is recent). A document published after
-        ``as_of`` counts as published at it."""
+        before it; 0 for a document without a date (nothing says it is recent) and for one published more than a day
+        after ``as_of`` (it was not recent then; the day of slack absorbs time zones)."""
         documents, keyword = self.documents(), self.reader.keyword
         if not request.recency or documents is None or keyword is None:
             return None
@@ -458,9 +458,9 @@ class Searcher:
         if as_of is None:
             as_of = time.time()
         stamps = documents.timestamps[documents.doc_of[keyword.positions(ids)]]
-        age_days = np.maximum(as_of - stamps, 0.0) / 86400.0
-        prior = np.power(0.5, age_days / self.fusion.recency_half_life_days)
-        return np.where(np.isnan(stamps), 0.0, prior)
+        age_days = (as_of - stamps) / 86400.0
+        prior = np.power(0.5, np.maximum(age_days, 0.0) / self.fusion.recency_half_life_days)
+        return np.where(np.isnan(stamps) | (age_days < -1.0), 0.0, prior)
 
     def _explained(
         self,

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         0.2, ge=0, le=1, description="Weight of the recency prior in hybrid mode, for requests that ask for it"
     )
     recency_half_life_days: float = Field(
-        30.0, gt=0, description="Recency prior: a document's prior halves for every this many days before as_of"
+        7.0, gt=0, description="Recency prior: a document's prior halves for every this many days before as_of"
     )
     fusion_candidates: int = Field(1000, ge=1, le=10000, description="Depth of each ranking before fusing")
 
