@@ -96,6 +96,7 @@ def run_answers(
     counts = {"answer_contains": 0, "null": 0, **{f"passages_contain@{k}": 0 for k in KS}}
     latencies: list[float] = []
     misses: list[dict[str, Any]] = []
+    best_scores: list[float] = []  # each question's best sentence score: where the answer threshold falls
     with open_index(index_dir) as reader:
         check_model_matches(reader, embedder)
         searcher = Searcher(reader, embedder, settings.fusion_settings())
@@ -110,6 +111,8 @@ def run_answers(
             latencies.append((time.perf_counter() - started) * 1000)
             hits = searcher.search(SearchRequest(question, k=max(KS), **filters)).hits
             text = outcome.answer.text
+            if outcome.answer.best_score is not None:
+                best_scores.append(outcome.answer.best_score)
             if text is None:
                 counts["null"] += 1
             elif contains_answer(text, wanted):
@@ -148,7 +151,22 @@ def run_answers(
             "match_rule": MATCH_RULE,
             "recency": recency,
         },
-        notes=[f"{total} questions with answer strings; latency is the /ask path per question"],
+        notes=[
+            f"{total} questions with answer strings; latency is the /ask path per question",
+            _threshold_note(best_scores, settings.answer_min_score),
+        ],
         misses=misses,
     )
     return AnswerRun(report, misses)
+
+
+def _threshold_note(scores: list[float], threshold: float) -> str:
+    """Every question here is answerable, so a best score under the threshold is a silent failure."""
+    if not scores:
+        return "no best sentence scores (nothing retrieved)"
+    ordered = sorted(scores)
+    below = sum(1 for score in ordered if score < threshold)
+    return (
+        f"best sentence scores: min {ordered[0]:.3f}, median {ordered[len(ordered) // 2]:.3f}; {below} of "
+        f"{len(ordered)} below the answer threshold {threshold:.2f}"
+    )
