@@ -11,6 +11,7 @@ as ``Document.metadata["published"]``: ``YYYY-MM-DD`` when the source gives a da
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,6 +30,7 @@ DATE_FIELDS: tuple[str, ...] = (
     "date",
 )
 METADATA_KEY = "published"
+_YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 _DAY_ONLY = re.compile(r"^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\s*$")
 _EPOCH_RANGE = (0, 32503680000)  # 1970 .. 3000: a number outside is not a timestamp in seconds
 
@@ -44,11 +46,15 @@ def parse_date(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > 100:
         return None
     text = value.strip()
+    if not _YEAR.search(text):
+        return None  # "10:30" or "June 5" would be completed with a made-up year
     try:
-        parsed = date_parser.parse(text, default=datetime(2000, 1, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an unknown zone name warns; the time is then taken as UTC
+            parsed = date_parser.parse(text, default=datetime(2000, 1, 1))
     except (ValueError, OverflowError):
         return None
-    if _DAY_ONLY.match(text) or (len(text) <= 10 and parsed.hour == parsed.minute == parsed.second == 0):
+    if _DAY_ONLY.match(text) or (":" not in text and parsed.hour == parsed.minute == parsed.second == 0):
         return parsed.date().isoformat()
     return _iso(parsed)
 

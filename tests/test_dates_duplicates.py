@@ -34,7 +34,8 @@ def test_parse_date_normalises_the_usual_forms() -> None:
     assert parse_date("2022-06-12T11:30:00+02:00") == "2022-06-12T09:30:00Z"  # to UTC
     assert parse_date("Sun, 12 Jun 2022 09:30:00 GMT") == "2022-06-12T09:30:00Z"
     assert parse_date(1655026200) == "2022-06-12T09:30:00Z"  # epoch seconds
-    for not_a_date in ("gold", "", None, True, [2022], "next week-ish maybe", -5):
+    assert parse_date("June 5 2022") == "2022-06-05"
+    for not_a_date in ("gold", "", None, True, [2022], "next week-ish maybe", -5, "10:30", "June 5"):
         assert parse_date(not_a_date) is None, not_a_date
 
 
