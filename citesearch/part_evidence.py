@@ -67,8 +67,36 @@ class PartScores:
     mean: np.ndarray
 
 
+CHUNK = 65536  # passages read back per step when the part vectors are built: bounded transient memory
+
+
+@dataclass(frozen=True, slots=True)
+class PartVectors:
+    """Each part's normalised mean passage vector (of its first ``MAX_PART_PASSAGES``), computed once per index
+    version: scoring a query is then one product per candidate part. Reading the member vectors back per query
+    instead cost ~100 ms a query on news (1000 candidates, ~15 passages per article); the table costs
+    parts x dim float32 in memory (2 MB for the 1265 news articles, ~150 MB at 100k parts)."""
+
+    means: np.ndarray  # (parts, dim) float32, L2-normalised (zero for a part without vectors)
+
+    @classmethod
+    def build(cls, layout: PartLayout, vectors_at: Callable[[np.ndarray], np.ndarray], dim: int) -> PartVectors:
+        parts = len(layout.starts) - 1
+        sums = np.zeros((parts, dim), dtype=np.float64)
+        rank = np.empty(len(layout.part_of), dtype=np.int64)  # place of each position within its part
+        rank[layout.members] = np.arange(len(layout.members)) - np.repeat(layout.starts[:-1], np.diff(layout.starts))
+        for begin in range(0, len(layout.part_of), CHUNK):
+            positions = np.arange(begin, min(begin + CHUNK, len(layout.part_of)))
+            positions = positions[rank[positions] < MAX_PART_PASSAGES]
+            np.add.at(sums, layout.part_of[positions], np.asarray(vectors_at(positions), dtype=np.float64))
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        means = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 1e-12)
+        return cls(means.astype(np.float32))
+
+
 def part_scores(
     layout: PartLayout,
+    part_vectors: PartVectors,
     positions: np.ndarray,
     vectors_at: Callable[[np.ndarray], np.ndarray],
     query_vector: np.ndarray,
@@ -78,12 +106,7 @@ def part_scores(
         empty = np.zeros(0, dtype=np.float64)
         return PartScores(empty, empty)
     parts, inverse = np.unique(layout.part_of[positions], return_inverse=True)
-    member_positions, owner = layout.first_members(parts)
-    vectors = np.asarray(vectors_at(member_positions), dtype=np.float64)
-    sums = np.zeros((len(parts), vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, owner, vectors)
-    norms = np.linalg.norm(sums, axis=1)
     query = np.asarray(query_vector, dtype=np.float64).reshape(-1)
-    mean = np.divide(sums @ query, norms, out=np.zeros(len(parts)), where=norms > 1e-12)
+    mean = part_vectors.means[parts].astype(np.float64) @ query
     lead = np.asarray(vectors_at(layout.lead[parts]), dtype=np.float64) @ query
     return PartScores(lead[inverse], mean[inverse])

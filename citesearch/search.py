@@ -15,7 +15,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from citesearch.fusion import FusionSettings, fuse, keyword_score, ranks_of, z_score
-from citesearch.part_evidence import PartLayout, PartScores, part_scores
+from citesearch.part_evidence import PartLayout, PartScores, PartVectors, part_scores
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
 from index_store.keyword import DocumentTable
 from indexer.dates import parse_bound
@@ -185,6 +185,7 @@ class Searcher:
         recorded = reader.manifest.extra.get("fusion")
         self.fusion = fusion or (FusionSettings.from_dict(recorded) if isinstance(recorded, dict) else FusionSettings())
         self._part_layout: PartLayout | None = None  # built on first use from the keyword index's part map
+        self._part_vectors: PartVectors | None = None
 
     def part_layout(self) -> PartLayout | None:
         """Which passages form each part (None without a part-level index). Derived once per searcher: the index
@@ -210,7 +211,11 @@ class Searcher:
         def vectors_at(positions: np.ndarray) -> np.ndarray:
             return self.reader.vectors.vectors_for(keyword.passage_ids[positions])
 
-        return part_scores(layout, keyword.positions(ids), vectors_at, query_vector)
+        with self._cache_lock:
+            if self._part_vectors is None:
+                self._part_vectors = PartVectors.build(layout, vectors_at, self.reader.vectors.dim)
+            part_vectors = self._part_vectors
+        return part_scores(layout, part_vectors, keyword.positions(ids), vectors_at, query_vector)
 
     @property
     def index_version(self) -> str:
