@@ -120,6 +120,7 @@ class AnswerCitation:
     comment_date: str | None = None  # as shown on the page
     comment_date_iso: str | None = None
     parent: int | None = None  # the comment number this comment replies to
+    published: str | None = None  # the document's published date, ISO 8601
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,6 +554,7 @@ def _assemble(
                 comment_date=getattr(hit.citation, "comment_date", None),
                 comment_date_iso=getattr(hit.citation, "comment_date_iso", None),
                 parent=getattr(hit.citation, "parent", None),
+                published=getattr(hit.citation, "published", None),
             )
         )
         sentences.append(AnswerSentence(text=quote, citation=number))
@@ -641,10 +643,14 @@ def answer_with_settings(
     doc_id: str | None = None,
     mode: str | None = None,
     per_doc_cap: int | None = None,
+    filters: Mapping[str, Any] | None = None,
 ) -> AskOutcome:
     """``answer_question`` with the configured answer options: what ``POST /ask`` runs, and so what the threshold
-    calibration must measure. Request fields left as None take the configured defaults."""
+    calibration must measure. Request fields left as None take the configured defaults. ``filters`` are more
+    ``SearchRequest`` fields passed as they are (``published_after``, ``published_before``, ``recency``, ``as_of``,
+    ``collapse_duplicates``)."""
     options: dict[str, Any] = {"per_doc_cap": per_doc_cap if per_doc_cap is not None else settings.per_doc_cap}
+    options.update(filters or {})
     if mode is not None:
         options["mode"] = mode
     return answer_question(

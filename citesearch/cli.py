@@ -148,6 +148,11 @@ def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
     body = textwrap.fill(excerpt, width=width, initial_indent="    ", subsequent_indent="    ")
     name = escape_for_terminal(f"{citation['title'] or citation['doc_id']} [{citation['source']}]")
     cite = f"    — {name}, {escape_for_terminal(part)}, chars {citation['char_start']}–{citation['char_end']}"
+    if citation.get("published"):
+        cite += f", published {citation['published']}"
+    if hit_dict.get("also_in"):
+        others = escape_for_terminal(", ".join(hit_dict["also_in"][:5]))
+        cite += f"\n    also in {len(hit_dict['also_in'])} documents: {others}"
     return f"{hit_dict['rank']:>3}. score {hit_dict['score']:.3f}\n{body}\n{cite}"
 
 
@@ -166,6 +171,11 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             mode=args.mode,
             explain=args.explain,
             per_doc_cap=args.per_doc_cap,
+            published_after=args.published_after,
+            published_before=args.published_before,
+            recency=args.recency or args.as_of is not None,
+            as_of=args.as_of,
+            collapse_duplicates=not args.expand_duplicates,
         )
         result: SearchResult = searcher.search(request)
     data = result.to_dict()
@@ -286,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", choices=MODES, default="hybrid", help="retrieval mode (default hybrid)")
     search.add_argument("--explain", action="store_true", help="show each ranking's rank and score per result")
     search.add_argument("--per-doc-cap", type=_positive_int, help="at most N passages per document")
+    search.add_argument("--published-after", metavar="DATE", help="only documents published on or after DATE")
+    search.add_argument("--published-before", metavar="DATE", help="only documents published on or before DATE")
+    search.add_argument("--recency", action="store_true", help="favour documents published shortly before --as-of")
+    search.add_argument("--as-of", metavar="DATE", help="the date recency counts from (implies --recency; default now)")
+    search.add_argument(
+        "--expand-duplicates", action="store_true", help="list every copy of a duplicated story as its own result"
+    )
     search.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
     search.add_argument("--json", action="store_true", help="print results as one JSON object")
     search.set_defaults(handler=cmd_search)

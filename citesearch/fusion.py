@@ -3,8 +3,9 @@
 Three signals per candidate passage: its cosine to the query (dense), its own BM25 score (bm25), and the BM25 score
 of the part it belongs to — the article body, the author bio or the one comment (context). The context signal is
 passage-to-document evidence: a passage inside a part that is about the query as a whole is more likely to answer
-it, which passage-level BM25 alone cannot see. On SciFact train it is worth +0.007 nDCG@10 over a plain
-dense+BM25 hybrid (README, "Retrieval quality").
+it, which passage-level BM25 alone cannot see. Two more are dense evidence about the whole part: the cosine of
+its lead passage and of its mean passage vector (``citesearch.part_evidence``), so a long article ranks where its
+content as a whole says, not only by its best 160-token passage (docs/retrieval.md).
 
 Fusion works on the union of the retrievers' candidate lists with *exact* scores from every signal for every
 candidate (a dense candidate's BM25 score is looked up, a BM25 candidate's cosine is computed), rather than treating
@@ -26,20 +27,28 @@ NORMALIZATIONS: tuple[Normalization, ...] = get_args(Normalization)
 
 @dataclass(frozen=True, slots=True)
 class FusionSettings:
-    """How hybrid mode combines the signals. Defaults chosen by measurement on SciFact train (README).
+    """How hybrid mode combines the signals. Defaults chosen by measurement on both development sets, news
+    (RealTimeQA) and SciFact train, as one setting for both (docs/retrieval.md).
 
-    ``convex``: ``dense_weight * n(dense) + bm25_weight * n(bm25) + context_weight * n(context)`` where ``n`` is
-    ``normalization`` over the candidates. ``rrf``: weighted reciprocal rank fusion of the dense ranking and the
-    keyword ranking (BM25 plus context), ``dense_weight`` against ``1 - dense_weight``.
+    ``convex``: ``dense_weight * n(dense) + bm25_weight * n(bm25) + context_weight * n(context) + lead_weight *
+    n(lead) + part_mean_weight * n(part_mean)`` where ``n`` is ``normalization`` over the candidates. ``rrf``:
+    weighted reciprocal rank fusion of the dense ranking and the keyword ranking (BM25 plus context),
+    ``dense_weight`` against ``1 - dense_weight``.
     """
 
     method: FusionMethod = "convex"
-    dense_weight: float = 0.5
-    bm25_weight: float = 0.2
-    context_weight: float = 0.3
+    dense_weight: float = 0.4
+    bm25_weight: float = 0.1
+    context_weight: float = 0.4
     normalization: Normalization = "zscore"
     rrf_k: int = 60  # rrf: the usual damping constant
-    candidates: int = 300  # how deep each retriever's list goes before fusing
+    # 1000, not 300: news articles hold ~15 passages each, so 300 passages reach too few documents (Recall@100)
+    candidates: int = 1000  # how deep each retriever's list goes before fusing
+    lead_weight: float = 0.1  # cosine of the part's first passage (convex only)
+    part_mean_weight: float = 0.1  # cosine of the part's mean passage vector (convex only)
+    # The recency prior, only for requests that ask for it (``recency``): weight and half-life in days
+    recency_weight: float = 0.2
+    recency_half_life_days: float = 7.0  # chosen on news dev with each question's date as as_of (docs/retrieval.md)
 
     def __post_init__(self) -> None:
         if self.method not in FUSION_METHODS:
@@ -48,17 +57,24 @@ class FusionSettings:
             raise ValueError(
                 f"fusion normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"
             )
-        for name in ("dense_weight", "bm25_weight", "context_weight"):
+        for name in ("dense_weight", "bm25_weight", "context_weight", "lead_weight", "part_mean_weight"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
         if self.dense_weight + self.bm25_weight + self.context_weight <= 0:
             raise ValueError("at least one of dense_weight, bm25_weight, context_weight must be above 0")
+        if not 0.0 <= self.recency_weight <= 1.0 or self.recency_half_life_days <= 0:
+            raise ValueError("recency_weight must be within [0, 1] and recency_half_life_days above 0")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ValueError("rrf_k and candidates must be at least 1")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @property
+    def uses_parts(self) -> bool:
+        """Whether the part-level dense signals (lead, part mean) take part in the fusion."""
+        return self.method == "convex" and (self.lead_weight > 0 or self.part_mean_weight > 0)
 
     @classmethod
     def from_dict(cls, recorded: dict[str, object]) -> FusionSettings:
@@ -118,8 +134,16 @@ def reciprocal_rank_fusion(dense: np.ndarray, keyword: np.ndarray, k: int, dense
     return 2 * dense_weight / (k + ranks_of(dense)) + 2 * (1 - dense_weight) / (k + ranks_of(keyword))
 
 
-def fuse(dense: np.ndarray, bm25: np.ndarray, context: np.ndarray | None, settings: FusionSettings) -> np.ndarray:
-    """The fused score of each candidate (aligned arrays; ``context`` None when the index has no part-level BM25)."""
+def fuse(
+    dense: np.ndarray,
+    bm25: np.ndarray,
+    context: np.ndarray | None,
+    settings: FusionSettings,
+    lead: np.ndarray | None = None,
+    part_mean: np.ndarray | None = None,
+) -> np.ndarray:
+    """The fused score of each candidate (aligned arrays; ``context``, ``lead`` and ``part_mean`` None when the
+    index has no part-level index: those signals then add nothing)."""
     if context is None:
         context = np.zeros_like(bm25)
     if settings.method == "rrf":
@@ -127,6 +151,10 @@ def fuse(dense: np.ndarray, bm25: np.ndarray, context: np.ndarray | None, settin
             dense, keyword_score(bm25, context, settings), settings.rrf_k, settings.dense_weight
         )
     signals = [(settings.dense_weight, dense), (settings.bm25_weight, bm25), (settings.context_weight, context)]
+    if lead is not None:
+        signals.append((settings.lead_weight, lead))
+    if part_mean is not None:
+        signals.append((settings.part_mean_weight, part_mean))
     return convex_combination(signals, settings.normalization)
 
 

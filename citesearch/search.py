@@ -14,8 +14,11 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from citesearch.fusion import FusionSettings, fuse, keyword_score, ranks_of
+from citesearch.fusion import FusionSettings, fuse, keyword_score, ranks_of, z_score
+from citesearch.part_evidence import PartLayout, PartScores, PartVectors, part_scores
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
+from index_store.keyword import DocumentTable
+from indexer.dates import parse_bound
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
 
@@ -43,6 +46,16 @@ class SearchRequest:
     mode: Mode = "hybrid"
     explain: bool = False
     per_doc_cap: int | None = None  # at most this many passages of one document in the returned ranking
+    # Only documents published within these bounds (ISO 8601 dates; inclusive). A document without a published
+    # date is left out whenever a bound is given: it cannot be shown to fall inside.
+    published_after: str | None = None
+    published_before: str | None = None
+    # Recency prior (hybrid mode): favour documents published shortly before ``as_of`` (default: now).
+    recency: bool = False
+    as_of: str | None = None
+    # Syndicated copies of one story (index_store.duplicates) show as one hit, the others in ``Hit.also_in``;
+    # False lists every copy as its own hit.
+    collapse_duplicates: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +90,9 @@ class Explanation:
     bm25_score: float | None = None
     context_score: float | None = None  # BM25 of the passage's whole part (article body, bio, comment)
     fused_score: float | None = None
+    lead_score: float | None = None  # cosine of the first passage of the passage's part
+    part_mean_score: float | None = None  # cosine of the mean passage vector of the passage's part
+    recency_score: float | None = None  # the recency prior of the passage's document (0..1), when asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +103,8 @@ class Hit:
     text: str
     citation: Citation
     explain: Explanation | None = None
+    # Other documents of this hit's duplicate cluster (copies of the same story), collapsed into this hit
+    also_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +126,7 @@ class SearchResult:
                 "score": round(hit.score, 6),
                 "text": hit.text,
                 "citation": asdict(hit.citation),
+                "also_in": list(hit.also_in),
             }
             if hit.explain is not None:
                 item["explain"] = asdict(hit.explain)
@@ -126,6 +145,18 @@ class ScoredCandidate:
     bm25_rank: int | None = None
     bm25_score: float | None = None
     context_score: float | None = None
+    lead_score: float | None = None
+    part_mean_score: float | None = None
+    recency_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DateBounds:
+    """A request's date fields in epoch seconds (None: not given)."""
+
+    after: float | None
+    before: float | None
+    as_of: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +194,38 @@ class Searcher:
         self._cache_lock = threading.Lock()
         recorded = reader.manifest.extra.get("fusion")
         self.fusion = fusion or (FusionSettings.from_dict(recorded) if isinstance(recorded, dict) else FusionSettings())
+        self._part_layout: PartLayout | None = None  # built on first use from the keyword index's part map
+        self._part_vectors: PartVectors | None = None
+
+    def part_layout(self) -> PartLayout | None:
+        """Which passages form each part (None without a part-level index). Derived once per searcher: the index
+        version it reads never changes."""
+        keyword = self.reader.keyword
+        if keyword is None or keyword.context is None:
+            return None
+        with self._cache_lock:
+            if self._part_layout is None:
+                documents = keyword.documents
+                self._part_layout = PartLayout.of(
+                    keyword.context.part_of, None if documents is None else documents.doc_of
+                )
+            return self._part_layout
+
+    def part_scores(self, ids: np.ndarray, query_vector: np.ndarray) -> PartScores | None:
+        """The lead and part-mean cosines of these passages' parts (``citesearch.part_evidence``)."""
+        layout = self.part_layout()
+        keyword = self.reader.keyword
+        if layout is None or keyword is None:
+            return None
+
+        def vectors_at(positions: np.ndarray) -> np.ndarray:
+            return self.reader.vectors.vectors_for(keyword.passage_ids[positions])
+
+        with self._cache_lock:
+            if self._part_vectors is None:
+                self._part_vectors = PartVectors.build(layout, vectors_at, self.reader.vectors.dim)
+            part_vectors = self._part_vectors
+        return part_scores(layout, part_vectors, keyword.positions(ids), vectors_at, query_vector)
 
     @property
     def index_version(self) -> str:
@@ -183,10 +246,42 @@ class Searcher:
             raise InvalidSearchRequest("section", f"must be one of {', '.join(SECTIONS)}, got {request.section!r}")
         if request.doc_id is not None and self.reader.document(request.doc_id) is None:
             raise InvalidSearchRequest("doc_id", f"no document {request.doc_id!r} in the index", not_found=True)
+        bounds = self.date_bounds(request)
+        if (bounds.after is not None or bounds.before is not None or request.recency) and self.documents() is None:
+            field_name = "recency" if request.recency else "published_after"
+            raise InvalidSearchRequest(
+                field_name, f"index {self.reader.version} records no published dates; re-index to use date filters"
+            )
+        if request.recency and request.mode != "hybrid":
+            raise InvalidSearchRequest("recency", f"the recency prior applies to mode hybrid, not {request.mode!r}")
         if request.mode != "dense" and self.reader.keyword is None:
             raise InvalidSearchRequest(
                 "mode", f"index {self.reader.version} has no keyword index; use mode 'dense' or re-index"
             )
+
+    def documents(self) -> DocumentTable | None:
+        """Published dates and duplicate clusters of the index's documents (None for older indexes)."""
+        keyword = self.reader.keyword
+        return None if keyword is None else keyword.documents
+
+    @staticmethod
+    def date_bounds(request: SearchRequest) -> DateBounds:
+        """The request's date fields as epoch seconds; ``InvalidSearchRequest`` naming a field that is no date."""
+        values: dict[str, float | None] = {}
+        for name in ("published_after", "published_before", "as_of"):
+            text = getattr(request, name)
+            try:
+                values[name] = None if text is None else parse_bound(text, name)
+            except ValueError:
+                raise InvalidSearchRequest(
+                    name, f"{text!r} is not a date (use ISO 8601, such as 2022-06-16 or 2022-06-16T09:00:00Z)"
+                ) from None
+        after, before = values["published_after"], values["published_before"]
+        if after is not None and before is not None and after > before:
+            raise InvalidSearchRequest("published_before", "must not be earlier than published_after")
+        if before is not None and request.published_before is not None and len(request.published_before.strip()) <= 10:
+            before += 86400 - 1e-3  # a day-only upper bound includes that whole day
+        return DateBounds(after, before, values["as_of"])
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's embedding (1 x dim). Repeated queries (paging, the page's ask-then-search) hit a small LRU."""
@@ -214,10 +309,13 @@ class Searcher:
             query_vector = self.embed_query(request.query)
             timings["encode"] = (time.perf_counter() - t0) * 1000
         depth = max(wanted, self.fusion.candidates)
+        documents = self.documents()
         while True:
             ranking = self._rank(request, query_vector, depth, allowed, timings)
             t0 = time.perf_counter()
             ranked = _cap_per_document(self.reader, ranking.candidates, request.per_doc_cap)
+            if request.collapse_duplicates and documents is not None and documents.duplicate_documents:
+                ranked = self._collapsed(ranked, documents)
             timings["store_lookup"] = timings.get("store_lookup", 0.0) + (time.perf_counter() - t0) * 1000
             if len(ranked) >= wanted or ranking.exhausted:
                 break
@@ -227,7 +325,7 @@ class Searcher:
         # Rows are fetched for the page only: the hundreds of fused candidates above it never leave the arrays.
         stored = self.reader.passages([c.passage_id for c in page])
         timings["store_lookup"] += (time.perf_counter() - t0) * 1000
-        hits = self._hits(list(zip(page, stored, strict=True)), request)
+        hits = self._hits(list(zip(page, stored, strict=True)), request, documents)
         return SearchResult(
             query=request.query,
             index_version=self.reader.version,
@@ -238,9 +336,36 @@ class Searcher:
         )
 
     def _allowed_ids(self, request: SearchRequest) -> np.ndarray | None:
-        if request.section is None and request.doc_id is None:
-            return None
-        return self.reader.passage_ids(section=request.section, doc_id=request.doc_id)
+        allowed = None
+        if request.section is not None or request.doc_id is not None:
+            allowed = self.reader.passage_ids(section=request.section, doc_id=request.doc_id)
+        bounds = self.date_bounds(request)
+        keyword, documents = self.reader.keyword, self.documents()
+        if (bounds.after is None and bounds.before is None) or keyword is None or documents is None:
+            return allowed
+        stamps = documents.timestamps[documents.doc_of]  # per passage; NaN (no date) fails every comparison
+        inside = ~np.isnan(stamps)
+        if bounds.after is not None:
+            inside &= stamps >= bounds.after
+        if bounds.before is not None:
+            inside &= stamps <= bounds.before
+        dated = keyword.passage_ids[inside]
+        return dated if allowed is None else np.intersect1d(allowed, dated, assume_unique=True)
+
+    def _collapsed(self, candidates: list[ScoredCandidate], documents: DocumentTable) -> list[ScoredCandidate]:
+        """Candidates in rank order with the passages of a duplicate cluster's later documents dropped: the first
+        document of a cluster to rank stands for the cluster (its own passages all stay)."""
+        keyword = self.reader.keyword
+        assert keyword is not None
+        ids = np.fromiter((c.passage_id for c in candidates), dtype=np.int64, count=len(candidates))
+        ordinals = documents.doc_of[keyword.positions(ids)]
+        standing: dict[int, int] = {}  # cluster -> the document ordinal that stands for it
+        kept = []
+        for candidate, ordinal in zip(candidates, ordinals.tolist(), strict=True):
+            cluster = int(documents.cluster[ordinal])
+            if standing.setdefault(cluster, ordinal) == ordinal:
+                kept.append(candidate)
+        return kept
 
     def _rank(
         self,
@@ -281,7 +406,7 @@ class Searcher:
         if request.mode == "bm25":
             return _Ranking(self._explained(bm25_ids, bm25_scores, query_vector, keyword_scores, request), exhausted)
         t0 = time.perf_counter()
-        candidates = self._fused(dense_ids, bm25_ids, query_vector, keyword_scores)
+        candidates = self._fused(dense_ids, bm25_ids, query_vector, keyword_scores, request)
         timings["fusion"] = timings.get("fusion", 0.0) + (time.perf_counter() - t0) * 1000
         return _Ranking(candidates, exhausted)
 
@@ -306,11 +431,19 @@ class Searcher:
         bm25_ids: np.ndarray,
         query_vector: np.ndarray | None,
         keyword_scores: _KeywordScores | None,
+        request: SearchRequest,
     ) -> list[ScoredCandidate]:
         union = np.unique(np.concatenate([dense_ids, bm25_ids]).astype(np.int64))
         dense, bm25, context = self._exact_scores(union, query_vector, keyword_scores)
-        assert dense is not None and bm25 is not None
-        fused = fuse(dense, bm25, context, self.fusion)
+        assert dense is not None and bm25 is not None and query_vector is not None
+        parts = self.part_scores(union, query_vector) if self.fusion.uses_parts else None
+        lead = None if parts is None else parts.lead
+        mean = None if parts is None else parts.mean
+        fused = fuse(dense, bm25, context, self.fusion, lead, mean)
+        recency = self._recency(union, request)
+        if recency is not None:
+            # One more convex term, on the same z-score scale as the others (citesearch.fusion).
+            fused = fused + self.fusion.recency_weight * z_score(recency)
         dense_ranks, bm25_ranks = ranks_of(dense), ranks_of(bm25)
         order = np.argsort(-fused, kind="stable")
         return [
@@ -322,9 +455,27 @@ class Searcher:
                 int(bm25_ranks[i]),
                 float(bm25[i]),
                 None if context is None else float(context[i]),
+                None if lead is None else float(lead[i]),
+                None if mean is None else float(mean[i]),
+                None if recency is None else float(recency[i]),
             )
             for i in order
         ]
+
+    def _recency(self, ids: np.ndarray, request: SearchRequest) -> np.ndarray | None:
+        """The recency prior of each passage's document: 1 at ``as_of``, halving every ``recency_half_life_days``
+        before it; 0 for a document without a date (nothing says it is recent) and for one published more than a day
+        after ``as_of`` (it was not recent then; the day of slack absorbs time zones)."""
+        documents, keyword = self.documents(), self.reader.keyword
+        if not request.recency or documents is None or keyword is None:
+            return None
+        as_of = self.date_bounds(request).as_of
+        if as_of is None:
+            as_of = time.time()
+        stamps = documents.timestamps[documents.doc_of[keyword.positions(ids)]]
+        age_days = (as_of - stamps) / 86400.0
+        prior = np.power(0.5, np.maximum(age_days, 0.0) / self.fusion.recency_half_life_days)
+        return np.where(np.isnan(stamps) | (age_days < -1.0), 0.0, prior)
 
     def _explained(
         self,
@@ -354,9 +505,21 @@ class Searcher:
             )
         return candidates
 
-    def _hits(self, page: list[tuple[ScoredCandidate, StoredPassage]], request: SearchRequest) -> list[Hit]:
+    def _hits(
+        self,
+        page: list[tuple[ScoredCandidate, StoredPassage]],
+        request: SearchRequest,
+        documents: DocumentTable | None,
+    ) -> list[Hit]:
+        ordinals: list[int | None] = [None] * len(page)
+        keyword = self.reader.keyword
+        if documents is not None and keyword is not None and page:
+            ids = np.array([stored.passage_id for _, stored in page], dtype=np.int64)
+            ordinals = documents.doc_of[keyword.positions(ids)].tolist()
         hits = []
-        for rank, (candidate, stored) in enumerate(page, start=request.offset + 1):
+        for rank, ((candidate, stored), ordinal) in enumerate(
+            zip(page, ordinals, strict=True), start=request.offset + 1
+        ):
             explain = None
             if request.explain:
                 explain = Explanation(
@@ -366,6 +529,9 @@ class Searcher:
                     bm25_score=candidate.bm25_score,
                     context_score=candidate.context_score,
                     fused_score=candidate.score,
+                    lead_score=candidate.lead_score,
+                    part_mean_score=candidate.part_mean_score,
+                    recency_score=candidate.recency_score,
                 )
             hits.append(
                 Hit(
@@ -373,8 +539,9 @@ class Searcher:
                     score=candidate.score,
                     passage_id=stored.passage_id,
                     text=stored.text,
-                    citation=citation_for(stored),
+                    citation=citation_for(stored, _published(documents, ordinal)),
                     explain=explain,
+                    also_in=_also_in(documents, ordinal, stored.doc_id, request.collapse_duplicates),
                 )
             )
         return hits
@@ -390,7 +557,22 @@ def check_model_matches(reader: IndexReader, embedder: Embedder) -> None:
         )
 
 
-def citation_for(stored: StoredPassage) -> Citation:
+def _published(documents: DocumentTable | None, ordinal: int | None) -> str | None:
+    """The document's date as the keyword index normalised it, or None (undated, or an index from before dates)."""
+    if documents is None or ordinal is None:
+        return None
+    return str(documents.published[ordinal]) or None
+
+
+def _also_in(documents: DocumentTable | None, ordinal: int | None, doc_id: str, collapsed: bool) -> tuple[str, ...]:
+    if not collapsed or documents is None or ordinal is None or documents.cluster_size(ordinal) < 2:
+        return ()
+    return tuple(other for other in documents.cluster_doc_ids(ordinal) if other != doc_id)
+
+
+def citation_for(stored: StoredPassage, published: str | None = None) -> Citation:
+    """The citation of a stored passage. ``published``: the document's date as the keyword index normalised it
+    (indexer/dates.py); without it, the one in the document's metadata."""
     unit, metadata = stored.unit, stored.metadata or {}
     comment = unit if unit is not None and stored.section == "comment" else None
 
@@ -413,7 +595,7 @@ def citation_for(stored: StoredPassage) -> Citation:
         parent=comment.parent if comment else None,
         depth=comment.depth if comment else None,
         author=text("author"),
-        published=text("published"),
+        published=published or text("published"),
         site_name=text("site_name"),
     )
 

@@ -48,18 +48,30 @@ class Settings(BaseSettings):
         True, description="Embed 'title, newline, passage' (quotes and citations stay the bare passage)"
     )
 
-    # Hybrid retrieval (chosen on SciFact train; see docs/evaluation.md)
+    # Hybrid retrieval (chosen on news dev and SciFact train together; see docs/retrieval.md)
     bm25_k1: float = Field(0.9, ge=0, description="BM25 k1 of the passage-level keyword index")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 b of the passage-level keyword index")
     bm25_context: bool = Field(True, description="Also index each document part whole (the context signal)")
-    bm25_context_k1: float = Field(0.9, ge=0, description="BM25 k1 of the part-level (context) index")
-    bm25_context_b: float = Field(0.4, ge=0, le=1, description="BM25 b of the part-level (context) index")
+    bm25_context_k1: float = Field(1.5, ge=0, description="BM25 k1 of the part-level (context) index")
+    bm25_context_b: float = Field(0.75, ge=0, le=1, description="BM25 b of the part-level (context) index")
     fusion_method: FusionMethod = Field("convex", description="convex (weighted normalised scores) or rrf")
     fusion_normalization: Normalization = Field("zscore", description="convex: zscore or minmax over the candidates")
-    fusion_dense_weight: float = Field(0.5, ge=0, le=1, description="Weight of the dense (cosine) score")
-    fusion_bm25_weight: float = Field(0.2, ge=0, le=1, description="Weight of the passage's BM25 score")
-    fusion_context_weight: float = Field(0.3, ge=0, le=1, description="Weight of the passage's part's BM25 score")
-    fusion_candidates: int = Field(300, ge=1, le=10000, description="Depth of each ranking before fusing")
+    fusion_dense_weight: float = Field(0.4, ge=0, le=1, description="Weight of the dense (cosine) score")
+    fusion_bm25_weight: float = Field(0.1, ge=0, le=1, description="Weight of the passage's BM25 score")
+    fusion_context_weight: float = Field(0.4, ge=0, le=1, description="Weight of the passage's part's BM25 score")
+    fusion_lead_weight: float = Field(
+        0.1, ge=0, le=1, description="Weight of the cosine of the passage's part's first passage (its lead)"
+    )
+    fusion_part_mean_weight: float = Field(
+        0.1, ge=0, le=1, description="Weight of the cosine of the passage's part's mean passage vector"
+    )
+    recency_weight: float = Field(
+        0.2, ge=0, le=1, description="Weight of the recency prior in hybrid mode, for requests that ask for it"
+    )
+    recency_half_life_days: float = Field(
+        7.0, gt=0, description="Recency prior: a document's prior halves for every this many days before as_of"
+    )
+    fusion_candidates: int = Field(1000, ge=1, le=10000, description="Depth of each ranking before fusing")
 
     # Evaluation (eval/): where benchmark indexes are built (one folder per dataset) and reports are written
     eval_dir: Path = Field(Path("var/eval"), description="Folder holding one index per evaluated dataset")
@@ -215,6 +227,10 @@ class Settings(BaseSettings):
             dense_weight=self.fusion_dense_weight,
             bm25_weight=self.fusion_bm25_weight,
             context_weight=self.fusion_context_weight,
+            lead_weight=self.fusion_lead_weight,
+            part_mean_weight=self.fusion_part_mean_weight,
+            recency_weight=self.recency_weight,
+            recency_half_life_days=self.recency_half_life_days,
             candidates=self.fusion_candidates,
         )
 

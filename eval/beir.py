@@ -51,6 +51,8 @@ class BeirDataset:
     queries: dict[str, str]  # query id -> text, only queries of the split that have text, in queries.jsonl order
     qrels: dict[str, dict[str, int]]  # query id -> document id -> relevance
     queries_without_text: int = 0  # judged in the split but missing from queries.jsonl (skipped)
+    # query id -> the date the question was asked (metadata.question_date/date/as_of), for the recency prior
+    query_dates: dict[str, str] = field(default_factory=dict)
 
     @property
     def corpus_path(self) -> Path:
@@ -89,6 +91,7 @@ def load_beir_dataset(root: Path | str, split: str) -> BeirDataset:
         queries=queries,
         qrels={query_id: qrels[query_id] for query_id in queries},
         queries_without_text=len(qrels) - len(queries),
+        query_dates={q: d for q, d in read_query_dates(root / QUERIES_FILE).items() if q in queries},
     )
 
 
@@ -122,6 +125,24 @@ def read_queries(path: Path) -> dict[str, str]:
             raise ValueError(f'{where}: expected an object with "_id" and a string "text"')
         queries[str(item["_id"])] = item["text"]
     return queries
+
+
+QUERY_DATE_FIELDS = ("question_date", "as_of", "date")
+
+
+def read_query_dates(path: Path) -> dict[str, str]:
+    """When each question was asked, where queries.jsonl says (``metadata.question_date`` in RealTimeQA)."""
+    from indexer.dates import parse_date
+
+    dates: dict[str, str] = {}
+    for _, item in read_objects(path):
+        metadata = item["metadata"] if isinstance(item.get("metadata"), dict) else {}
+        for name in QUERY_DATE_FIELDS:
+            found = parse_date(metadata.get(name)) or parse_date(item.get(name))
+            if found is not None:
+                dates[str(item.get("_id"))] = found
+                break
+    return dates
 
 
 # -- the dataset's index -----------------------------------------------------------------------------------------
@@ -258,16 +279,30 @@ def run_beir(
     limit: int | None = None,
     show_progress: bool = False,
     log: Any = None,
+    baseline: str | None = None,
+    ignore_identical_ids: bool = True,
+    recency: bool = False,
+    collapse_duplicates: bool = False,
 ) -> BeirRun:
     """Index (or reuse) the dataset's corpus, search every query of the split and score the rankings.
 
     ``mode=None`` uses ``SearchRequest``'s default mode. ``limit`` keeps the first N queries (a quick look, not a
-    comparable figure). ``log`` is a text stream for progress lines (stderr by default).
+    comparable figure). ``log`` is a text stream for progress lines (stderr by default). ``baseline`` (one of
+    ``eval.plain.BASELINES``) ranks whole documents by the plain recipe instead of citesearch's search.
+    ``ignore_identical_ids`` drops a ranked document whose id equals the query id, as BEIR's evaluation does
+    (ArguAna and Quora queries are themselves corpus documents); recorded in the report. ``recency`` turns the
+    recency prior on with each query's own date (``query_dates``) as ``as_of``; ``collapse_duplicates`` turns the
+    search's duplicate collapsing on (off by default: qrels judge documents, and a collapsed copy of a judged
+    document would hide it; like for like with the plain baseline and published figures).
     """
+    if recency and not dataset.query_dates:
+        raise ValueError(f"--recency needs query dates (metadata.question_date) in {dataset.root / QUERIES_FILE}")
+    index_dir = Path(index_dir) if index_dir is not None else default_index_dir(settings, dataset)
+    if baseline is not None:
+        return _run_plain(dataset, embedder, index_dir, baseline, limit, ignore_identical_ids, log)
     from indexer.loaders import load_documents
 
     stream = log if log is not None else sys.stderr
-    index_dir = Path(index_dir) if index_dir is not None else default_index_dir(settings, dataset)
     started = time.perf_counter()
     loaded = load_documents([dataset.corpus_path])
     for skipped in loaded.skipped:
@@ -299,10 +334,22 @@ def run_beir(
         searcher = Searcher(reader, embedder, settings.fusion_settings())
         # One search before timing: the first call pays one-off costs (thread pools, lazy loads) no user sees twice.
         search_documents(searcher, "warm-up query", depth=DEPTH, mode=mode)
+        undated = 0
         used_mode = ""
+        # One more than the depth, so that dropping the query's own document still leaves DEPTH documents.
+        depth = DEPTH + 1 if ignore_identical_ids else DEPTH
         for query_id in tqdm(query_ids, desc="queries", unit="q", file=sys.stderr, disable=not show_progress):
-            found = search_documents(searcher, dataset.queries[query_id], depth=DEPTH, mode=mode)
-            rankings[query_id] = [doc.doc_id for doc in found.documents]
+            options: dict[str, object] = {"collapse_duplicates": collapse_duplicates}
+            if recency:
+                as_of = dataset.query_dates.get(query_id)
+                undated += as_of is None
+                options.update(recency=as_of is not None, as_of=as_of)
+            found = search_documents(
+                searcher, dataset.queries[query_id], depth=depth, mode=mode, request_options=options
+            )
+            rankings[query_id] = _without_identical(
+                [doc.doc_id for doc in found.documents], query_id, ignore_identical_ids
+            )
             latencies.append(found.latency_ms)
             used_mode = found.mode
         manifest = reader.manifest
@@ -318,6 +365,9 @@ def run_beir(
             "k": DEPTH,
             "per_doc_cap": 1,
             "ranking_rule": BEST_PASSAGE_RULE,
+            "ignore_identical_ids": ignore_identical_ids,
+            "recency": recency,
+            "collapse_duplicates": collapse_duplicates,
         }
         index_info = IndexInfo(
             index_dir=str(index_dir),
@@ -341,6 +391,8 @@ def run_beir(
         notes.append(f"{len(loaded.skipped)} corpus lines could not be loaded and were skipped")
     if prepared.build:
         settings_used["build"] = prepared.build
+    if recency:
+        notes.append(f"recency prior on, as_of = each query's date ({undated} queries without one: prior off)")
     report = EvalReport(
         kind="beir",
         dataset=dataset.name,
@@ -353,4 +405,66 @@ def run_beir(
         settings=settings_used,
         notes=notes,
     )
+    return BeirRun(report=report, prepared=prepared, rankings=rankings)
+
+
+def _without_identical(ranking: list[str], query_id: str, ignore: bool) -> list[str]:
+    """BEIR's ``ignore_identical_ids``: a query that is itself a corpus document must not be credited (or blamed)
+    for finding itself; the ranking is cut to ``DEPTH`` either way."""
+    if ignore:
+        ranking = [doc_id for doc_id in ranking if doc_id != query_id]
+    return ranking[:DEPTH]
+
+
+def _run_plain(
+    dataset: BeirDataset,
+    embedder: Embedder,
+    index_dir: Path,
+    baseline: str,
+    limit: int | None,
+    ignore_identical_ids: bool,
+    log: Any,
+) -> BeirRun:
+    """The plain recipe (``eval.plain``) on the same queries, qrels and metrics as citesearch's run."""
+    from eval.plain import BASELINES, PLAIN_RULE, load_plain_corpus
+
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+    stream = log if log is not None else sys.stderr
+    started = time.perf_counter()
+    corpus = load_plain_corpus(dataset.corpus_path, embedder, index_dir / "plain")
+    prepared_seconds = time.perf_counter() - started
+    print(f"plain baseline over {len(corpus.doc_ids)} whole documents ready in {prepared_seconds:.1f}s", file=stream)
+    query_ids = list(dataset.queries)[:limit] if limit is not None else list(dataset.queries)
+    rankings: dict[str, list[str]] = {}
+    latencies: list[float] = []
+    for query_id in query_ids:
+        t0 = time.perf_counter()
+        query = dataset.queries[query_id]
+        ranked = corpus.rank(query, embedder.encode([query]), baseline, DEPTH + 1)  # type: ignore[arg-type]
+        latencies.append((time.perf_counter() - t0) * 1000)
+        rankings[query_id] = _without_identical(ranked, query_id, ignore_identical_ids)
+    scored = evaluate_rankings({q: dataset.qrels[q] for q in query_ids}, rankings, BEIR_METRICS)
+    notes = [f"baseline {baseline}: {PLAIN_RULE}"]
+    if limit is not None and limit < len(dataset.queries):
+        notes.append(f"--limit {limit}: only the first {len(query_ids)} of {len(dataset.queries)} queries")
+    report = EvalReport(
+        kind="beir",
+        dataset=dataset.name,
+        split=dataset.split,
+        mode=baseline,
+        metrics=scored.metrics,
+        latency_ms=LatencySummary.of(latencies),
+        queries=scored.queries,
+        index=IndexInfo(str(index_dir / "plain"), "plain", len(corpus.doc_ids), 0),
+        settings={
+            "model": embedder.name,
+            "baseline": baseline,
+            "ranking_rule": PLAIN_RULE,
+            "k": DEPTH,
+            "ignore_identical_ids": ignore_identical_ids,
+        },
+        notes=notes,
+    )
+    prepared = PreparedIndex(index_dir / "plain", "plain", reused=True, reason="plain baseline (no passage index)")
     return BeirRun(report=report, prepared=prepared, rankings=rankings)

@@ -58,8 +58,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--index-dir", type=Path, help="index folder (default: $CITESEARCH_EVAL_DIR/<dataset>, var/eval/<dataset>)"
     )
     beir.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N queries (a quick look)")
+    beir.add_argument(
+        "--baseline",
+        choices=("plain-hybrid", "plain-bm25", "plain-dense"),
+        help="rank whole documents by the plain recipe instead (bm25s defaults, whole-document MiniLM, min-max "
+        "0.5/0.5), for comparison; no passage index is built",
+    )
+    beir.add_argument(
+        "--recency",
+        action="store_true",
+        help="turn the recency prior on, as_of = each query's metadata.question_date",
+    )
+    beir.add_argument(
+        "--collapse-duplicates",
+        action="store_true",
+        help="collapse duplicate stories into one hit, as /search does (default: off, so that every judged document "
+        "can be found, like for like with the plain baseline and published BEIR figures)",
+    )
+    beir.add_argument(
+        "--keep-identical-ids",
+        action="store_true",
+        help="keep a hit whose id equals the query id (default: dropped, as BEIR's ignore_identical_ids)",
+    )
     _add_common(beir)
     beir.set_defaults(handler=cmd_eval_beir)
+
+    answers = kinds.add_parser(
+        "answers",
+        help="answer a dataset's questions through /ask and check them against its answer strings",
+        description="For a BEIR-format dataset whose queries carry answer strings (metadata.answers), run every "
+        "question through the /ask path and /search: the share whose answer contains an answer string, whose top 1 "
+        "and top 5 passages do, and the null-answer rate. Reuses the dataset's eval index (as eval beir builds it).",
+    )
+    answers.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
+    answers.add_argument("--split", default="test", help="qrels split whose queries are asked (default test)")
+    answers.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_EVAL_DIR/<dataset>)")
+    answers.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N questions")
+    answers.add_argument("--recency", action="store_true", help="recency prior, as_of = each question's date")
+    answers.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+    answers.add_argument("--compare", type=Path, metavar="REPORT.json", help="print deltas against an earlier report")
+    answers.add_argument("--reports-dir", type=Path, help="where to write the report")
+    answers.add_argument("--no-write", action="store_true", help="do not write the report file")
+    answers.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
+    answers.set_defaults(handler=cmd_eval_answers)
 
     questions = kinds.add_parser(
         "questions",
@@ -155,8 +196,35 @@ def cmd_eval_beir(args: argparse.Namespace, settings: Settings) -> int:
         mode=args.mode,
         limit=args.limit,
         show_progress=_show_progress(args),
+        baseline=args.baseline,
+        ignore_identical_ids=not args.keep_identical_ids,
+        recency=args.recency,
+        collapse_duplicates=args.collapse_duplicates,
     )
     return _finish(run.report, args, settings)
+
+
+def cmd_eval_answers(args: argparse.Namespace, settings: Settings) -> int:
+    from eval.answers import run_answers
+    from eval.beir import load_beir_dataset
+    from eval.report import load_report
+
+    dataset = load_beir_dataset(args.dataset_dir, args.split)
+    if args.compare is not None:
+        load_report(args.compare)
+    run = run_answers(
+        dataset,
+        settings.load_embedder(),
+        settings,
+        index_dir=args.index_dir,
+        limit=args.limit,
+        recency=args.recency,
+        show_progress=_show_progress(args),
+    )
+    lines = [f"misses ({len(run.misses)}):"] + [
+        f"  {m['id']}: {m['question']!r} wants {m['answers']}; answered {m['answer']!r:.120}" for m in run.misses
+    ]
+    return _finish(run.report, args, settings, extra_text="\n".join(lines))
 
 
 def cmd_eval_questions(args: argparse.Namespace, settings: Settings) -> int:

@@ -65,12 +65,14 @@ def search_documents(
     depth: int = 100,
     mode: str | None = None,
     aggregate: Aggregation = best_passage_ranking,
+    request_options: dict[str, object] | None = None,
 ) -> DocumentSearch:
     """Rank documents for ``query`` through the same ``Searcher.search`` the CLI and the service use.
 
     ``mode=None`` leaves the request's default mode (what a plain API call gets).
     """
     options: dict[str, object] = {"mode": mode} if mode is not None else {}
+    options.update(request_options or {})  # more SearchRequest fields (recency, as_of, collapse_duplicates)
     request = SearchRequest(query=query, k=depth, per_doc_cap=1, **options)  # type: ignore[arg-type]
     started = time.perf_counter()
     result = searcher.search(request)

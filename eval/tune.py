@@ -6,7 +6,7 @@ of every signal for the union, fuse, a document ranks at its best passage), so a
 minute. The chosen setting is then confirmed through the real search path with ``citesearch eval beir --mode
 hybrid``. Tune on train only.
 
-    python -m eval.tune DATASET_DIR --split train [--index-dir DIR]
+    python -m eval.tune DATASET_DIR --split SPLIT [--index-dir DIR]   # on both development sets, never a test split
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from citesearch.fusion import NORMALIZATIONS, FusionSettings, fuse, keyword_score
+from citesearch.search import Searcher
 from citesearch.settings import Settings
 from eval.beir import load_beir_dataset
 from eval.metrics import evaluate_rankings
@@ -35,6 +36,8 @@ class QueryScores:
     dense: np.ndarray
     bm25: np.ndarray
     context: np.ndarray | None
+    lead: np.ndarray | None = None  # the part-level dense signals (citesearch.part_evidence), all passages
+    part_mean: np.ndarray | None = None
 
 
 def doc_ranking(scores: np.ndarray, doc_of: np.ndarray, depth: int = 100) -> list[str]:
@@ -60,13 +63,48 @@ def replay(scores: QueryScores, settings: FusionSettings, doc_of: np.ndarray) ->
     context = scores.context if settings.context_weight > 0 else None
     keyword = scores.bm25 if context is None else keyword_score(scores.bm25, context, settings)
     union = np.union1d(dense_top, top_positive(keyword, depth))
-    fused = fuse(scores.dense[union], scores.bm25[union], None if context is None else context[union], settings)
+    lead = scores.lead[union] if scores.lead is not None and settings.uses_parts else None
+    part_mean = scores.part_mean[union] if scores.part_mean is not None and settings.uses_parts else None
+    fused = fuse(
+        scores.dense[union],
+        scores.bm25[union],
+        None if context is None else context[union],
+        settings,
+        lead,
+        part_mean,
+    )
     return doc_ranking(fused, doc_of[union])
 
 
+def all_part_scores(searcher: Searcher, query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The lead and part-mean cosines of every passage (keyword-index order), as the searcher computes them."""
+    keyword = searcher.reader.keyword
+    if keyword is None:
+        return None
+    parts = searcher.part_scores(keyword.passage_ids, query_vector)
+    return None if parts is None else (parts.lead, parts.mean)
+
+
 def default_grid() -> list[FusionSettings]:
+    # The neighbourhood of the default (dense, bm25, context, lead, part mean), 1000 candidates, z-scores; then the
+    # older three-signal grid for comparison.
     grid = [
-        FusionSettings(method="convex", normalization=n, dense_weight=w, bm25_weight=b, context_weight=c, candidates=k)
+        FusionSettings(dense_weight=w, bm25_weight=b, context_weight=c, lead_weight=lead, part_mean_weight=m)
+        for w, b, c, lead, m in itertools.product(
+            (0.3, 0.4, 0.5), (0.0, 0.1, 0.2), (0.3, 0.4, 0.5), (0.0, 0.1, 0.2), (0.0, 0.1)
+        )
+    ]
+    grid += [
+        FusionSettings(
+            method="convex",
+            normalization=n,
+            dense_weight=w,
+            bm25_weight=b,
+            context_weight=c,
+            candidates=k,
+            lead_weight=0.0,
+            part_mean_weight=0.0,
+        )
         for n, (w, b, c), k in itertools.product(
             NORMALIZATIONS,
             (
@@ -84,7 +122,7 @@ def default_grid() -> list[FusionSettings]:
         )
     ]
     grid += [
-        FusionSettings(method="rrf", dense_weight=w, rrf_k=k, context_weight=c)
+        FusionSettings(method="rrf", dense_weight=w, rrf_k=k, context_weight=c, candidates=300)
         for w, k, c in itertools.product((0.4, 0.5, 0.6), (10, 60), (0.0, 0.3))
     ]
     return grid
@@ -110,10 +148,17 @@ def main(argv: list[str] | None = None) -> int:
         query_ids = list(dataset.queries)
         query_vectors = embedder.encode([dataset.queries[q] for q in query_ids], batch_size=64)
         dense_all = query_vectors @ reader.vectors.vectors_for(ids).T
-        per_query = {
-            q: QueryScores(dense_all[i], keyword.scores(dataset.queries[q]), keyword.context_scores(dataset.queries[q]))
-            for i, q in enumerate(query_ids)
-        }
+        searcher = Searcher(reader, embedder, settings.fusion_settings())
+        per_query: dict[str, QueryScores] = {}
+        for i, q in enumerate(query_ids):
+            parts = all_part_scores(searcher, query_vectors[i : i + 1])
+            per_query[q] = QueryScores(
+                dense_all[i],
+                keyword.scores(dataset.queries[q]),
+                keyword.context_scores(dataset.queries[q]),
+                None if parts is None else parts[0],
+                None if parts is None else parts[1],
+            )
     results: list[dict[str, Any]] = []
     for name in ("dense", "bm25"):
         rankings = {q: doc_ranking(getattr(s, name), doc_of) for q, s in per_query.items()}

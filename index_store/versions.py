@@ -623,18 +623,29 @@ class IndexWriter:
         if self.keyword is None:
             return {"keyword": None}
         settings = self.keyword
+        all_parts = list(self.store.iter_parts())
         parts = (
             [
                 (KeywordIndex.text_for(doc.title, doc.text[unit.char_start : unit.char_end], settings), members)
-                for doc, unit, members in self.store.iter_parts()
+                for doc, unit, members in all_parts
             ]
             if settings.context
             else None
         )
+        # Per document: its article text (duplicate detection), published date (filters, recency) and passages.
+        documents: dict[str, tuple[str, str, str | None, list[int]]] = {}
+        for doc, unit, members in all_parts:
+            _, article, published, ids = documents.setdefault(
+                doc.doc_id, (doc.doc_id, "", doc.metadata.get("published"), [])
+            )
+            if unit.section == "article":
+                article += "\n" + doc.text[unit.char_start : unit.char_end]
+            documents[doc.doc_id] = (doc.doc_id, article, published, ids + members)
         index = KeywordIndex.build(
             ((p.passage_id, KeywordIndex.text_for(p.title, p.text, settings)) for p in self.store.iter_passages()),
             settings,
             parts,
+            list(documents.values()),
         )
         index.save(self.version_dir)
         return {"keyword": {"backend": "bm25s", **settings.to_dict()}}

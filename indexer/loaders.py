@@ -3,7 +3,8 @@
 Folders are read recursively in sorted order, hidden files and folders left out, so the same folder always gives
 the same documents with the same ids: the path relative to the folder given (a file given directly: its name), or
 the jsonl ``_id``/``id``. A jsonl file holds one document a line (``_id`` or ``id``, ``title``, ``text``, optional
-``url`` and ``metadata``), so a BEIR corpus.jsonl loads as it is.
+``url`` and ``metadata``), so a BEIR corpus.jsonl loads as it is. A published date in the record or its metadata
+(``published``, ``publish_date``, ``date``, …) is stored as ``metadata["published"]`` in ISO 8601.
 
 Bytes are decoded strictly as UTF-8 (a BOM is dropped) and CRLF/CR become LF before any span is taken; the
 normalised text is what a Document stores and cites. A problem with one file or line (binary, not UTF-8, malformed
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indexer.dates import METADATA_KEY as PUBLISHED_KEY
+from indexer.dates import find_published
 from indexer.documents import Document
 from indexer.errors import IngestError, Skipped
 from indexer.pages import parse_page
@@ -123,14 +126,22 @@ def _jsonl_document(line: str, line_no: int, source: str) -> Document:
     if not isinstance(record, dict):
         raise _Skip(f"line {line_no} is not a JSON object")
     try:  # the record model POST /documents validates with too (fields other than a document's are ignored)
-        return record_document(parse_record(record, ignore_unknown=True), source)
+        parsed = parse_record(record, ignore_unknown=True)
+        # A date field at the top of the line (BEIR-style corpora put "published" there) is read before the
+        # record model drops the fields it does not know.
+        return record_document(parsed, source, published=find_published(record, parsed.metadata))
     except RecordError as exc:
         raise _Skip(f'line {line_no}: "{exc.field}" {exc.message}') from None
 
 
-def record_document(record: DocumentRecord, source: str) -> Document:
+def record_document(record: DocumentRecord, source: str, *, published: str | None = None) -> Document:
     """The ``Document`` a record becomes, its text parsed as a page (a news page gets its article, author and comment
-    units): one step for jsonl lines and ``POST /documents``. ``RecordError`` when it holds nothing to index."""
+    units): one step for jsonl lines and ``POST /documents``. ``RecordError`` when it holds nothing to index.
+    ``published``: the record's date already found; by default the one its metadata names (indexer/dates.py)."""
+    metadata = record.metadata
+    published = published or find_published(metadata)
+    if published is not None:  # one field, one format, whatever the source called it
+        metadata = {**metadata, PUBLISHED_KEY: published}
     try:
         return _page_document(
             record.id,
@@ -139,7 +150,7 @@ def record_document(record: DocumentRecord, source: str) -> Document:
             fallback_title=record.id,
             title=record.title,
             url=record.url,
-            metadata=record.metadata,
+            metadata=metadata,
         )
     except _Skip as exc:
         raise RecordError("text", str(exc)) from None

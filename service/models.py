@@ -53,6 +53,17 @@ class SearchQuery(BaseModel):
     mode: Mode | None = Field(None, description="Retrieval mode; default: the searcher's default")
     explain: bool = Field(False, description="Add each ranking's rank and score per result")
     per_doc_cap: int | None = Field(None, ge=1, description="At most this many passages of one document")
+    published_after: str | None = Field(
+        None, description="Only documents published on or after this date (ISO 8601); undated documents are left out"
+    )
+    published_before: str | None = Field(
+        None, description="Only documents published on or before this date (ISO 8601; a day includes all of it)"
+    )
+    recency: bool = Field(False, description="Favour documents published shortly before as_of (hybrid mode)")
+    as_of: str | None = Field(None, description="The date recency is measured from (ISO 8601; default: now)")
+    collapse_duplicates: bool = Field(
+        True, description="One hit per cluster of duplicate stories, the others listed in also_in; false: every copy"
+    )
 
     @field_validator("q")
     @classmethod
@@ -82,6 +93,17 @@ class AskRequest(BaseModel):
     doc_id: str | None = Field(None, description="Only this document")
     mode: Mode | None = Field(None, description="Retrieval mode; default: the searcher's default")
     per_doc_cap: int | None = Field(None, ge=1, description="At most this many passages of one document")
+    published_after: str | None = Field(
+        None, description="Only documents published on or after this date (ISO 8601); undated documents are left out"
+    )
+    published_before: str | None = Field(
+        None, description="Only documents published on or before this date (ISO 8601; a day includes all of it)"
+    )
+    recency: bool = Field(False, description="Favour documents published shortly before as_of (hybrid mode)")
+    as_of: str | None = Field(None, description="The date recency is measured from (ISO 8601; default: now)")
+    collapse_duplicates: bool = Field(
+        True, description="One hit per cluster of duplicate stories, the others listed in also_in; false: every copy"
+    )
 
     @field_validator("question")
     @classmethod
@@ -131,6 +153,11 @@ class SearchHitOut(BaseModel):
     label: str = Field(description='The part of the document: "Article", "Author bio", "Reader comment 3"')
     highlight: list[SpanOut] = Field(description="The sentence(s) that best answer the question")
     explain: dict[str, float | int | None] | None = None
+    also_in: list[str] = Field(
+        default_factory=list,
+        description="Other documents holding the same story (duplicates collapsed into this hit); "
+        "collapse_duplicates=false lists them as hits of their own",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -162,6 +189,7 @@ class AnswerCitationOut(BaseModel):
     comment_date: str | None = Field(None, description="The reader comment's date as the page shows it")
     comment_date_iso: str | None = Field(None, description="That date in ISO 8601, where it parses")
     parent: int | None = Field(None, description="Number of the comment this reader comment replies to")
+    published: str | None = Field(None, description="The document's published date, ISO 8601 (null: unknown)")
 
 
 class AnswerSentenceOut(BaseModel):

@@ -145,8 +145,36 @@ def test_context_is_the_bm25_of_each_passages_own_part(tiny_searcher: Searcher) 
         (tiny_searcher.fusion.dense_weight, np.array([h.explain.dense_score for h in result.hits])),
         (tiny_searcher.fusion.bm25_weight, np.array([h.explain.bm25_score for h in result.hits])),
         (tiny_searcher.fusion.context_weight, np.array([h.explain.context_score for h in result.hits])),
+        (tiny_searcher.fusion.lead_weight, np.array([h.explain.lead_score for h in result.hits])),
+        (tiny_searcher.fusion.part_mean_weight, np.array([h.explain.part_mean_score for h in result.hits])),
     ]
     np.testing.assert_allclose([h.score for h in result.hits], convex_combination(signals, "zscore"), atol=1e-6)
+
+
+def test_part_signals_are_the_cosines_of_the_parts_lead_and_mean_vector(tiny_searcher: Searcher) -> None:
+    """lead = cosine of the first passage of the hit's document (also for a comment: its own first passage would be
+    the comment again); part mean = cosine of its part's normalised mean passage vector, recomputed here from the
+    stored passages of each part (grouped by document, section and comment number)."""
+    query = "zebras savanna river"
+    result = tiny_searcher.search(SearchRequest(query, k=10, mode="hybrid", explain=True))
+    reader = tiny_searcher.reader
+    q = tiny_searcher.embed_query(query)[0].astype(np.float64)
+    leads, means = set(), set()
+    for hit in result.hits:
+        c = hit.citation
+        passages = sorted(reader.passages(reader.passage_ids(doc_id=c.doc_id).tolist()), key=lambda p: p.ordinal)
+        members = [p for p in passages if (p.section, p.comment_no) == (c.section, c.comment_no)]
+        vectors = reader.vectors.vectors_for(np.array([p.passage_id for p in members])).astype(np.float64)
+        mean = vectors.sum(axis=0)
+        first = passages[0]
+        lead = reader.vectors.vectors_for(np.array([first.passage_id]))[0].astype(np.float64) @ q
+        assert hit.explain.lead_score == pytest.approx(float(lead), abs=1e-5)
+        assert hit.explain.part_mean_score == pytest.approx(float(mean @ q / np.linalg.norm(mean)), abs=1e-5)
+        leads.add(round(hit.explain.lead_score, 6))
+        means.add(round(hit.explain.part_mean_score, 6))
+    assert len(leads) > 1 and len(means) > 1  # not one constant: the parts differ
+    comments = [h for h in result.hits if h.citation.section == "comment"]
+    assert comments and all(h.explain.lead_score != h.explain.dense_score for h in comments)
 
 
 def test_filters_and_per_document_cap(tiny_searcher: Searcher) -> None:

@@ -20,4 +20,11 @@ def hit_out(hit: Hit, highlight: Sequence[ScoredSentence]) -> SearchHitOut:
         label=citation_label(citation),
         highlight=[SpanOut(start=s.start, end=s.end, score=round(s.score, 6)) for s in highlight],
         explain=asdict(hit.explain) if hit.explain is not None else None,
+        also_in=list(hit.also_in),
     )
+
+
+def date_filters(params: object) -> dict[str, object]:
+    """The request's date, recency and duplicate fields, as ``SearchRequest`` takes them."""
+    names = ("published_after", "published_before", "recency", "as_of", "collapse_duplicates")
+    return {name: getattr(params, name) for name in names}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from citesearch.answer import answer_with_settings
 from service.deps import LeaseDep, ServicesDep, check_limits, require_json
 from service.models import AnswerCitationOut, AnswerSentenceOut, AskRequest, AskResponse
-from service.routes._convert import hit_out
+from service.routes._convert import date_filters, hit_out
 from service.routes.search import ERRORS, READ_LIMITED
 
 router = APIRouter(tags=["answers"])
@@ -35,6 +35,7 @@ def ask(body: AskRequest, services: ServicesDep, lease: LeaseDep) -> AskResponse
         doc_id=body.doc_id,
         mode=body.mode,
         per_doc_cap=body.per_doc_cap,
+        filters=date_filters(body),
     )
     answer = outcome.answer
     position = {hit.passage_id: i for i, hit in enumerate(outcome.hits)}

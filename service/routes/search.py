@@ -13,7 +13,7 @@ from service.deps import LeaseDep, ServicesDep, check_limits, require_json
 from service.index_holder import Lease
 from service.limits import rate_limit
 from service.models import ErrorResponse, SearchBody, SearchQuery, SearchResponse
-from service.routes._convert import hit_out
+from service.routes._convert import date_filters, hit_out
 from service.security import require_read
 from service.state import Services
 
@@ -39,6 +39,7 @@ def _search(params: SearchQuery, services: Services, lease: Lease) -> SearchResp
         "doc_id": params.doc_id,
         "explain": params.explain,
         "per_doc_cap": params.per_doc_cap if params.per_doc_cap is not None else settings.per_doc_cap,
+        **date_filters(params),
     }
     if params.mode is not None:  # otherwise SearchRequest's own default mode applies, as in the CLI
         fields["mode"] = params.mode
