@@ -249,3 +249,17 @@ def test_pasted_headline_skips_a_sentence_fragment_and_a_table_of_contents() -> 
         "continues the sentence of a line before it\n" + _BODY
     )
     assert parse_page(page, fallback_title="x").title == "Change the Font Size of a Plot in Five Steps"
+
+
+def test_first_person_bio_after_the_comments_needs_a_capitalised_name() -> None:
+    from indexer.bios import first_person_bio, fold
+
+    article_line = "The article explains how to change the size of every text element of a plot."
+    comment_line = "I'm Anna. Thanks a lot, this helped me with my thesis plots yesterday."
+    bio_line = "I’m Joachim Schork. On this website, I provide statistics tutorials in R and Python."
+    visible = f"Menu\n{article_line}\n{comment_line}\nLeave a Reply\n{bio_line}\nRelated Tutorials"
+    article = {fold(article_line), fold(bio_line)}  # an extractor took the sidebar box into the article
+    assert first_person_bio(visible, {fold(comment_line)}, article) == bio_line
+    # No name after "I am": no bio; a comment's own line is never the bio.
+    plain = visible.replace(bio_line, "I am happy to share these statistics tutorials with all of you every week.")
+    assert first_person_bio(plain, {fold(comment_line)}, article) is None
