@@ -87,3 +87,56 @@ def byline_in(visible: str, headline: str | None) -> str | None:
         if match:
             return match.group("name").strip()
     return None
+
+
+# A short bio in the first person, as a site owner's "about" box opens ("I'm Joachim Schork. On this website …",
+# "Hi, my name is …", "Ich bin …"): the opening then a capitalised name. Data, one entry per language.
+_FIRST_PERSON_OPENINGS = (
+    r"i'm",
+    r"i am",
+    r"my name is",
+    r"ich bin",
+    r"ich heiße",
+    r"mein name ist",
+    r"je suis",
+    r"je m'appelle",
+    r"soy",
+    r"me llamo",
+    r"mi nombre es",
+)
+_FIRST_PERSON_BIO = re.compile(
+    r"(?:(?:hi|hello|hey|hallo|hola|bonjour|salut)\s*[!,.]?\s*(?:there\s*[!,.]?\s*)?)?(?:"
+    + "|".join(_FIRST_PERSON_OPENINGS)
+    + r")\s+(?:[A-ZÀ-Þ][\w'’-]+)(?:\s+[A-ZÀ-Þ][\w'’-]+){0,3}\s*[.,!]",
+    re.IGNORECASE,
+)
+
+
+def first_person_bio(visible: str, comments: set[str], article: set[str]) -> str | None:
+    """A first-person bio box where the page names no byline author to look for: outside the article's span, or
+    after the last comment (an extractor may take a sidebar box after the comments into the article), and no
+    comment's line (``comments``, folded lines)."""
+    lines = [line.strip() for line in visible.split("\n") if line.strip()]
+    in_article = [i for i, line in enumerate(lines) if fold(line) in article and len(line.split()) >= 5]
+    first, last = (in_article[0], in_article[-1]) if in_article else (len(lines), -1)
+    in_comments = [i for i, line in enumerate(lines) if fold(line) in comments]
+    if in_comments:
+        last = min(last, in_comments[-1])
+    for i, line in enumerate(lines):
+        if first <= i <= last or len(line.split()) < MIN_NAMED_BIO_WORDS or fold(line) in comments:
+            continue
+        name = _FIRST_PERSON_BIO.match(line.translate(_QUOTES))
+        # The name must be capitalised as written ("I am happy to …" names nobody).
+        if (
+            name
+            and line.rstrip().endswith((".", "!", ")"))
+            and _capitalised_name(line[: name.end()])
+            and not re.search(r"e-?mail|newsletter|abonn|subscri", line, re.IGNORECASE)
+        ):
+            return line
+    return None
+
+
+def _capitalised_name(opening: str) -> bool:
+    tail = re.split(r"\s+", opening.rstrip(".,! "))[-1]
+    return tail[:1].isupper()

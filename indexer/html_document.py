@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.bios import byline_in, named_bio
+from indexer.bios import byline_in, first_person_bio, named_bio
 from indexer.bios import fold as _fold
 from indexer.bios import words as _words
 from indexer.dates import to_iso
@@ -147,6 +147,12 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
         taken = article_set | {_fold(line) for c in page.comments for line in c.text.split("\n")}
         site = {_fold(n) for n in (data.get("sitename"), data.get("hostname")) if isinstance(n, str)}
         bio = named_bio(page.visible_text, author, taken, article_set, site)
+        if bio is None:
+            comment_lines = {_fold(line) for c in page.comments for line in c.text.split("\n")}
+            bio = first_person_bio(page.visible_text, comment_lines, article_set)
+            if bio is not None:  # stored once, in its own part, not also in the article
+                article_lines = [line for line in article_lines if _fold(line) != _fold(bio)]
+                article = "\n".join(article_lines).strip()
     pieces: list[tuple[str, str, int | None]] = []  # (section, text, comment index)
     if article:
         pieces.append(("article", article, None))

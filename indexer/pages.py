@@ -265,7 +265,7 @@ def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> P
     article_end = body_end if bio_at is None else _author_box_start(lines, body_from, bio_at, author)
     given = title.strip() if title else None
     if marker is None and given is None:
-        headline = guess_headline(lines[body_from:body_end])
+        headline = guess_headline(lines[body_from:body_end], lines)
     # No author box of the seeds' shape: a paragraph naming the byline author is the bio (it stays stored text).
     named = _named_bio(lines[body_from:body_end], headline) if bio_at is None and marker is None else None
     split_at = frozenset(line.start for line in named) if named else frozenset()
@@ -347,7 +347,8 @@ _NOT_HEADLINE = re.compile(
     r".*(?:©|cookie|newsletter|login|log in|anmelden|abonn|menu|menü|search|suche|skip to|zum inhalt|"
     r"foto:|photo:|bild:|credit|getty|affiliate|advert|anzeige|werbung|e-?mail|imprim|print|permalink|"
     r"teilen|share|tweet|previous|next article|vorherige|nächste|gelesen$|read$|views$|compartir|partager|"
-    r"telegram|whatsapp|facebook|subscribe|sign up|join thousands|abonnieren|inscri|"
+    r"telegram|whatsapp|facebook|subscribe|sign up|join thousands|abonnieren|inscri|read more|"
+    r"(?:write|post|add|leave) a (?:comment|reply)|kommentar schreiben|kommentieren|"
     r"\d+\s*(?:comments?|kommentare?|commentaires?|comentarios?)|\d{1,2}:\d{2}).*",
     re.IGNORECASE,
 )
@@ -362,7 +363,10 @@ def _body_start(lines: Sequence[_Line]) -> int | None:
     """The first line of running text: a long line with another long line soon after it (a cookie banner or a
     teaser is one long line alone)."""
     for i, line in enumerate(lines):
-        if _words(line) >= LONG_PARAGRAPH_WORDS and any(_words(o) >= 15 for o in lines[i + 1 : i + 5]):
+        # A repeat of the same line (a banner printed twice) is not a second paragraph.
+        if _words(line) >= LONG_PARAGRAPH_WORDS and any(
+            _words(o) >= 15 and o.text != line.text for o in lines[i + 1 : i + 5]
+        ):
             return i
     return next((i for i, line in enumerate(lines) if _words(line) >= LONG_PARAGRAPH_WORDS), None)
 
@@ -372,41 +376,114 @@ def guess_headline_in(text: str) -> str | None:
     return guess_headline(_lines(text)) if text else None
 
 
-def guess_headline(lines: Sequence[_Line]) -> str | None:
+def guess_headline(lines: Sequence[_Line], page: Sequence[_Line] | None = None) -> str | None:
     """The line most like a headline, among those before the running text: a headline's length, not a sentence,
-    date, menu entry or caption; a byline or date just after it, a repeat elsewhere on the page (related links,
-    breadcrumbs) and nearness to the text count for it."""
+    date, menu entry or caption; a byline or date just after (or above) it, the standfirst or text right after it,
+    a repeat elsewhere on the page and nearness to the text count for it; a teaser's "Read more", a place in a run
+    of short links (menus, tables of contents, related articles) and a standfirst's length count against it."""
     start = _body_start(lines)
     if start is None:
         return None
-    counts = Counter(line.text for line in lines)
+    # Repeats count over the whole page (``page``): the comments or the footer often print the headline again.
+    counts = Counter(line.text for line in (lines if page is None else page))
     best: tuple[float, _Line] | None = None
     lo = max(0, start - HEADLINE_WINDOW)
     for i in range(lo, start):
-        line = lines[i]
-        words = _words(line)
-        if not MIN_HEADLINE_WORDS <= words <= MAX_HEADLINE_WORDS or line.text.endswith((":", ",", ";")):
-            continue
-        if _NOT_HEADLINE.fullmatch(line.text) or _DATEISH.search(line.text) or _matches(line, CHROME_LINES):
-            continue
-        if _BYLINE.fullmatch(line.text) or is_header(line.text) or re.search(r"\d{4}-\d{2}-\d{2}T", line.text):
-            continue  # a byline, a comment counter, a machine timestamp
-        if line.text.count(",") >= 2 or line.text.startswith(("|", "#", "*", "•")):
-            continue  # a list of tags or a menu entry
-        after = [o.text for o in lines[i + 1 : i + 3]]
-        score = 0.0
-        if any((_BYLINE.fullmatch(t) and len(t.split()) <= 8) or is_date_line(t) for t in after):
-            score += 3
-        if line.text.endswith("."):
-            score -= 2.5  # a sentence (a standfirst, a caption) is rarely the headline
-        if counts[line.text] > 1:
-            score += 1.5
-        score += min(words, 15) / 10 - (start - i) / 6
-        if best is None or score > best[0]:
-            best = (score, line)
+        score = headline_score(lines, i, lo, start, counts)
+        if score is not None and (best is None or score > best[0]):
+            best = (score, lines[i])
     return " ".join(best[1].text.split()) if best is not None else None
+
+
+def headline_score(lines: Sequence[_Line], i: int, lo: int, start: int, counts: Counter[str]) -> float | None:
+    """How much ``lines[i]`` (in the window ``lo``..``start`` before the running text) is like the headline; None
+    where it cannot be one."""
+    line = lines[i]
+    words = _words(line)
+    if not MIN_HEADLINE_WORDS <= words <= MAX_HEADLINE_WORDS or line.text.endswith((":", ",", ";")):
+        return None
+    if _NOT_HEADLINE.fullmatch(line.text) or _DATEISH.search(line.text) or _matches(line, CHROME_LINES):
+        return None
+    if _BYLINE.fullmatch(line.text) or is_header(line.text) or re.search(r"\d{4}-\d{2}-\d{2}T", line.text):
+        return None  # a byline, a comment counter, a machine timestamp
+    if line.text.count(",") >= 2 or line.text.startswith(("|", "#", "*", "•")):
+        return None  # a list of tags or a menu entry
+    if _FRAGMENT.match(line.text) or is_date_line(line.text) or line.text.endswith("|"):
+        return None  # a line broken out of a sentence ("is coddling criminals"): headlines open capitalised
+    if _BYLINE_LEAD.search(line.text):
+        return None  # "Eine Analyse von", "A column by": the byline's first line
+    # The byline or date sits just after the headline (a standfirst may come between) or just above it.
+    near = [o.text for o in lines[i + 1 : i + 4]] + [o.text for o in lines[max(lo, i - 2) : i]]
+    score = 0.0
+    if any(_is_byline_or_date(t) for t in near):
+        score += 3
+    if line.text.endswith(".") and not _title_case(line.text):
+        score -= 2.5  # a sentence (a standfirst, a caption) is rarely the headline; "… So Do We." in title case is
+    if i + 1 < len(lines) and _SENTENCE.fullmatch(lines[i + 1].text) and _words(lines[i + 1]) >= 12:
+        score += 1.5  # the standfirst or the text follows the headline (a kicker is followed by the headline)
+    if counts[line.text] > 1:
+        score += 1.5
+    if any(_READ_MORE.fullmatch(o.text) for o in lines[i + 1 : i + 3]):
+        score -= 3  # a teaser of another article ("… / Read more")
+    if _in_list(lines, i, lo, start):
+        score -= 2  # one of a run of short links: a menu, a table of contents, related articles
+    if words > STANDFIRST_WORDS:
+        score -= (words - STANDFIRST_WORDS) / 2  # as long as a standfirst
+    score += min(words, 15) / 10 - (start - i) / 6
+    return score
 
 
 _DATEISH = re.compile(
     r"\b\d{1,2}[./]\s?\d{1,2}[./]\s?\d{2,4}\b|\b(?:19|20)\d{2}\b.*\d{1,2}:\d{2}|^(?:von|by|par|por)\s", re.IGNORECASE
 )
+
+
+# The first word all lower case: the tail of a sentence broken over lines, not a headline ("iPhone …" still opens
+# with a capital inside the word).
+_FRAGMENT = re.compile(r"[^\W\d_A-ZÀ-ÞА-Я]+(?:\s|$)")
+_READ_MORE = re.compile(
+    r"(?:read more|continue reading|weiterlesen|mehr lesen|lire la suite|leer más|seguir leyendo)\W*", re.IGNORECASE
+)
+STANDFIRST_WORDS = 20
+MAX_BYLINE_LINE_WORDS = 12
+LIST_RUN = 3
+
+
+def _is_byline_or_date(text: str) -> bool:
+    """A byline ("By NAME", "Por: A, B, C"), a date line, or a byline with its date ("von NAME am 29. Mai 2017")."""
+    if is_date_line(text):
+        return True
+    if not _BYLINE.fullmatch(text):
+        return False
+    return len(text.split()) <= MAX_BYLINE_LINE_WORDS or bool(
+        _DATEISH.search(text[3:]) or re.search(r"\b\d{4}\b", text)
+    )
+
+
+def _listish(line: _Line) -> bool:
+    """A line shaped like a link of a list: a few words, no sentence end, no byline or date."""
+    return 2 <= _words(line) <= 15 and not line.text.endswith((".", ":")) and not _is_byline_or_date(line.text)
+
+
+def _in_list(lines: Sequence[_Line], i: int, lo: int, hi: int) -> bool:
+    """Whether ``lines[i]`` is inside a run of at least ``LIST_RUN`` consecutive list-shaped lines."""
+    if not _listish(lines[i]):
+        return False
+    a = i
+    while a > lo and _listish(lines[a - 1]):
+        a -= 1
+    b = i
+    while b + 1 < hi and _listish(lines[b + 1]):
+        b += 1
+    return b - a + 1 >= LIST_RUN
+
+
+_BYLINE_LEAD = re.compile(r"\b(?:by|von|par|por)\s*:?$", re.IGNORECASE)
+_SENTENCE = re.compile(r".*[.!?…:»“”\"]")
+TITLE_CASE_SHARE = 0.7
+
+
+def _title_case(text: str) -> bool:
+    """Most words capitalised, as English headlines are ("Want to See a More Diverse … So Do We.")."""
+    tokens = [t for t in text.split() if t[:1].isalpha()]
+    return bool(tokens) and sum(1 for t in tokens if t[0].isupper()) / len(tokens) >= TITLE_CASE_SHARE

@@ -217,3 +217,49 @@ def test_comments_without_numbers_are_one_per_paragraph() -> None:
     assert _texts(page, parsed.units, "comment") == ["First reader here.", "Second reader,\non two lines."]
     assert [u.comment_no for u in parsed.units if u.section == "comment"] == [1, 2]
     assert _texts(page, parsed.units, "article") == ["The story itself."]
+
+
+_BODY = (
+    "The council met on Tuesday evening to discuss the new budget for the coming year and the plans for schools. "
+    "Members argued for three hours about the money that the city will spend on roads, parks and public transport.\n"
+    "A second paragraph of running text follows here, long enough to count as the article body of this page and "
+    "not as a teaser or a cookie banner that a page prints only once at the very top of everything else.\n"
+)
+
+
+def test_pasted_headline_is_the_line_before_the_standfirst_not_a_kicker_teaser_or_menu() -> None:
+    page = (
+        "Home\nNews\nSport\nCulture\n"
+        "Council budget\n"  # a kicker: the headline follows it
+        "City Council Agrees on a Budget After Long Debate\n"
+        "The vote came after hours of argument about roads, schools and the parks of the city.\n"
+        "By Jane Doe\nMarch 3, 2021\n"
+        "Recent Posts\nMarch 1, 2021\nHow to Plant Tulips in Spring\nRead more\n" + _BODY
+    )
+    assert parse_page(page, fallback_title="x").title == "City Council Agrees on a Budget After Long Debate"
+
+
+def test_pasted_headline_skips_a_sentence_fragment_and_a_table_of_contents() -> None:
+    page = (
+        "Example Site\nAbout\n"
+        "Change the Font Size of a Plot in Five Steps\n"
+        "In this article, I explain how to increase and decrease the font sizes of the plots you make today.\n"
+        "Example 1: Change Font Size of All Text\nExample 2: Change Font Size of Axis Text\n"
+        "Example 3: Change Font Size of the Legend\n"
+        "continues the sentence of a line before it\n" + _BODY
+    )
+    assert parse_page(page, fallback_title="x").title == "Change the Font Size of a Plot in Five Steps"
+
+
+def test_first_person_bio_after_the_comments_needs_a_capitalised_name() -> None:
+    from indexer.bios import first_person_bio, fold
+
+    article_line = "The article explains how to change the size of every text element of a plot."
+    comment_line = "I'm Anna. Thanks a lot, this helped me with my thesis plots yesterday."
+    bio_line = "I’m Joachim Schork. On this website, I provide statistics tutorials in R and Python."
+    visible = f"Menu\n{article_line}\n{comment_line}\nLeave a Reply\n{bio_line}\nRelated Tutorials"
+    article = {fold(article_line), fold(bio_line)}  # an extractor took the sidebar box into the article
+    assert first_person_bio(visible, {fold(comment_line)}, article) == bio_line
+    # No name after "I am": no bio; a comment's own line is never the bio.
+    plain = visible.replace(bio_line, "I am happy to share these statistics tutorials with all of you every week.")
+    assert first_person_bio(plain, {fold(comment_line)}, article) is None
