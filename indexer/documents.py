@@ -67,8 +67,9 @@ class Document:
         """Characters (whitespace not counted) of the stored text that are in no unit: page chrome left out of the
         index (menus, buttons, forms, comment furniture). Never article text: unclear pages stay one article."""
         outside, pos = 0, 0
-        for start, end in sorted((u.char_start, u.char_end) for u in self.units):
-            start, end = min(max(start, pos), len(self.text)), min(end, len(self.text))
+        for unit_start, unit_end in sorted((u.char_start, u.char_end) for u in self.units):
+            # Clamped: units may overlap or (in a damaged record) reach past the text.
+            start, end = min(max(unit_start, pos), len(self.text)), min(unit_end, len(self.text))
             outside += sum(1 for ch in self.text[pos:start] if not ch.isspace())
             pos = max(pos, end)
         return outside + sum(1 for ch in self.text[pos:] if not ch.isspace())

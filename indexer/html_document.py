@@ -16,7 +16,7 @@ from typing import Any
 from indexer.bios import byline_in, first_person_bio, named_bio
 from indexer.bios import fold as _fold
 from indexer.bios import words as _words
-from indexer.dates import to_iso
+from indexer.dates import parse_date, to_iso
 from indexer.documents import Unit
 from indexer.html_pages import HtmlPage, read_html_page
 from indexer.pages import chrome_free_runs, guess_headline_in
@@ -191,15 +191,14 @@ def build_html_document(html: str, *, fallback_title: str) -> BuiltPage:
                 )
             )
     title = headline or guess_headline_in(page.visible_text) or fallback_title
-    metadata: dict[str, Any] = {}
-    for key, value in (
-        ("author", author),
-        ("published", to_iso(data.get("date"), language)),
-        ("site_name", page.site_name or data.get("sitename") or data.get("hostname")),
-        ("canonical_url", page.canonical_url or data.get("source")),
-        ("language", language),
-    ):
-        if value:
-            metadata[key] = value
+    found: dict[str, Any] = {
+        "author": author,
+        # The same normal form as a jsonl date (UTC, or a day), so date filters compare like with like.
+        "published": parse_date(data.get("date")),
+        "site_name": page.site_name or data.get("sitename") or data.get("hostname"),
+        "canonical_url": page.canonical_url or data.get("source"),
+        "language": language,
+    }
+    metadata = {key: value for key, value in found.items() if value}
     url = page.canonical_url or data.get("source") or None
     return BuiltPage(title, text, tuple(units), url, metadata)

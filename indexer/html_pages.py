@@ -298,10 +298,7 @@ def _box_text(box: etree._Element, nested: set[etree._Element]) -> tuple[str, li
         el for el in inner if _tag(el) == "cite" and (_SAYS.search(visible_text(el)) or _BY.match(visible_text(el)))
     }
     skip = nested | furniture
-    if roots:
-        text = "\n".join(t for t in (visible_text(r, skip) for r in roots) if t)
-    else:
-        text = visible_text(box, skip)
+    text = "\n".join(t for t in (visible_text(r, skip) for r in roots) if t) if roots else visible_text(box, skip)
     # A button whose element says nothing about itself ("<li><a>Antworten</a></li>" inside the text's element).
     text = "\n".join(line for line in text.split("\n") if not _BUTTON_LINE.fullmatch(line))
     return text, inner
@@ -414,7 +411,8 @@ def extract_comments(root: etree._Element) -> list[HtmlComment]:
     use_depth_class = all(_depth_class(el) is not None for el, _t, _i in boxes)
     comments: list[HtmlComment] = []
     last_at_depth: dict[int, int] = {}
-    for n, (el, text, inner) in enumerate(boxes):
+    for n, (el, text, box_inner) in enumerate(boxes):
+        inner = box_inner
         # Name and date may sit in the wrapper around the box (Drupal's article around the comment body).
         wrapper = next((a for a in el.iterancestors() if a in marked_set), None)
         if (

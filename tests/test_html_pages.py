@@ -60,7 +60,9 @@ since 2015.</p></div>
 </ul></aside>
 </body></html>"""
 
-DRUPAL = f"""<html><head><title>Drupal story</title></head><body><h1>Drupal story</h1><div class="content"><p>{ARTICLE}</p>
+DRUPAL = (
+    "<html><head><title>Drupal story</title></head><body><h1>Drupal story</h1>"
+    f"""<div class="content"><p>{ARTICLE}</p>
 </div><section id="comments">
 <a id="comment-1"></a><div class="comment"><div class="submitted"><span class="username">First Person</span>
  <span class="date">18. Oktober 2023 - 13:11</span></div><div class="field-name-comment-body"><p>Erster Kommentar zum
@@ -70,6 +72,7 @@ DRUPAL = f"""<html><head><title>Drupal story</title></head><body><h1>Drupal stor
 <a id="comment-3"></a><div class="comment"><div class="submitted"><span class="username">Third Person</span></div>
 <div class="field-name-comment-body"><p>Ein dritter, neuer Kommentar.</p></div></div>
 </section></body></html>"""
+)
 
 CONTROL = f"""<html><head><title>No comments here</title></head><body><h1>No comments here</h1>
 <article><p>{ARTICLE}</p><ol><li>First numbered point of the story.</li><li>Second numbered point.</li></ol></article>

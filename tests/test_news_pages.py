@@ -22,10 +22,14 @@ from tests.conftest import PROJECT_ROOT
 from tests.servicekit import running_server
 
 DATASET = Path(os.environ.get("CITESEARCH_NEWS_PAGES", PROJECT_ROOT.parent / "shared" / "datasets" / "news-pages"))
-pytestmark = pytest.mark.skipif(
-    not (DATASET / "truth.jsonl").is_file(),
-    reason=f"the news-pages development set is not at {DATASET} (../shared is absent; set CITESEARCH_NEWS_PAGES)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (DATASET / "truth.jsonl").is_file(),
+        reason=f"the news-pages development set is not at {DATASET} (../shared is absent; set CITESEARCH_NEWS_PAGES)",
+    ),
+    # Parsing the 36 pages in both renderings takes tens of seconds: not for the fast tier.
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +91,11 @@ def test_every_unit_of_every_page_is_an_exact_span(rendering: str, tmp_path: Pat
             assert text and text == text.strip(), (doc.doc_id, unit)
         comments = [u for u in doc.units if u.section == "comment"]
         assert [u.comment_no for u in comments] == list(range(1, len(comments) + 1))
-        assert all(u.parent is None or u.parent < u.comment_no for u in comments)  # replies follow their parent
+        # Replies follow their parent.
+        assert all(u.parent is None or (u.comment_no is not None and u.parent < u.comment_no) for u in comments)
 
 
+@pytest.mark.subprocess
 def test_eval_pages_command_prints_the_table_and_json(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     out = tmp_path / "report.json"

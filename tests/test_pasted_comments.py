@@ -27,7 +27,8 @@ def _article(page: str, parsed: ParsedPage) -> str:
 
 def test_english_wordpress_comments_with_says_date_and_reply() -> None:
     page = (
-        f"Skip to content\nHome\nCouncil passes the budget after a long night\nBy Ana Petrosyan\nMarch 2, 2021\n{BODY}\n"
+        "Skip to content\nHome\nCouncil passes the budget after a long night\nBy Ana Petrosyan\n"
+        f"March 2, 2021\n{BODY}\n"
         "2 thoughts on “Council passes the budget”\n"
         "Mary Reader says:\nMarch 3, 2021 at 5:12 pm\nThe libraries are left out entirely.\nReply\n"
         "Tom Other says:\nMarch 4, 2021 at 9:00 am\nThey are funded separately.\nSee page 4.\nReply\n"
