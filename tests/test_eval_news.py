@@ -48,6 +48,7 @@ def news_like(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings]
     return _dataset(root / "data"), settings
 
 
+@pytest.mark.slow  # ranx compiles its metrics with numba on first use
 def test_identical_ids_are_dropped_by_default_and_recorded(news_like: tuple[Path, Settings]) -> None:
     data, settings = news_like
     dataset = load_beir_dataset(data, "test")

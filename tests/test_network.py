@@ -101,6 +101,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> float | None:
     return None
 
 
+@pytest.mark.slow  # waits out the header deadline: seconds
 def test_a_client_that_never_finishes_its_headers_is_disconnected(hashing_index: Path) -> None:
     assert Settings(_env_file=None).header_timeout_seconds == 10.0  # on by default
     with serving(hashing_index, header_timeout_seconds=1.5) as base:
@@ -117,6 +118,7 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(hashing_index:
             assert client.get("/health").status_code == 200
 
 
+@pytest.mark.slow  # waits out a slow client: seconds
 def test_uvicorn_without_the_deadline_keeps_a_slow_client_forever(hashing_index: Path) -> None:
     """The default uvicorn behaviour the deadline exists for (and that header_timeout_seconds=0 keeps)."""
     with serving(hashing_index, header_timeout_seconds=0) as base:

@@ -467,6 +467,7 @@ def test_format_characters_alone_are_blank_and_oversized_documents_are_413(tmp_p
         assert client.post("/documents", json={"id": "ok", "text": "Otters \u200bsleep."}).status_code == 202
 
 
+@pytest.mark.slow  # embeds a large document: about 20 s
 def test_a_large_document_does_not_hold_back_small_updates_and_its_progress_shows(
     tmp_path: Path, hashing_index: Path
 ) -> None:
