@@ -21,6 +21,7 @@ from citesearch.answer import SentenceScorer
 from citesearch.settings import Settings
 from indexer.batching import MicroBatchingEmbedder
 from indexer.embedder import Embedder
+from indexer.live_updates import UpdateService, start_updates
 from service import errors
 from service.index_holder import IndexHolder
 from service.limits import RateLimiter
@@ -32,7 +33,6 @@ from service.routes import ask, documents, health, page, search, updates
 from service.routes.page import STATIC_DIR
 from service.security import KeyStore, SecurityHeaders, key_names
 from service.state import Services
-from service.updates import UpdateService, start_updates
 from service.warmup import SentenceWarmer
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from citesearch.answer import SentenceScorer
 from citesearch.settings import Settings
 from indexer.embedder import Embedder
+from indexer.live_updates import UpdateService
 from service.index_holder import IndexHolder
-from service.updates import UpdateService
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,4 +21,4 @@ class Services:
     embedder: Embedder
     holder: IndexHolder
     scorer: SentenceScorer
-    updates: UpdateService | None = None  # live updates (service/updates.py): the journal and its writer
+    updates: UpdateService | None = None  # live updates (indexer/live_updates.py): the journal and its writer

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from citesearch.cli import main
 from citesearch.settings import Settings
 from index_store import IndexCorruptError, current_version, list_versions, open_index
+from indexer.live_updates import document_from_record
 from indexer.pipeline import BuildOptions, apply_changes, build_index
 from service.app import create_app
-from service.updates import document_from_record
 from tests.conftest import SEEDS
 from tests.fakes import HashingEmbedder
 from tests.servicekit import wait_for

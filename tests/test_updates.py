@@ -24,9 +24,9 @@ from fastapi.testclient import TestClient
 
 from citesearch.settings import Settings
 from index_store import IndexReader, current_version, write_lock
+from indexer.live_updates import JOURNAL_NAME, Journal
 from indexer.pipeline import BuildOptions, apply_changes, build_index
 from service.app import create_app
-from service.updates import JOURNAL_NAME, Journal
 from tests.conftest import SEED_ARTICLE, SEED_PAGE, SEEDS
 from tests.fakes import HashingEmbedder
 from tests.servicekit import start_server_process, wait_for
@@ -240,7 +240,7 @@ def test_changes_published_before_a_crash_are_marked_not_reapplied(tmp_path: Pat
     index_dir = _copy_index(seed_index[0], tmp_path / "index")
     journal = Journal(index_dir)
     seqs = journal.append([("upsert", "zebra-finch", {**ZEBRA, "url": None, "metadata": {}})])
-    from service.updates import document_from_record
+    from indexer.live_updates import document_from_record
 
     published = apply_changes(
         index_dir,
@@ -471,7 +471,7 @@ def test_format_characters_alone_are_blank_and_oversized_documents_are_413(tmp_p
 def test_a_large_document_does_not_hold_back_small_updates_and_its_progress_shows(
     tmp_path: Path, hashing_index: Path
 ) -> None:
-    from service.updates import LARGE_DOCUMENT_CHARS
+    from indexer.live_updates import LARGE_DOCUMENT_CHARS
 
     words = " ".join(f"walrus{i} hauls out on the ice floe number {i} near the colony." for i in range(6000))
     assert len(words) > 3 * LARGE_DOCUMENT_CHARS

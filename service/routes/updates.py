@@ -1,7 +1,7 @@
 """Live updates: ``POST /documents``, ``DELETE /documents/{doc_id}``, ``GET /updates/{seq}`` and ``GET /updates``.
 
 A change is validated, journaled durably (fsynced) and answered 202 with its sequence number; the background writer
-publishes it in a new index version (service/updates.py). Poll ``GET /updates/{seq}`` until ``status`` is
+publishes it in a new index version (indexer/live_updates.py). Poll ``GET /updates/{seq}`` until ``status`` is
 ``"published"``: from then on searches on *this* server see the change. ``"published_elsewhere"``: a version holding
 it is published (by the server that applies the journal), but this server does not serve it yet (it will at its
 next reload); ``"pending"``: no published version holds it yet (or the one that did was lost to damage and the
@@ -17,6 +17,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, Field
 
+from indexer.live_updates import (
+    Change,
+    InvalidDocument,
+    UpdateService,
+    document_from_record,
+    version_holds,
+)
 from indexer.records import MAX_ID_CHARS, RecordError, parse_record, record_json_schema
 from service.deps import ServicesDep, require_json
 from service.errors import ApiError
@@ -24,13 +31,6 @@ from service.index_holder import IndexNotReady
 from service.models import ErrorResponse
 from service.security import require_read, require_write
 from service.state import Services
-from service.updates import (
-    Change,
-    InvalidDocument,
-    UpdateService,
-    document_from_record,
-    version_holds,
-)
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["updates"])
