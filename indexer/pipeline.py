@@ -165,17 +165,7 @@ def apply_changes(
         re_embed_all = replace_all and backend is not None and base_backend not in (None, backend)
         incoming = {doc.doc_id: doc for doc in upserts}
         report.chrome_chars = sum(doc.chrome_chars for doc in incoming.values())
-        to_write: list[Document] = []
-        for doc in incoming.values():
-            previous = existing.get(doc.doc_id)
-            if previous is None:
-                report.added += 1
-            elif previous != doc.content_hash or rechunk_all or re_embed_all:
-                report.changed += 1
-            else:
-                report.unchanged += 1
-                continue
-            to_write.append(doc)
+        to_write = _documents_to_write(incoming, existing, rewrite_all=rechunk_all or re_embed_all, report=report)
         removals = set(deletes) | (set(existing) - set(incoming) if replace_all else set())
         if rechunk_all and not replace_all:
             raise ValueError(
@@ -184,11 +174,7 @@ def apply_changes(
             )
 
         t0 = time.perf_counter()
-        passages_by_doc = {}
-        for done, doc in enumerate(_progress(to_write, "chunking", options)):
-            if options.progress is not None:
-                options.progress("chunking", done, len(to_write))
-            passages_by_doc[doc.doc_id] = chunker.chunk(doc)
+        passages_by_doc = _chunk_documents(chunker, to_write, options)
         report.seconds["chunk"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -213,24 +199,64 @@ def apply_changes(
         documents_now = len(writer.document_hashes())
         extra: dict[str, object] = dict(options.record)
         if backend is not None:  # torch, onnx or onnx-int8: the same vector space, recorded for audits
-            backends = {backend}
-            if base_backend is not None and not re_embed_all and documents_now:
-                backends.update(base_backend.split("+"))  # documents kept from the base keep their vectors
-            extra.setdefault("embed_backend", "+".join(sorted(backends)))
+            # Documents kept from the base keep their vectors, so their backend stays named.
+            kept_base = None if re_embed_all or not documents_now else base_backend
+            extra.setdefault("embed_backend", _backends_record(backend, kept_base))
         for build_derived in options.derived_indexes:
             extra.update(build_derived(writer.version_dir, writer.iter_passages()))
         report.seconds["total"] = time.perf_counter() - started
-        by_section = dict.fromkeys(SECTIONS, 0)
-        for stored in writer.iter_passages():
-            by_section[stored.section] = by_section.get(stored.section, 0) + 1
-        report.passages_by_section = by_section
-        report.passages = sum(by_section.values())
+        report.passages_by_section = _passages_by_section(writer.iter_passages())
+        report.passages = sum(report.passages_by_section.values())
         report.documents = documents_now
         manifest = writer.publish(build=report.to_dict(), extra=extra)
         report.seconds["publish"] = time.perf_counter() - t0
         report.version = manifest.version
     report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+def _documents_to_write(
+    incoming: dict[str, Document], existing: dict[str, str], *, rewrite_all: bool, report: BuildReport
+) -> list[Document]:
+    """The incoming documents that are new or changed (all of them with ``rewrite_all``), counted in ``report``."""
+    to_write: list[Document] = []
+    for doc in incoming.values():
+        previous = existing.get(doc.doc_id)
+        if previous is None:
+            report.added += 1
+        elif previous != doc.content_hash or rewrite_all:
+            report.changed += 1
+        else:
+            report.unchanged += 1
+            continue
+        to_write.append(doc)
+    return to_write
+
+
+def _chunk_documents(
+    chunker: Chunker, documents: Sequence[Document], options: BuildOptions
+) -> dict[str, list[Passage]]:
+    passages_by_doc: dict[str, list[Passage]] = {}
+    for done, doc in enumerate(_progress(documents, "chunking", options)):
+        if options.progress is not None:
+            options.progress("chunking", done, len(documents))
+        passages_by_doc[doc.doc_id] = chunker.chunk(doc)
+    return passages_by_doc
+
+
+def _backends_record(backend: str, kept_base: str | None) -> str:
+    """The manifest's ``embed_backend``: this build's backend plus those of the base's documents it keeps."""
+    backends = {backend}
+    if kept_base is not None:
+        backends.update(kept_base.split("+"))
+    return "+".join(sorted(backends))
+
+
+def _passages_by_section(passages: Iterable[StoredPassage]) -> dict[str, int]:
+    by_section = dict.fromkeys(SECTIONS, 0)
+    for stored in passages:
+        by_section[stored.section] = by_section.get(stored.section, 0) + 1
+    return by_section
 
 
 def _progress(items: Sequence[Document], label: str, options: BuildOptions) -> Iterable[Document]:
