@@ -10,7 +10,7 @@ escapes) are not text at all and are refused with a 422 naming the field. Limits
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -42,6 +42,22 @@ def _clean_id(value: str | None) -> str | None:
 
 
 # -- requests ----------------------------------------------------------------------------------------------------
+# The date and duplicate options of /search (GET and POST) and /ask, declared once.
+PublishedAfter = Annotated[
+    str | None,
+    Field(description="Only documents published on or after this date (ISO 8601); undated documents are left out"),
+]
+PublishedBefore = Annotated[
+    str | None,
+    Field(description="Only documents published on or before this date (ISO 8601; a day includes all of it)"),
+]
+Recency = Annotated[bool, Field(description="Favour documents published shortly before as_of (hybrid mode)")]
+AsOf = Annotated[str | None, Field(description="The date recency is measured from (ISO 8601; default: now)")]
+CollapseDuplicates = Annotated[
+    bool, Field(description="One hit per cluster of duplicate stories, the others listed in also_in; false: every copy")
+]
+
+
 class SearchQuery(BaseModel):
     """``GET /search`` query parameters (unknown parameters are ignored, as usual for URLs)."""
 
@@ -53,17 +69,11 @@ class SearchQuery(BaseModel):
     mode: Mode | None = Field(None, description="Retrieval mode; default: the searcher's default")
     explain: bool = Field(False, description="Add each ranking's rank and score per result")
     per_doc_cap: int | None = Field(None, ge=1, description="At most this many passages of one document")
-    published_after: str | None = Field(
-        None, description="Only documents published on or after this date (ISO 8601); undated documents are left out"
-    )
-    published_before: str | None = Field(
-        None, description="Only documents published on or before this date (ISO 8601; a day includes all of it)"
-    )
-    recency: bool = Field(False, description="Favour documents published shortly before as_of (hybrid mode)")
-    as_of: str | None = Field(None, description="The date recency is measured from (ISO 8601; default: now)")
-    collapse_duplicates: bool = Field(
-        True, description="One hit per cluster of duplicate stories, the others listed in also_in; false: every copy"
-    )
+    published_after: PublishedAfter = None
+    published_before: PublishedBefore = None
+    recency: Recency = False
+    as_of: AsOf = None
+    collapse_duplicates: CollapseDuplicates = True
 
     @field_validator("q")
     @classmethod
@@ -93,17 +103,11 @@ class AskRequest(BaseModel):
     doc_id: str | None = Field(None, description="Only this document")
     mode: Mode | None = Field(None, description="Retrieval mode; default: the searcher's default")
     per_doc_cap: int | None = Field(None, ge=1, description="At most this many passages of one document")
-    published_after: str | None = Field(
-        None, description="Only documents published on or after this date (ISO 8601); undated documents are left out"
-    )
-    published_before: str | None = Field(
-        None, description="Only documents published on or before this date (ISO 8601; a day includes all of it)"
-    )
-    recency: bool = Field(False, description="Favour documents published shortly before as_of (hybrid mode)")
-    as_of: str | None = Field(None, description="The date recency is measured from (ISO 8601; default: now)")
-    collapse_duplicates: bool = Field(
-        True, description="One hit per cluster of duplicate stories, the others listed in also_in; false: every copy"
-    )
+    published_after: PublishedAfter = None
+    published_before: PublishedBefore = None
+    recency: Recency = False
+    as_of: AsOf = None
+    collapse_duplicates: CollapseDuplicates = True
 
     @field_validator("question")
     @classmethod

@@ -32,11 +32,14 @@ def loopback_socket() -> socket.socket:
 
 
 @contextmanager
-def running_server(app: FastAPI, *, startup_timeout: float = 60.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a background thread; yields its base URL and stops it afterwards."""
+def running_server(
+    app: FastAPI, *, startup_timeout: float = 60.0, config: uvicorn.Config | None = None
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a background thread; yields its base URL and stops it afterwards. ``config``:
+    the uvicorn configuration to serve with (default: uvicorn's own, quiet)."""
     sock = loopback_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(config or uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"uvicorn-{port}")
     thread.start()
     deadline = time.monotonic() + startup_timeout

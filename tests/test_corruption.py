@@ -17,15 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from citesearch.cli import main
-from citesearch.settings import Settings
 from index_store import IndexCorruptError, current_version, list_versions, open_index
 from indexer.live_updates import document_from_record
 from indexer.pipeline import BuildOptions, apply_changes, build_index
-from service.app import create_app
 from tests.conftest import SEEDS
 from tests.fakes import HashingEmbedder
 from tests.servicekit import wait_for
-from tests.updates_server import KEY
+from tests.updates_server import KEY, updates_app
 
 DOCS = 24
 
@@ -195,15 +193,7 @@ def test_cli_index_add_on_a_real_model_index_with_a_flipped_bm25_bit_keeps_every
 
 # -- the service: POST /documents, fallback, journal re-applied, /ready ---------------------------------------------
 def _service(index_dir: Path, embedder: HashingEmbedder | None = None) -> TestClient:
-    settings = Settings(
-        index_dir=index_dir,
-        api_keys=f"tests:write:{KEY}",
-        reload_interval_seconds=0.2,
-        rate_limit_per_minute=0,
-        sentence_warmup=False,
-        _env_file=None,
-    )
-    return TestClient(create_app(settings, embedder=embedder or HashingEmbedder()), headers={"X-API-Key": KEY})
+    return TestClient(updates_app(index_dir, embedder or HashingEmbedder()), headers={"X-API-Key": KEY})
 
 
 def _wait_published(client: TestClient, seq: int) -> dict[str, object]:

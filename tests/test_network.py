@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from citesearch.settings import Settings
 from indexer.pipeline import build_index
@@ -23,7 +21,7 @@ from service.app import create_app
 from service.commands import serve_config
 from tests.conftest import SEEDS
 from tests.fakes import HashingEmbedder
-from tests.servicekit import loopback_socket
+from tests.servicekit import running_server
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +33,11 @@ def hashing_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextmanager
 def serving(index_dir: Path, **overrides: Any) -> Iterator[str]:
+    """The app on a real uvicorn with `citesearch serve`'s own configuration (proxy headers, header deadline)."""
     settings = Settings(index_dir=index_dir, sentence_warmup=False, _env_file=None, **overrides)
     app = create_app(settings, embedder=HashingEmbedder())
-    sock = loopback_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(serve_config(app, settings, "warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with running_server(app, config=serve_config(app, settings, "warning")) as base:
+        yield base
 
 
 def _forged_search(base: str, count: int) -> list[int]:

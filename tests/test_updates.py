@@ -22,15 +22,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from citesearch.settings import Settings
 from index_store import IndexReader, current_version, write_lock
 from indexer.live_updates import JOURNAL_NAME, Journal
 from indexer.pipeline import BuildOptions, apply_changes, build_index
-from service.app import create_app
 from tests.conftest import SEED_ARTICLE, SEED_PAGE, SEEDS
 from tests.fakes import HashingEmbedder
 from tests.servicekit import start_server_process, wait_for
-from tests.updates_server import KEY
+from tests.updates_server import KEY, updates_app
 
 AUTH = {"X-API-Key": KEY}
 ZEBRA = {
@@ -50,25 +48,11 @@ def _copy_index(source: Path, target: Path) -> Path:
     return target
 
 
-def _app(index_dir: Path, embedder: Any, **overrides: Any) -> Any:
-    settings = Settings(
-        index_dir=index_dir,
-        api_keys=f"tests:write:{KEY}",
-        reload_interval_seconds=0.2,
-        rate_limit_per_minute=0,
-        sentence_warmup=False,
-        _env_file=None,
-        **overrides,
-    )
-    app = create_app(settings, embedder=embedder)
-    return app
-
-
 @pytest.fixture
 def live(tmp_path: Path, seed_index, real_embedder) -> Iterator[tuple[TestClient, Path]]:
     """The real app with live updates on a private copy of the seed index."""
     index_dir = _copy_index(seed_index[0], tmp_path / "index")
-    with TestClient(_app(index_dir, real_embedder, max_batch_documents=3), headers=AUTH) as client:
+    with TestClient(updates_app(index_dir, real_embedder, max_batch_documents=3), headers=AUTH) as client:
         yield client, index_dir
 
 
@@ -76,7 +60,7 @@ def live(tmp_path: Path, seed_index, real_embedder) -> Iterator[tuple[TestClient
 def validating(tmp_path_factory: pytest.TempPathFactory, seed_index, real_embedder) -> Iterator[TestClient]:
     """One app for the tests that only send bad input (nothing is ever journaled, so they can share it)."""
     index_dir = _copy_index(seed_index[0], tmp_path_factory.mktemp("validating") / "index")
-    with TestClient(_app(index_dir, real_embedder, max_batch_documents=3), headers=AUTH) as client:
+    with TestClient(updates_app(index_dir, real_embedder, max_batch_documents=3), headers=AUTH) as client:
         yield client
 
 
@@ -249,7 +233,7 @@ def test_changes_published_before_a_crash_are_marked_not_reapplied(tmp_path: Pat
         options=BuildOptions(record={"journal": {"id": journal.journal_id, "last_seq": seqs[0]}}),
     ).version
     journal.close()
-    with TestClient(_app(index_dir, real_embedder), headers=AUTH) as client:
+    with TestClient(updates_app(index_dir, real_embedder), headers=AUTH) as client:
         status = _published(client, seqs[0], timeout=20)
         assert status["index_version"] == published
         assert current_version(index_dir) == published  # nothing re-applied, no extra version
@@ -399,7 +383,7 @@ def test_soak_smoke(tmp_path: Path, seed_index, real_embedder) -> None:
     from tests.servicekit import running_server
 
     index_dir = _copy_index(seed_index[0], tmp_path / "index")
-    with running_server(_app(index_dir, real_embedder)) as base:
+    with running_server(updates_app(index_dir, real_embedder)) as base:
         result = run_soak(
             base, api_key=KEY, duration=10, search_rate=4, updates=6, publish_timeout=60, max_requests=500
         )
@@ -445,7 +429,7 @@ def test_the_standby_of_two_servers_never_says_published_for_a_version_it_does_n
 
 
 def test_out_of_range_update_numbers_are_4xx(hashing_index: Path) -> None:
-    with TestClient(_app(hashing_index, HashingEmbedder()), headers=AUTH) as client:
+    with TestClient(updates_app(hashing_index, HashingEmbedder()), headers=AUTH) as client:
         assert client.post("/documents", json=ZEBRA).status_code == 202  # the journal exists: SQLite is asked
         for seq in ("9223372036854775808", "-1", "0", "99999999999999999999999"):
             response = client.get(f"/updates/{seq}")
@@ -454,7 +438,7 @@ def test_out_of_range_update_numbers_are_4xx(hashing_index: Path) -> None:
 
 
 def test_format_characters_alone_are_blank_and_oversized_documents_are_413(tmp_path: Path, hashing_index: Path) -> None:
-    with TestClient(_app(hashing_index, HashingEmbedder(), max_document_chars=200), headers=AUTH) as client:
+    with TestClient(updates_app(hashing_index, HashingEmbedder(), max_document_chars=200), headers=AUTH) as client:
         for text in ("\u200b\u200c\u200d", "\ufeff \u2060\n\u200b", "\u00ad\u200e"):
             response = client.post("/documents", json={"id": "zw", "text": text})
             assert response.status_code == 422 and _error(response)["field"] == "text", (text, response.text)
@@ -484,7 +468,7 @@ def test_a_large_document_does_not_hold_back_small_updates_and_its_progress_show
         return original(texts, **kwargs)
 
     embedder.encode = slow_encode  # type: ignore[method-assign]
-    app = _app(hashing_index, embedder, max_request_bytes=4_000_000)
+    app = updates_app(hashing_index, embedder, max_request_bytes=4_000_000)
     with TestClient(app, headers=AUTH) as client:
         big = client.post("/documents", json={"id": "big", "text": words}).json()["seq"][0]
         progress: list[dict[str, Any]] = []

@@ -16,8 +16,26 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 KEY = "updates-test-key-0123456789"
+
+
+def updates_app(index_dir: Path, embedder: Any, **overrides: Any) -> Any:
+    """The app the update tests serve: a write key (``KEY``), a quick reload check, no rate limit, no warm-up."""
+    from citesearch.settings import Settings
+    from service.app import create_app
+
+    settings = Settings(
+        index_dir=index_dir,
+        api_keys=f"tests:write:{KEY}",
+        reload_interval_seconds=0.2,
+        rate_limit_per_minute=0,
+        sentence_warmup=False,
+        _env_file=None,
+        **overrides,
+    )
+    return create_app(settings, embedder=embedder)
 
 
 def main(argv: list[str] | None = None) -> int:
