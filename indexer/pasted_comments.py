@@ -281,28 +281,21 @@ def _split(lines: Sequence[str], header: int, end: int) -> CommentSection:
             return _split_head_after(lines, header, end, head, runs)
     comments: list[PastedComment] = []
     chrome = 1 + sum(head[header + 1 : end])
-    i = header + 1
-    block_start = i
-    while i < end:
-        if head[i]:
-            i += 1
-            continue
-        start = i
-        while i < end and not head[i]:
-            i += 1
+    block_start = header + 1  # each text run's head block: the lines since the previous run
+    for start, stop in runs:
         block = lines[block_start:start]
         if (
             not any(head[k] for k in range(block_start, start))
             or any(PINGBACK.fullmatch(t) for t in block[-1:])
             or _PINGBACK_EXCERPT.match(lines[start])
         ):
-            chrome += i - start  # text before the first head, or a pingback's excerpt
-        elif reply_after_text and i >= end:
-            chrome += i - start  # after the last comment's button: the form and the footer
+            chrome += stop - start  # text before the first head, or a pingback's excerpt
+        elif reply_after_text and stop >= end:
+            chrome += stop - start  # after the last comment's button: the form and the footer
         else:
             author, date = _who(block)
-            comments.append(PastedComment(start, i - 1, author, date))
-        block_start = i
+            comments.append(PastedComment(start, stop - 1, author, date))
+        block_start = stop
     return CommentSection(header, end, tuple(comments), chrome)
 
 
