@@ -38,14 +38,14 @@ class FusionSettings:
 
     method: FusionMethod = "convex"
     dense_weight: float = 0.4
-    bm25_weight: float = 0.1
-    context_weight: float = 0.4
+    bm25_weight: float = 0.2
+    context_weight: float = 0.5
     normalization: Normalization = "zscore"
     rrf_k: int = 60  # rrf: the usual damping constant
     # 1000, not 300: news articles hold ~15 passages each, so 300 passages reach too few documents (Recall@100)
     candidates: int = 1000  # how deep each retriever's list goes before fusing
     lead_weight: float = 0.1  # cosine of the part's first passage (convex only)
-    part_mean_weight: float = 0.1  # cosine of the part's mean passage vector (convex only)
+    part_mean_weight: float = 0.2  # cosine of the part's mean passage vector (convex only)
     # The recency prior, only for requests that ask for it (``recency``): weight and half-life in days
     recency_weight: float = 0.2
     recency_half_life_days: float = 7.0  # chosen on news dev with each question's date as as_of (docs/retrieval.md)

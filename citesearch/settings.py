@@ -57,13 +57,13 @@ class Settings(BaseSettings):
     fusion_method: FusionMethod = Field("convex", description="convex (weighted normalised scores) or rrf")
     fusion_normalization: Normalization = Field("zscore", description="convex: zscore or minmax over the candidates")
     fusion_dense_weight: float = Field(0.4, ge=0, le=1, description="Weight of the dense (cosine) score")
-    fusion_bm25_weight: float = Field(0.1, ge=0, le=1, description="Weight of the passage's BM25 score")
-    fusion_context_weight: float = Field(0.4, ge=0, le=1, description="Weight of the passage's part's BM25 score")
+    fusion_bm25_weight: float = Field(0.2, ge=0, le=1, description="Weight of the passage's BM25 score")
+    fusion_context_weight: float = Field(0.5, ge=0, le=1, description="Weight of the passage's part's BM25 score")
     fusion_lead_weight: float = Field(
         0.1, ge=0, le=1, description="Weight of the cosine of the passage's part's first passage (its lead)"
     )
     fusion_part_mean_weight: float = Field(
-        0.1, ge=0, le=1, description="Weight of the cosine of the passage's part's mean passage vector"
+        0.2, ge=0, le=1, description="Weight of the cosine of the passage's part's mean passage vector"
     )
     recency_weight: float = Field(
         0.2, ge=0, le=1, description="Weight of the recency prior in hybrid mode, for requests that ask for it"

@@ -91,7 +91,7 @@ def default_grid() -> list[FusionSettings]:
     grid = [
         FusionSettings(dense_weight=w, bm25_weight=b, context_weight=c, lead_weight=lead, part_mean_weight=m)
         for w, b, c, lead, m in itertools.product(
-            (0.3, 0.4, 0.5), (0.0, 0.1, 0.2), (0.3, 0.4, 0.5), (0.0, 0.1, 0.2), (0.0, 0.1)
+            (0.3, 0.4, 0.5), (0.0, 0.1, 0.2), (0.3, 0.4, 0.5), (0.0, 0.1, 0.2), (0.0, 0.1, 0.2)
         )
     ]
     grid += [

@@ -268,15 +268,19 @@ def test_real_model_answers_the_aliyev_question_in_every_mode(seed_reader, real_
 )
 def test_offline_tuning_replays_the_searcher_exactly(tiny_searcher: Searcher, fusion: FusionSettings) -> None:
     """eval.tune chooses the fusion offline; its replay must rank documents exactly as the searcher does."""
-    from eval.tune import QueryScores, replay
+    from eval.tune import QueryScores, all_part_scores, replay
 
     query = "zebras river"
     reader = tiny_searcher.reader
     keyword = reader.keyword
     ids = keyword.passage_ids
     doc_of = np.array([p.doc_id for p in reader.passages(ids.tolist())], dtype=object)
-    dense = reader.vectors.vectors_for(ids) @ tiny_searcher.embed_query(query)[0]
-    offline = replay(QueryScores(dense, keyword.scores(query), keyword.context_scores(query)), fusion, doc_of)
+    query_vector = tiny_searcher.embed_query(query)
+    dense = reader.vectors.vectors_for(ids) @ query_vector[0]
+    parts = all_part_scores(tiny_searcher, query_vector)  # the lead and part-mean signals, as the tuner reads them
+    assert parts is not None
+    scores = QueryScores(dense, keyword.scores(query), keyword.context_scores(query), parts[0], parts[1])
+    offline = replay(scores, fusion, doc_of)
     online = Searcher(reader, tiny_searcher.embedder, fusion).search(SearchRequest(query, k=10))
     best_passage_order = list(dict.fromkeys(h.citation.doc_id for h in online.hits))
     assert len(best_passage_order) == 3 and offline == best_passage_order
