@@ -251,6 +251,7 @@ class IndexActor:
     def __init__(self, spec: WorkerModel, known: list[Any], batch_size: int) -> None:
         import ray
 
+        self._cpu_mark = 0.0  # CPU time of this process already reported: the first batch also reports the load
         embedder = worker_embedder(spec)
         self._chunker = Chunker(embedder, spec.chunker)
         self._embedder = embedder
@@ -280,7 +281,12 @@ class IndexActor:
         vectors = np.zeros((len(hashes) + len(todo), self._embedder.dim), dtype=np.float32)
         if len(todo):
             vectors[len(hashes) :] = computed
-        return {"hash": hashes + list(todo), "passages": counts + [0] * len(todo), "vector": vectors}
+        # This process's CPU seconds since the last report, on the batch's first row: the driver adds them up, so a
+        # benchmark can compare CPU per passage with the local path whatever else the machine is running.
+        cpu = [0.0] * (len(hashes) + len(todo))
+        now = time.process_time()
+        cpu[0], self._cpu_mark = now - self._cpu_mark, now
+        return {"hash": hashes + list(todo), "passages": counts + [0] * len(todo), "vector": vectors, "cpu_s": cpu}
 
 
 def is_known(digests: np.ndarray, content_hash: str) -> bool:
@@ -389,6 +395,8 @@ def fill_embedding_cache(
             if _is_ray_error(ray, exc):
                 raise RayIndexingError(f"the Ray job failed: {_one_line(exc)}") from exc
             raise
+        if options.address == LOCAL:
+            seconds["ray_processes_cpu"] = descendants_cpu(os.getpid(), skip="MapWorker")
     seconds["total"] = time.perf_counter() - started
     return RayFillReport(
         address=options.address,
@@ -399,6 +407,30 @@ def fill_embedding_cache(
         embedded=embedded,
         seconds=seconds,
     )
+
+
+def descendants_cpu(pid: int, *, skip: str) -> float:
+    """CPU seconds (user + system) of the live processes below ``pid`` whose command line lacks ``skip``: the local
+    Ray's own processes (GCS, raylet, agents, idle workers), for a benchmark's CPU account; 0.0 without /proc."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            todo.append(int(child))
+            try:
+                if skip in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"):
+                    continue
+                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+    return total
 
 
 def _is_ray_error(ray: Any, exc: BaseException) -> bool:
@@ -451,6 +483,7 @@ def _run_on_ray(
             seconds["first_batch"] = time.perf_counter() - t0
         hashes = [str(h) for h in batch["hash"]]
         counts = batch["passages"]
+        seconds["actor_cpu"] = seconds.get("actor_cpu", 0.0) + float(np.sum(batch["cpu_s"]))
         vectors = np.asarray(batch["vector"], dtype=np.float32)
         docs_done = 0
         for row, content_hash in enumerate(hashes):

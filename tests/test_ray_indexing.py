@@ -239,3 +239,53 @@ def _has_ray_session(pid: int) -> bool:
         except OSError:
             continue
     return any(name in ("gcs_server", "raylet") for name in names)
+
+
+def test_ray_is_imported_only_by_its_module() -> None:
+    """The optional dependency stays optional: one module imports it, inside functions, with the install hint."""
+    importers = []
+    for package in ("citesearch", "indexer", "index_store", "service", "eval"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            if "\nimport ray" in text or "\nfrom ray" in text or "    import ray\n" in text or "    from ray" in text:
+                importers.append(path.relative_to(ROOT).as_posix())
+    assert importers == ["indexer/ray_indexing.py"]
+    module = (ROOT / "indexer" / "ray_indexing.py").read_text(encoding="utf-8")
+    assert "\nimport ray" not in module and "\nfrom ray" not in module  # not at import time
+    assert "pip install 'citesearch[ray]'" in module
+
+
+def _beir_dataset(folder: Path, documents: int) -> Path:
+    folder.mkdir(parents=True)
+    topics = ["soil carbon", "sea ice", "bird migration", "tree rings"]
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as corpus:
+        for n in range(documents):
+            text = " ".join(f"Finding {n}.{s} about {topics[n % 4]} over {s + 1} decades." for s in range(12))
+            corpus.write(json.dumps({"_id": f"d{n}", "title": f"{topics[n % 4]} {n}", "text": text}) + "\n")
+    queries = [{"_id": f"q{n}", "text": f"how did {topics[n % 4]} change over decades"} for n in range(4)]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    (folder / "qrels").mkdir()
+    qrels = "".join(f"q{n}\td{n}\t1\n" for n in range(4))
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels, encoding="utf-8")
+    return folder
+
+
+@needs_ray
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_bench_index_ray_compares_both_paths(tmp_path: Path) -> None:
+    dataset = _beir_dataset(tmp_path / "dataset", 12)
+    command = [sys.executable, "-m", "citesearch.cli", "bench", "index", str(dataset), "--ray", "--json"]
+    done = subprocess.run(
+        [*command, "--reports-dir", str(tmp_path / "reports")], env=_env(), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    local, on_ray = report["tables"]["Indexing"]
+    assert local["passages"] == on_ray["passages"] > 12 and local["embedded"] == on_ray["embedded"]
+    assert on_ray["ray_start_s"] > 0 and on_ray["first_batch_s"] > 0 and on_ray["passages_per_s"] > 0
+    targets = {t["target"].split(" (")[0]: t for t in report["targets"]}
+    for equal in ("passages", "largest vector coordinate difference", "build report fields differing"):
+        assert targets[equal]["met"], targets[equal]
+    assert targets["queries whose top-10 ids differ"]["met"]  # the 4 train queries searched in both
+    assert "Ray path passages/s / local path passages/s" in targets

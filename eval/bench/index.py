@@ -41,6 +41,7 @@ CORPUS_FILE = "corpus.jsonl"
 CHANGED_SENTENCE = " This sentence was added by citesearch bench index to change one document."
 THROUGHPUT_RATIO = 0.9  # indexing passages/s over raw encode texts/s, at least
 REINDEX_RATIO = 0.05  # unchanged re-index seconds over first build seconds, at most
+RAY_BENCH_QUERIES = 200  # --ray: split queries whose top-10 ids are compared (each searched in both indexes)
 
 
 class RecordingEmbedder:
@@ -385,7 +386,12 @@ def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
         address = resolve_address(args.ray, settings.ray_address) or "local"
         check_address(address)
         ray_report = run_ray_index_bench(
-            args.dataset_dir, settings.load_embedder(), settings, address=address, limit=args.limit
+            args.dataset_dir,
+            settings.load_embedder(),
+            settings,
+            address=address,
+            limit=args.limit,
+            max_queries=RAY_BENCH_QUERIES,
         )
         return finish(ray_report, args, settings)
     embedder = settings.load_embedder()
