@@ -282,7 +282,7 @@ def test_bench_index_ray_compares_both_paths(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     local, on_ray = report["tables"]["Indexing"]
-    assert local["passages"] == on_ray["passages"] > 12 and local["embedded"] == on_ray["embedded"]
+    assert local["passages"] == on_ray["passages"] >= 12 and local["embedded"] == on_ray["embedded"]
     assert on_ray["ray_start_s"] > 0 and on_ray["first_batch_s"] > 0 and on_ray["passages_per_s"] > 0
     targets = {t["target"].split(" (")[0]: t for t in report["targets"]}
     for equal in ("passages", "largest vector coordinate difference", "build report fields differing"):
