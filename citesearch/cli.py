@@ -37,6 +37,8 @@ from indexer.pipeline import apply_changes
 
 if TYPE_CHECKING:
     from index_store.check import RepairReport, VersionReport
+    from indexer.embedder import Embedder
+    from indexer.ray_indexing import RayFillReport
 
 # Subcommands that live with their feature. Each module has ``register(subparsers)`` that adds its parsers with
 # ``set_defaults(handler=fn)`` where ``fn(args, settings) -> exit code``; heavy imports happen inside the handler.
@@ -67,9 +69,13 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             )
         raise
     loaded = _within_size_limit(loaded, settings.max_document_chars)
+    ray_address = _ray_address(args, settings)  # before loading the model too: no Ray, no cluster: fail fast
     embedder = settings.load_embedder()
     options = settings.build_options(
         show_progress=(not args.json and sys.stderr.isatty()) or args.progress, lock_timeout=args.wait
+    )
+    ray_fill = (
+        None if ray_address is None else _fill_cache_on_ray(args, settings, ray_address, index_dir, loaded, embedder)
     )
     report = apply_changes(
         index_dir,
@@ -79,8 +85,14 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         options=options,
         skipped=loaded.skipped,
     )
+    extra: dict[str, object] = {}
+    if ray_fill is not None:
+        from indexer.ray_indexing import credit_ray_embeddings
+
+        credit_ray_embeddings(report, ray_fill)
+        extra["ray"] = ray_fill.to_dict()
     if args.json:
-        print(json.dumps({"index_dir": str(index_dir), **report.to_dict()}, ensure_ascii=False))
+        print(json.dumps({"index_dir": str(index_dir), **report.to_dict(), **extra}, ensure_ascii=False))
     else:
         for skipped in report.skipped:
             print(
@@ -89,6 +101,42 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         print(report.summary())
         print(f"index folder: {index_dir}")
     return 0
+
+
+def _ray_address(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The Ray address from --ray and CITESEARCH_RAY_ADDRESS, checked (Ray installed, cluster reachable); None for
+    the local path."""
+    if args.ray is None and not settings.ray_address.strip():
+        return None
+    from indexer.ray_indexing import check_address, resolve_address
+
+    address = resolve_address(args.ray, settings.ray_address)
+    if address is not None:
+        check_address(address)
+    return address
+
+
+def _fill_cache_on_ray(
+    args: argparse.Namespace,
+    settings: Settings,
+    address: str,
+    index_dir: Path,
+    loaded: LoadResult,
+    embedder: Embedder,
+) -> RayFillReport:
+    """Chunk and embed on Ray into the embedding cache, so that the publish that follows embeds nothing
+    (indexer/ray_indexing.py)."""
+    from indexer.ray_indexing import RayOptions, fill_embedding_cache, progress_stream
+
+    return fill_embedding_cache(
+        index_dir,
+        loaded.documents,
+        embedder,
+        settings.chunker_settings(),
+        options=RayOptions(address, settings.ray_workers, settings.ray_gpus_per_worker),
+        batch_size=settings.embed_batch_size,
+        progress=progress_stream(not args.json or args.progress),
+    )
 
 
 def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:
@@ -274,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
     index.add_argument("--json", action="store_true", help="print the build report as JSON")
     index.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
+    index.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="chunk and embed on Ray (pip install 'citesearch[ray]'): HOST:PORT or ray://HOST[:PORT] joins a "
+        "cluster; without ADDRESS $CITESEARCH_RAY_ADDRESS, else a local Ray on loopback (put it after the paths)",
+    )
     index.set_defaults(handler=cmd_index)
 
     parse = sub.add_parser(

@@ -48,6 +48,24 @@ class Settings(BaseSettings):
         True, description="Embed 'title, newline, passage' (quotes and citations stay the bare passage)"
     )
 
+    # Distributed indexing on Ray (indexer/ray_indexing.py, docs/ray.md)
+    ray_address: str = Field(
+        "",
+        description="`citesearch index` chunks and embeds on Ray: local (a private Ray on this machine, bound to "
+        "loopback), HOST:PORT or ray://HOST[:PORT] (an existing cluster), auto (the cluster this machine belongs "
+        "to); empty: the local path unless --ray is given",
+    )
+    ray_workers: int = Field(
+        0, ge=0, le=4096, description="Model actors per Ray job; 0: one per CPU (local Ray: one per core here)"
+    )
+    ray_gpus_per_worker: float = Field(
+        0.0,
+        ge=0,
+        le=8,
+        description="GPU share each Ray embed actor asks for (0: CPU only); with the torch backend the model then "
+        "runs on the GPU (vectors equal to the CPU ones only to about 1e-6)",
+    )
+
     # Hybrid retrieval (chosen on news dev and SciFact train together; see docs/retrieval.md)
     bm25_k1: float = Field(0.9, ge=0, description="BM25 k1 of the passage-level keyword index")
     bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 b of the passage-level keyword index")

@@ -37,6 +37,11 @@ class EmbeddingCache:
             found.update((h, np.frombuffer(blob, dtype=np.float32)) for h, blob in rows)
         return found
 
+    def model_hashes(self, model: str) -> list[str]:
+        """Every content hash cached under ``model``: what a distributed build need not send to its workers."""
+        rows = self._connection.execute("SELECT content_hash FROM embeddings WHERE model = ?", (model,))
+        return [content_hash for (content_hash,) in rows]
+
     def put_many(self, model: str, vectors: Mapping[str, np.ndarray]) -> None:
         with self._connection:
             self._connection.executemany(

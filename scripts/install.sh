@@ -14,7 +14,8 @@ echo "== installing Python packages"
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build; 2.13.0 is the CPU build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# ray: the optional distributed indexing (citesearch index --ray), installed so that its tests run
+.venv/bin/python -m pip install --quiet -e ".[test,ray]"
 
 if [ "${1:-}" = "--with-browser" ]; then
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then

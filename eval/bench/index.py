@@ -41,6 +41,7 @@ CORPUS_FILE = "corpus.jsonl"
 CHANGED_SENTENCE = " This sentence was added by citesearch bench index to change one document."
 THROUGHPUT_RATIO = 0.9  # indexing passages/s over raw encode texts/s, at least
 REINDEX_RATIO = 0.05  # unchanged re-index seconds over first build seconds, at most
+RAY_BENCH_QUERIES = 200  # --ray: split queries whose top-10 ids are compared (each searched in both indexes)
 
 
 class RecordingEmbedder:
@@ -378,7 +379,21 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
+    if args.ray is not None:  # the Ray path against the local path: eval/bench/ray_index.py
+        from eval.bench.ray_index import run_ray_index_bench
+        from indexer.ray_indexing import check_address, resolve_address
 
+        address = resolve_address(args.ray, settings.ray_address) or "local"
+        check_address(address)
+        ray_report = run_ray_index_bench(
+            args.dataset_dir,
+            settings.load_embedder(),
+            settings,
+            address=address,
+            limit=args.limit,
+            max_queries=RAY_BENCH_QUERIES,
+        )
+        return finish(ray_report, args, settings)
     embedder = settings.load_embedder()
     report = run_index_bench(
         args.dataset_dir,
@@ -419,4 +434,12 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
     )
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr even when not a terminal")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="instead: the Ray path against the local path on the same documents, and Ray's fixed costs "
+        "(ADDRESS as for `citesearch index --ray`; put it after DATASET_DIR)",
+    )
     parser.set_defaults(handler=cmd_bench_index)
