@@ -145,7 +145,11 @@ class Postings:
     @classmethod
     def load(cls, folder: Path) -> Postings:
         terms = json.loads((folder / "terms.json").read_text(encoding="utf-8"))
-        arrays = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("indptr", "docs", "tf", "lengths")]
+        # memory-mapped, but as plain ndarray views: slicing or reading an element of an np.memmap makes a new
+        # memmap object each time, which costs more than the arithmetic on a small segment's postings
+        arrays = [
+            np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in ("indptr", "docs", "tf", "lengths")
+        ]
         return cls.from_arrays(terms, *arrays)
 
     # -- statistics and scoring ----------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ class SegmentVectors:
     @classmethod
     def load(cls, folder: Path, dim: int) -> SegmentVectors:
         path = folder / VECTORS_FILE
-        rows = np.load(path, mmap_mode="r") if path.stat().st_size > 128 else np.zeros((0, dim), np.float32)
+        rows = np.asarray(np.load(path, mmap_mode="r")) if path.stat().st_size > 128 else np.zeros((0, dim), np.float32)
         if rows.ndim != 2 or (len(rows) and rows.shape[1] != dim):
             raise ValueError(f"{VECTORS_FILE}: expected (n, {dim}) vectors, got {rows.shape}")
         if len(rows) == 0:
@@ -182,6 +182,14 @@ class SegmentVectors:
                 found = np.where(local >= 0, subset[np.maximum(local, 0)], -1)
             return self._rerank(queries, found, k, out_scores, out_rows)
         rows = self.rows if subset is None else self.rows[subset]
+        if len(queries) == 1 and (live is None or subset is not None):  # the search path: as few numpy calls as can be
+            single = rows @ queries[0]
+            take = min(k, count)
+            top = np.argpartition(single, count - take)[count - take :] if count > take else np.arange(count)
+            top = top[np.argsort(-single[top], kind="stable")]
+            out_scores[0, :take] = single[top]
+            out_rows[0, :take] = top if subset is None else subset[top]
+            return out_scores, out_rows
         scores = queries @ np.asarray(rows, dtype=np.float32).T
         if subset is None and live is not None:
             scores[:, ~live] = -np.inf
