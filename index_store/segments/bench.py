@@ -289,6 +289,41 @@ def bench_tantivy(texts: Sequence[str], queries: Sequence[str], folder: Path) ->
     }
 
 
+def bench_df_strategy(size: int, work_dir: Path, *, queries: int = 200, seed: int = 0) -> dict[str, float]:
+    """Document frequencies under deletions, two ways: counted per query term from the postings and the mask (what
+    the view does) against kept per segment (every term's live df, recomputed when a segment's mask changes)."""
+    words = vocabulary()
+    segment = Segment.build(
+        work_dir / "df",
+        synthetic_documents(size, dim=8, first_id=0, seed=seed, words=words),
+        dim=8,
+        settings=KeywordSettings(context=False),
+    )
+    rng = np.random.default_rng(seed)
+    gone = rng.choice(segment.n_documents, size=max(1, segment.n_documents // 100), replace=False)
+    mask = document_deletion_mask(segment, [str(segment.doc_ids[i]) for i in gone])
+    assert mask is not None and segment.postings is not None
+    texts = keyword_queries(words, queries, seed + 1)
+    clean, masked = SegmentedView([(segment, None)]), SegmentedView([(segment, mask)])
+    postings = segment.postings
+
+    def precompute() -> np.ndarray:
+        term_of = np.repeat(np.arange(len(postings.terms)), np.diff(postings.indptr))
+        gone_per_term = np.bincount(term_of[mask[postings.docs]], minlength=len(postings.terms))
+        live: np.ndarray = np.diff(postings.indptr) - gone_per_term
+        return live
+
+    _, precompute_s = _timed(precompute)
+    figures = {
+        "passages": float(size),
+        "bm25_p50_ms_no_deletions": _p50_ms(lambda i: clean.scores(texts[i]), queries),
+        "bm25_p50_ms_df_per_query": _p50_ms(lambda i: masked.scores(texts[i]), queries),
+        "df_kept_per_segment_ms_per_mask_change": precompute_s * 1000,
+    }
+    segment.close()
+    return figures
+
+
 def _print(figures: dict[str, Any]) -> None:
     print(f"\n== {figures['passages']:,} passages")
     for key, value in figures.items():
@@ -310,10 +345,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small-segments", type=int, default=49)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--tantivy", action="store_true", help="also measure tantivy (must be importable)")
+    parser.add_argument("--df-strategy", action="store_true", help="only compare the two ways of counting df")
     parser.add_argument("--work-dir", type=Path, default=None, help="where to write segments (default: a temp dir)")
     args = parser.parse_args(argv)
     for size in (int(s) for s in args.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"segbench-{size}-", dir=args.work_dir))
+        if args.df_strategy:
+            try:
+                for key, value in bench_df_strategy(size, work).items():
+                    print(f"  {key}: {value:.3f}")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            continue
         try:
             figures = bench_segments(
                 size,
