@@ -232,8 +232,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reapply_journal(index_dir: Path, base: str) -> None:
     """Re-queue journaled changes only the passed-over version held (the service applies them again)."""
+    from index_store.layout import VERSIONS_DIR
     from index_store.manifest import Manifest
-    from index_store.versions import VERSIONS_DIR
     from indexer.live_updates import JOURNAL_NAME, Journal, reapply_lost
 
     if (index_dir / JOURNAL_NAME).exists():
