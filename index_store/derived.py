@@ -4,8 +4,8 @@ A segment's documents and passages live in its ``passages.sqlite``; everything e
 it: the postings from the passage texts, the vectors from the embedding cache (keyed by the passage's embed-text
 hash, which the store keeps), the part and document tables from both. So a derived file that fails its checksum is
 a loss of time, not of data: as long as the segment's store is intact, the segment is rebuilt (in memory for a
-reader, under a new name for a writer or ``check --repair``) instead of abandoning the version. A damaged store, a
-damaged ``segment.json`` (it vouches for the rest) or a damaged deletes file (which passages are live) makes the
+reader, under a new name for a writer or ``check --repair``) instead of abandoning the version. A damaged store, an
+unreadable ``segment.json`` (it vouches for the store) or a damaged deletes file (which passages are live) makes the
 version's documents untrustworthy.
 """
 
@@ -40,10 +40,10 @@ CACHE_PATH = Path("cache") / "embeddings.sqlite"  # relative to the index folder
 class Damage:
     """What in a version failed its checks, sorted by what it costs."""
 
-    store: bool  # a segment's passages.sqlite or segment.json, a deletes file: the documents cannot be trusted
+    store: bool  # a segment's passages.sqlite (or nothing vouches for it), a deletes file: documents untrustworthy
     keyword: bool  # postings of a segment (BM25 or its context): rebuilt from the store
     vectors: bool  # a segment's vectors: rebuilt from the embedding cache
-    other: tuple[str, ...]  # other files of a segment (part and document tables): rebuilt from the store too
+    other: tuple[str, ...]  # other files of a segment (tables, segment.json): rebuilt from the store too
 
     @property
     def rebuildable(self) -> bool:
@@ -73,7 +73,7 @@ def classify(problem_files: Iterable[str]) -> Damage:
             store = True
             continue
         _, file = inside
-        if file in (SEGMENT_JSON, STORE_FILE) or file.startswith(f"{STORE_FILE}-"):
+        if file == STORE_FILE or file.startswith(f"{STORE_FILE}-"):
             store = True
         elif file.startswith("bm25/"):
             keyword = True
@@ -330,14 +330,19 @@ def inspect_version(index_dir: Path, name: str, *, trusted: set[str] | None = No
     checked = []
     for ref in manifest.segments:
         key = f"{SEGMENTS_DIR}/{ref.name}/{SEGMENT_JSON}"
-        if key in failed or (trusted is not None and ref.name in trusted):
+        if key not in failed and trusted is not None and ref.name in trusted:
             continue
         checked.append(ref.name)
         try:
             files = segment_files(segment_dir(index_dir, ref.name))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            failed[key] = f"segment {ref.name} cannot be read ({exc})"
+            # Nothing vouches for the segment's store any more: its documents cannot be trusted.
+            store = f"{SEGMENTS_DIR}/{ref.name}/{STORE_FILE}"
+            failed[store] = f"{store} cannot be verified: segment {ref.name}'s {SEGMENT_JSON} is unreadable ({exc})"
             continue
+        # A segment.json that fails the manifest's checksum but parses still vouches for the store: a damaged
+        # store cannot match the sha256 it lists. So it is a derived file (the segment is rebuilt from its store)
+        # unless the store fails too.
         for file, why in failed_files(segment_dir(index_dir, ref.name), files).items():
             failed[f"{SEGMENTS_DIR}/{ref.name}/{file}"] = f"{SEGMENTS_DIR}/{ref.name}/{why}"
     return VersionHealth(name, manifest, failed, checked=tuple(checked))

@@ -42,7 +42,8 @@ class SegmentCache:
         with self._lock:
             return {name for _, name in self._segments}
 
-    def get(self, index_dir: Path, name: str) -> Segment:
+    def get(self, index_dir: Path, name: str, *, verify: bool = True) -> Segment:
+        """The loaded segment; loaded (with every file checksummed, unless the caller just did) on first use."""
         key = (str(Path(index_dir).resolve()), name)
         with self._lock:
             found = self._segments.get(key)
@@ -55,7 +56,7 @@ class SegmentCache:
             if found is None:
                 from index_store.segments import Segment
 
-                found = Segment.load(segment_dir(index_dir, name), verify=True)
+                found = Segment.load(segment_dir(index_dir, name), verify=verify)
                 with self._lock:
                     self._segments[key] = found
                     self._loading.pop(key, None)

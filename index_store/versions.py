@@ -314,8 +314,8 @@ class IndexReader:
                 if damaged:
                     segment = rebuild_segment_in_memory(index_dir, ref.name, manifest)
                     rebuilt.append(f"{ref.name} ({', '.join(damaged)})")
-                else:
-                    segment = cache.get(index_dir, ref.name)
+                else:  # checksummed by inspect_version just now, or loaded (and checked) by an earlier reader
+                    segment = cache.get(index_dir, ref.name, verify=verify and ref.name not in health.checked)
                 segments.append(segment)
             masks = [read_deletes(index_dir, ref.deletes, ref.passages) for ref in manifest.segments]
             view = open_view(segments, masks)
