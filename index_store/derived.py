@@ -16,7 +16,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,31 +146,44 @@ class _StoredRow:
     content_hash: str
 
 
-def segment_contents(
-    index_dir: Path, name: str, manifest: Manifest
-) -> list[tuple[Any, list[int], list[_StoredRow], np.ndarray, int | None]]:
+Contents = list[tuple[Any, list[int], list[_StoredRow], np.ndarray, int | None]]
+
+
+def segment_contents_from_store(
+    store: PassageStore, vectors_of: Callable[[list[int]], np.ndarray], dim: int, keys: dict[str, int] | None = None
+) -> Contents:
+    """Every document of a store as a segment build takes it: (document, passage ids, passages, vectors, cluster
+    key or None), the vectors from ``vectors_of(passage ids)``."""
+    rows = store.connection.execute(
+        "SELECT passage_id, doc_id, ordinal, section, comment_no, char_start, char_end, text, content_hash "
+        "FROM passages ORDER BY doc_id, ordinal"
+    ).fetchall()
+    by_doc: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_doc.setdefault(str(row[1]), []).append(row)
+    doc_ids = [str(r[0]) for r in store.connection.execute("SELECT doc_id FROM documents ORDER BY doc_id")]
+    out: Contents = []
+    for doc_id in doc_ids:
+        passages = by_doc.get(doc_id, [])
+        ids = [int(r[0]) for r in passages]
+        vectors = np.asarray(vectors_of(ids), dtype=np.float32) if ids else np.zeros((0, dim), np.float32)
+        out.append(
+            (
+                store.document(doc_id),
+                ids,
+                [_StoredRow(r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in passages],
+                vectors,
+                None if keys is None else keys.get(doc_id),
+            )
+        )
+    return out
+
+
+def segment_contents(index_dir: Path, name: str, manifest: Manifest) -> Contents:
     """Every document of segment ``name`` as a build takes it, read from its intact store, with the vectors from
     the embedding cache and the duplicate-cluster keys it had (when that table is intact). Raises
     ``IndexCorruptError`` when the cache lacks vectors (they would need re-embedding)."""
     folder = segment_dir(index_dir, name)
-    with contextlib.closing(connect(folder / STORE_FILE, read_only=True)) as db:
-        store = PassageStore(db)
-        rows = db.execute(
-            "SELECT passage_id, doc_id, ordinal, section, comment_no, char_start, char_end, text, content_hash "
-            "FROM passages ORDER BY doc_id, ordinal"
-        ).fetchall()
-        by_doc: dict[str, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            by_doc.setdefault(str(row[1]), []).append(row)
-        doc_ids = [str(r[0]) for r in db.execute("SELECT doc_id FROM documents ORDER BY doc_id")]
-        documents = {doc_id: store.document(doc_id) for doc_id in doc_ids}
-    found = cached_vectors(index_dir / CACHE_PATH, manifest, (r[8] for r in rows))
-    lacking = sum(1 for r in rows if r[8] not in found)
-    if lacking:
-        raise IndexCorruptError(
-            f"the embedding cache lacks the vectors of {lacking} of {len(rows)} passages of segment {name}, so they "
-            "cannot be rebuilt without re-embedding (re-index the documents)"
-        )
     keys: dict[str, int] = {}
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # damaged: clusters found again
         files = segment_files(folder)
@@ -182,24 +195,18 @@ def segment_contents(
                     strict=True,
                 )
             )
-    out = []
-    for doc_id in doc_ids:
-        passages = by_doc.get(doc_id, [])
-        vectors = (
-            np.stack([found[r[8]] for r in passages]).astype(np.float32)
-            if passages
-            else np.zeros((0, manifest.model.dim), np.float32)
-        )
-        out.append(
-            (
-                documents[doc_id],
-                [int(r[0]) for r in passages],
-                [_StoredRow(r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in passages],
-                vectors,
-                keys.get(doc_id),
+    with contextlib.closing(connect(folder / STORE_FILE, read_only=True)) as db:
+        hash_of = dict(db.execute("SELECT passage_id, content_hash FROM passages").fetchall())
+        found = cached_vectors(index_dir / CACHE_PATH, manifest, hash_of.values())
+        lacking = sum(1 for h in hash_of.values() if h not in found)
+        if lacking:
+            raise IndexCorruptError(
+                f"the embedding cache lacks the vectors of {lacking} of {len(hash_of)} passages of segment {name}, "
+                "so they cannot be rebuilt without re-embedding (re-index the documents)"
             )
+        return segment_contents_from_store(
+            PassageStore(db), lambda ids: np.stack([found[hash_of[i]] for i in ids]), manifest.model.dim, keys
         )
-    return out
 
 
 def _segment_settings(index_dir: Path, name: str, manifest: Manifest) -> KeywordSettings | None:

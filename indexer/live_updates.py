@@ -415,8 +415,17 @@ class UpdateWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file: Any = None
+        # Merges run in their own thread after publishes, never in the way of the next write or of searches.
+        from index_store.merging import BackgroundMerger
+
+        self.merger = BackgroundMerger(self.index_dir, cache=options.segment_cache, on_merged=self._merged)
         # (version, file signature) of the base last found intact: a base is verified again only once it changes
         self._checked_base: tuple[str, tuple[tuple[str, int, int], ...], Manifest] | None = None
+
+    def _merged(self, version: str) -> None:
+        log.info("background merge published %s", version)
+        if self.on_published is not None:
+            self.on_published(version)
 
     # -- control -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -435,6 +444,7 @@ class UpdateWriter:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("the update writer is still publishing after %.0fs; its entries stay journaled", timeout)
+        self.merger.join(min(timeout, 5.0))  # a merge cut short publishes nothing; the next one starts over
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -678,6 +688,7 @@ class UpdateWriter:
             except Exception:
                 log.exception("loading the new version %s failed; the poller will retry", report.version)
         self.journal.mark_applied([c.seq for c in batch], report.version)
+        self.merger.poke()
         self.status.last_version = report.version
         self.status.last_error = None
         self.status.batches += 1

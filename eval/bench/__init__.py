@@ -11,7 +11,7 @@ import argparse
 import importlib
 
 # One module per benchmark; each has ``add_parser(kinds: argparse._SubParsersAction) -> None``.
-BENCH_MODULES = ("eval.bench.index", "eval.bench.query", "eval.bench.scale", "eval.bench.peer")
+BENCH_MODULES = ("eval.bench.index", "eval.bench.query", "eval.bench.scale", "eval.bench.peer", "eval.bench.update")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
