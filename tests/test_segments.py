@@ -20,7 +20,22 @@ import pytest
 from citesearch.part_evidence import part_scores
 from index_store.errors import IndexCorruptError
 from index_store.keyword import KeywordIndex, KeywordSettings
-from index_store.segments import NewDocument, Segment, SegmentedView
+from index_store.segments import (
+    ClusterIndex,
+    MergePolicy,
+    NewDocument,
+    Segment,
+    SegmentedView,
+    SegmentSize,
+    allowed_segment_count,
+    document_deletion_mask,
+    merge_segments,
+    pack_mask,
+    plan_merges,
+    plan_optimize,
+    train_centroids,
+    unpack_mask,
+)
 from index_store.vectors.base import VectorHits
 from indexer.chunker import Chunker
 from indexer.documents import Document
@@ -93,16 +108,16 @@ class Writer:
             items.append(NewDocument(doc, ids, passages, vectors))
         return items
 
-    def segment(self, docs: Sequence[Document]) -> Segment:
+    def segment(self, docs: Sequence[Document], clusters: ClusterIndex | None = None, **options: Any) -> Segment:
         self.count += 1
-        return Segment.build(self.root / f"s{self.count:04d}", self.new_documents(docs), dim=DIM, settings=SETTINGS)
+        items = self.new_documents(docs)
+        if clusters is not None:
+            items = clusters.assign(items)
+        return Segment.build(self.root / f"s{self.count:04d}", items, dim=DIM, settings=SETTINGS, **options)
 
 
 def _mask(segment: Segment, doc_ids: set[str]) -> np.ndarray | None:
-    doc_of = np.asarray(segment.doc_of)
-    gone = np.array([str(d) in doc_ids for d in segment.doc_ids.tolist()], dtype=bool)
-    mask = gone[doc_of] if len(doc_of) else np.zeros(0, bool)
-    return mask if mask.any() else None
+    return document_deletion_mask(segment, sorted(doc_ids))
 
 
 def _keys(view: SegmentedView, ids: np.ndarray) -> list[tuple[str, int]]:
@@ -176,7 +191,20 @@ def assert_same_search(view: SegmentedView, fresh: SegmentedView) -> None:
         got_doc, want_doc = view.document(doc_id), fresh.document(doc_id)
         assert got_doc is not None and want_doc is not None and got_doc.text == want_doc.text
         assert len(view.passage_ids_where(doc_id=doc_id)) == len(fresh.passage_ids_where(doc_id=doc_id))
-    # duplicate clusters across segments: test_cluster_assignment_across_segments
+    assert_same_clusters(view, fresh)
+
+
+def assert_same_clusters(view: SegmentedView, fresh: SegmentedView) -> None:
+    """The same documents are copies of each other (the cluster of every live document), however they were written."""
+
+    def clusters(v: SegmentedView) -> dict[str, list[str]]:
+        docs = v.documents
+        live = np.flatnonzero(docs.live_documents)
+        return {str(docs.doc_ids[i]): sorted(docs.cluster_doc_ids(int(i))) for i in live}
+
+    assert clusters(view) == clusters(fresh)
+    assert view.documents.duplicate_documents == fresh.documents.duplicate_documents
+    assert fresh.documents.duplicate_documents > 0  # the corpus has copies: the comparison means something
 
 
 @pytest.fixture
@@ -187,11 +215,13 @@ def corpus(tmp_path: Path) -> list[Document]:
 def test_view_after_upserts_and_deletes_equals_a_fresh_build(tmp_path: Path, corpus: list[Document]) -> None:
     writer = Writer(tmp_path / "segments")
     first, second, rest = corpus[:20], corpus[20:30], corpus[30:]
-    a, b = writer.segment(first), writer.segment(second)
+    a = writer.segment(first)
+    b = writer.segment(second, ClusterIndex.of(SegmentedView([(a, None)])))  # as a writer assigns every new document
     edited = [_reload(first[5], first[5].text + " Update: the peace treaty signing was delayed again."), rest[0]]
-    c = writer.segment([*edited, *rest[1:]])
     deleted = {first[3].doc_id, second[2].doc_id}
     replaced = {first[5].doc_id}
+    before_c = SegmentedView([(a, _mask(a, deleted | replaced)), (b, _mask(b, deleted))])
+    c = writer.segment([*edited, *rest[1:]], ClusterIndex.of(before_c))
     view = SegmentedView([(a, _mask(a, deleted | replaced)), (b, _mask(b, deleted)), (c, None)])
     assert view.live < view.total
     live_docs = [d for d in first + second if d.doc_id not in deleted | replaced] + [*edited, *rest[1:]]
@@ -200,6 +230,22 @@ def test_view_after_upserts_and_deletes_equals_a_fresh_build(tmp_path: Path, cor
     assert view.document(first[3].doc_id) is None
     replaced_doc = view.document(first[5].doc_id)
     assert replaced_doc is not None and "signing was delayed again" in replaced_doc.text
+    # merging the first two (dropping their deleted passages), then everything: still the same search
+    ab = merge_segments(tmp_path / "segments" / "m0001", [(a, _mask(a, deleted | replaced)), (b, _mask(b, deleted))])
+    assert len(ab) == view.states[0].live + view.states[1].live
+    merged = SegmentedView([(ab, None), (c, None)])
+    assert merged.total == merged.live == fresh.live
+    assert_same_search(merged, fresh)
+    # a deletion after the merge, then optimize
+    later = {rest[1].doc_id}
+    after = SegmentedView([(ab, None), (c, _mask(c, later))])
+    one = SegmentedView([(merge_segments(tmp_path / "segments" / "m0002", [(ab, None), (c, _mask(c, later))]), None)])
+    fresh_after = SegmentedView(
+        [(Writer(tmp_path / "fresh2").segment([d for d in live_docs if d.doc_id not in later]), None)]
+    )
+    assert_same_search(after, fresh_after)
+    assert_same_search(one, fresh_after)
+    assert len(one.segments) == 1 and one.live == one.total
 
 
 def test_postings_bm25_equals_bm25s_on_the_seeds(tmp_path: Path, corpus: list[Document]) -> None:
@@ -256,3 +302,110 @@ def test_build_writes_nothing_on_bad_input(tmp_path: Path, corpus: list[Document
         Segment.build(tmp_path / "segments" / "bad", [items[0], items[0]], dim=DIM, settings=SETTINGS)
     assert not (tmp_path / "segments" / "bad").exists()
     assert not list((tmp_path / "segments").glob(".tmp-*"))
+
+
+def test_merge_refuses_segments_out_of_order(tmp_path: Path, corpus: list[Document]) -> None:
+    writer = Writer(tmp_path / "segments")
+    a, b = writer.segment(corpus[:4]), writer.segment(corpus[4:8])
+    with pytest.raises(ValueError, match="adjacent"):
+        merge_segments(tmp_path / "segments" / "m", [(b, None), (a, None)])
+    assert not (tmp_path / "segments" / "m").exists()
+
+
+def test_ivf_segments_reuse_the_given_centroids_and_skip_deleted_rows(tmp_path: Path, corpus: list[Document]) -> None:
+    """Segments searched through IVF (a low threshold stands in for 100k rows): deleted rows never come back, the
+    scores are exact, and a merge keeps the centroids it is given (no re-training)."""
+    writer = Writer(tmp_path / "segments")
+    sample = writer.new_documents(corpus)
+    centroids = train_centroids(np.concatenate([item.vectors for item in sample]), 100, quantizer="flat")
+    writer.next_id = 0
+    options: dict[str, Any] = {"centroids": centroids, "ivf_min_vectors": 10}
+    a, b = writer.segment(corpus[:20], **options), writer.segment(corpus[20:], **options)
+    assert a.vectors.kind == "ivf-flat" and b.vectors.kind == "ivf-flat"
+    gone = {corpus[2].doc_id, corpus[25].doc_id}
+    view = SegmentedView([(a, _mask(a, gone)), (b, _mask(b, gone))])
+    deleted_ids = set(view.passage_ids[~view.live_mask].tolist())
+    assert deleted_ids
+    embedder = HashingEmbedder(dim=DIM)
+    for query in QUERIES[:3]:
+        vector = embedder.encode([query])
+        found = view.search_vectors(vector, 50)
+        ids = found.ids[0][found.ids[0] >= 0]
+        assert not deleted_ids & set(ids.tolist())
+        np.testing.assert_allclose(found.scores[0][: len(ids)], view.vectors.vectors_for(ids) @ vector[0], atol=1e-5)
+        exact = np.sort(view.vectors.vectors_for(view.passage_ids[view.live_mask]) @ vector[0])[::-1][:10]
+        assert found.scores[0][0] == pytest.approx(exact[0], abs=1e-5)
+    merged = merge_segments(tmp_path / "segments" / "m", [(a, _mask(a, gone)), (b, _mask(b, gone))], **options)
+    assert merged.vectors.kind == "ivf-flat"
+    assert merged.vectors.ivf is not None
+    got = faiss_centroids(merged.vectors.ivf)
+    np.testing.assert_array_equal(got, faiss_centroids(centroids.empty_index()))
+
+
+def faiss_centroids(index: Any) -> np.ndarray:
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    return np.asarray(ivf.quantizer.reconstruct_n(0, ivf.nlist))
+
+
+def test_cluster_assignment_across_segments(tmp_path: Path, corpus: list[Document]) -> None:
+    """A copy written in a later segment joins the cluster of its original in an earlier one, as a fresh build
+    clusters them; deleting the original leaves the copy standing alone."""
+    writer = Writer(tmp_path / "segments")
+    copy_index = next(i for i, d in enumerate(corpus) if d.doc_id == "copy000")
+    original = next(d for d in corpus if d.doc_id == "doc004")
+    others = [d for d in corpus if d.doc_id not in {"copy000", "doc004"}]
+    a = writer.segment([original, *others[:10]])
+    view = SegmentedView([(a, None)])
+    clusters = ClusterIndex.of(view)
+    b = writer.segment([corpus[copy_index], *others[10:]], clusters)
+    both = SegmentedView([(a, None), (b, None)])
+    fresh = SegmentedView([(Writer(tmp_path / "fresh").segment(corpus), None)])
+    assert_same_clusters(both, fresh)
+    copy_ordinal = int(np.flatnonzero(both.documents.doc_ids == "copy000")[0])
+    assert both.documents.cluster_doc_ids(copy_ordinal) == ["doc004", "copy000"]
+    assert both.documents.cluster_size(copy_ordinal) == 2
+    without = SegmentedView([(a, _mask(a, {"doc004"})), (b, None)])
+    assert without.documents.cluster_size(copy_ordinal) == 1
+    assert without.documents.duplicate_documents == both.documents.duplicate_documents - 1
+
+
+def test_deletion_masks_round_trip(tmp_path: Path, corpus: list[Document]) -> None:
+    segment = Writer(tmp_path / "segments").segment(corpus[:6])
+    mask = document_deletion_mask(segment, [corpus[1].doc_id, "not-there"])
+    assert mask is not None and mask.sum() == len(segment.passage_ids_where(doc_id=corpus[1].doc_id))
+    assert document_deletion_mask(segment, ["not-there"]) is None
+    np.testing.assert_array_equal(unpack_mask(pack_mask(mask), len(mask)), mask)
+    with pytest.raises(ValueError, match="does not fit"):
+        unpack_mask(pack_mask(mask), len(mask) + 8)
+
+
+def test_tiered_policy() -> None:
+    policy = MergePolicy(segments_per_tier=10, max_merge_at_once=10, floor_passages=1000)
+    # one big segment and 50 one-document segments: the small ones merge, ten at a time, the big one stays
+    sizes = [SegmentSize(1_000_000)] + [SegmentSize(5) for _ in range(50)]
+    runs = plan_merges(sizes, policy)
+    assert runs and all(start >= 1 for start, _ in runs)
+    assert all(end - start <= 10 for start, end in runs)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(runs))  # disjoint, in order
+    remaining = len(sizes) - sum(end - start - 1 for start, end in runs)
+    assert remaining <= allowed_segment_count(sizes, policy) < len(sizes)
+    # fifty tiny segments alone fit one tier's floor: merged down to a few segments
+    tiny = [SegmentSize(5) for _ in range(50)]
+    assert allowed_segment_count(tiny, policy) == 1
+    assert len(tiny) - sum(end - start - 1 for start, end in plan_merges(tiny, policy)) <= 5
+    # within budget: nothing to do
+    assert plan_merges([SegmentSize(1_000_000), SegmentSize(50_000)], policy) == []
+    # too many deletes: the segment is rewritten even within budget
+    assert plan_merges([SegmentSize(100_000, deleted=30_000), SegmentSize(1_000_000)], policy) == [(0, 1)]
+    # the size cap: never a merge above max_merged_passages
+    capped = MergePolicy(segments_per_tier=2, max_merge_at_once=2, max_merged_passages=1500, floor_passages=10)
+    assert all(
+        sum(s.live for s in sizes_[a:b]) <= 1500
+        for sizes_ in ([SegmentSize(1000), SegmentSize(1000), SegmentSize(400), SegmentSize(400)],)
+        for a, b in plan_merges(sizes_, capped)
+    )
+    assert plan_optimize([SegmentSize(10), SegmentSize(20)]) == [(0, 2)]
+    assert plan_optimize([SegmentSize(10)]) == []
+    assert plan_optimize([SegmentSize(10, deleted=1)]) == [(0, 1)]

@@ -34,28 +34,51 @@ Searching
 
 Merging
     ``merge_segments(path, [(segment, mask), ...], centroids=None) -> Segment``: adjacent segments into one,
-    deleted passages dropped, nothing re-tokenised or re-trained. ``plan_merges(sizes, deleted, policy)`` (tiered
-    policy, ``MergePolicy``) says which adjacent runs to merge; ``plan_optimize`` merges everything into one.
+    deleted passages dropped, nothing re-tokenised or re-trained. ``plan_merges([SegmentSize(passages, deleted),
+    ...], MergePolicy())`` (tiered) says which adjacent runs ``[start, end)`` to merge; ``plan_optimize`` merges
+    everything into one.
 
 Duplicates
     ``ClusterIndex.of(view)`` (an LSH over the live documents' stored MinHash signatures, built once per writer and
-    extended with ``add_segment``): ``assign([(doc_id, article_text, first_passage_id), ...])`` gives each new
-    document its cluster key (``index_store.duplicates`` semantics).
+    kept up to date with ``add_segment`` / ``remove(doc_ids)``): ``assign([NewDocument, ...])`` returns them with
+    their cluster keys set (``index_store.duplicates`` semantics); call it before ``Segment.build``.
 """
 
+from index_store.segments.clusters import ClusterIndex, article_text
+from index_store.segments.merge import merge_segments
+from index_store.segments.policy import MergePolicy, SegmentSize, allowed_segment_count, plan_merges, plan_optimize
 from index_store.segments.postings import CollectionStats, Postings, QueryAnalyzer
-from index_store.segments.segment import NewDocument, Segment
+from index_store.segments.segment import (
+    NewDocument,
+    Segment,
+    deletion_mask,
+    document_deletion_mask,
+    pack_mask,
+    unpack_mask,
+)
 from index_store.segments.vectors import IVF_MIN_VECTORS, Centroids, train_centroids
 from index_store.segments.view import SegmentedView
 
 __all__ = [
     "IVF_MIN_VECTORS",
     "Centroids",
+    "ClusterIndex",
     "CollectionStats",
+    "MergePolicy",
     "NewDocument",
     "Postings",
     "QueryAnalyzer",
     "Segment",
+    "SegmentSize",
     "SegmentedView",
+    "allowed_segment_count",
+    "article_text",
+    "deletion_mask",
+    "document_deletion_mask",
+    "merge_segments",
+    "pack_mask",
+    "plan_merges",
+    "plan_optimize",
     "train_centroids",
+    "unpack_mask",
 ]

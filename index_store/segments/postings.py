@@ -233,3 +233,46 @@ def score_segments(
         if mask is not None:
             out[offsets[s] : offsets[s] + len(postings[s])][mask] = 0.0
     return out
+
+
+def merge_postings(sources: Sequence[tuple[Postings, np.ndarray]]) -> Postings:
+    """One ``Postings`` of the kept positions of several, in order (``keep``: bool per position of each source): the
+    union vocabulary, positions renumbered, nothing re-tokenised — exact, since a text's terms and length do not
+    depend on the other texts."""
+    terms: list[str] = []
+    lookup: dict[str, int] = {}
+    term_chunks, doc_chunks, tf_chunks, length_chunks = [], [], [], []
+    offset = 0
+    for postings, kept_positions in sources:
+        keep = np.asarray(kept_positions, dtype=bool)
+        remap_terms = np.empty(len(postings.terms), dtype=np.int64)
+        for i, term in enumerate(postings.terms):
+            tid = lookup.get(term)
+            if tid is None:
+                tid = lookup[term] = len(terms)
+                terms.append(term)
+            remap_terms[i] = tid
+        new_position = np.cumsum(keep, dtype=np.int64) - 1 + offset
+        docs = np.asarray(postings.docs)
+        term_of = np.repeat(np.arange(len(postings.terms), dtype=np.int64), np.diff(np.asarray(postings.indptr)))
+        kept = keep[docs] if len(docs) else np.zeros(0, bool)
+        term_chunks.append(remap_terms[term_of[kept]])
+        doc_chunks.append(new_position[docs[kept]])
+        tf_chunks.append(np.asarray(postings.tf)[kept])
+        length_chunks.append(np.asarray(postings.lengths)[keep])
+        offset += int(np.count_nonzero(keep))
+    if not terms:
+        lengths = np.concatenate(length_chunks) if length_chunks else np.zeros(0, np.float32)
+        return Postings.from_arrays((), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), lengths)
+    term_ids = np.concatenate(term_chunks)
+    # stable: within a term, sources come in order and each source's positions ascend, so (term, position) sorts
+    order = np.argsort(term_ids, kind="stable")
+    indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(term_ids, minlength=len(terms)), out=indptr[1:])
+    return Postings.from_arrays(
+        terms,
+        indptr,
+        np.concatenate(doc_chunks)[order],
+        np.concatenate(tf_chunks)[order],
+        np.concatenate(length_chunks),
+    )

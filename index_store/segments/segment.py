@@ -1,8 +1,8 @@
 """An immutable segment: the whole documents one write (or one merge) produced, in one checksummed folder.
 
 Layout of ``segments/<name>/`` (row/position ``i`` of every per-passage array is passage ``ids[i]``, ids ascending;
-parts and documents are numbered by local ordinals, documents in doc-id order as ``PassageStore.iter_parts`` gives
-them)::
+parts and documents are numbered by local ordinals: in a written segment documents in doc-id order as
+``PassageStore.iter_parts`` gives them, in a merged one the sources' orders one after the other)::
 
     segment.json          name, counts, id range, keyword settings, vector kind, dim, and file -> sha256/bytes
     passages.sqlite       the documents and passages (index_store.sqlite_store schema and code: citations stay exact)
@@ -19,7 +19,8 @@ them)::
     doc_of.npy            int64 local document ordinal of each position
     doc_ids.npy           str doc ids; published.npy: ISO date or ""; timestamps.npy: float64 epoch s (NaN unknown)
     cluster_key.npy       int64 duplicate-cluster key of each document (segments.clusters)
-    minhash.npy           uint64 (documents, 64) MinHash signature of the article text; has_signature.npy: bool
+    minhash.npy           (documents, 64) MinHash hash values (datasketch's dtype) of the article text
+    has_signature.npy     bool: the article text is long enough to compare
 
 ``Segment.build`` writes into a temporary sibling folder, fsyncs every file and the folder, and renames it into place,
 so a segment folder either does not exist or is complete. ``Segment.load(path, verify=True)`` checks every file
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from datasketch import MinHash
 
 from citesearch.part_evidence import PartLayout, PartVectors
 from index_store.duplicates import NUM_PERM, _shingles, _signature, duplicate_clusters
@@ -47,7 +49,7 @@ from index_store.errors import IndexCorruptError
 from index_store.keyword import KeywordIndex, KeywordSettings
 from index_store.manifest import FileInfo, failed_files, file_sha256
 from index_store.segments.postings import Postings
-from index_store.segments.vectors import Centroids, SegmentVectors
+from index_store.segments.vectors import IVF_MIN_VECTORS, Centroids, SegmentVectors
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
 
@@ -197,7 +199,8 @@ def document_rows(
 
     published = np.array([parse_date(p) or "" for _, _, p in docs], dtype="<U20")
     stamps = np.array([timestamp(p) if p else np.nan for p in published.tolist()], dtype=np.float64)
-    signatures = np.zeros((len(docs), NUM_PERM), dtype=np.uint64)
+    probe = MinHash(num_perm=NUM_PERM, seed=1).hashvalues  # the dtype datasketch's scheme produces
+    signatures = np.zeros((len(docs), NUM_PERM), dtype=probe.dtype)
     has = np.zeros(len(docs), dtype=bool)
     for i, (_, text, _) in enumerate(docs):
         shingles = _shingles(text, shingle_words)
@@ -273,6 +276,7 @@ class Segment:
         dim: int,
         settings: KeywordSettings | None,
         centroids: Centroids | None = None,
+        ivf_min_vectors: int = IVF_MIN_VECTORS,
     ) -> Segment:
         """Write a new segment at ``path`` (which must not exist) holding ``documents``, and load it."""
         seen: set[str] = set()
@@ -323,7 +327,9 @@ class Segment:
                     for pid, row in zip(item.passage_ids, np.asarray(item.vectors, np.float32), strict=True)
                 }
                 keys = {item.doc.doc_id: item.cluster_key for item in documents}
-                _write_derived(folder, store, dim, settings, centroids, vectors_by_id.__getitem__, keys)
+                _write_derived(
+                    folder, store, dim, settings, centroids, vectors_by_id.__getitem__, keys, ivf_min_vectors
+                )
             finally:
                 connection.close()
 
@@ -415,6 +421,7 @@ def _write_derived(
     centroids: Centroids | None,
     vector_of: Any,
     cluster_keys: dict[str, int | None],
+    ivf_min_vectors: int,
 ) -> None:
     """Everything of a segment beside its store, derived from the store (as a version's keyword index is)."""
     passages = list(store.iter_passages())
@@ -423,7 +430,7 @@ def _write_derived(
     rows = np.zeros((len(ids), dim), dtype=np.float32)
     for i, pid in enumerate(ids.tolist()):
         rows[i] = vector_of(pid)
-    _, vector_kind = SegmentVectors.write(folder, rows, centroids)
+    _, vector_kind = SegmentVectors.write(folder, rows, centroids, min_vectors=ivf_min_vectors)
     all_parts = list(store.iter_parts())
     part_texts: list[str] = []
     part_of = np.full(len(ids), -1, dtype=np.int64)
@@ -521,3 +528,38 @@ def write_meta(
         "files": files,
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+
+
+# -- deletion masks ----------------------------------------------------------------------------------------------
+def deletion_mask(segment: Segment, passage_ids: np.ndarray, base: np.ndarray | None = None) -> np.ndarray | None:
+    """``base`` (or nothing deleted) plus the positions of these ids that the segment holds; None if nothing is
+    deleted. Ids the segment does not hold are ignored (a writer can pass every id it deletes to every segment)."""
+    mask = np.zeros(len(segment), dtype=bool) if base is None else np.array(base, dtype=bool)
+    at = segment.positions_of(np.asarray(passage_ids, dtype=np.int64))
+    mask[at[at >= 0]] = True
+    return mask if mask.any() else None
+
+
+def document_deletion_mask(
+    segment: Segment, doc_ids: Sequence[str], base: np.ndarray | None = None
+) -> np.ndarray | None:
+    """``base`` plus every passage of these documents (those the segment holds); None if nothing is deleted."""
+    mask = np.zeros(len(segment), dtype=bool) if base is None else np.array(base, dtype=bool)
+    ordinals = [o for o in (segment.document_ordinal(d) for d in doc_ids) if o is not None]
+    if ordinals:
+        gone = np.zeros(segment.n_documents, dtype=bool)
+        gone[ordinals] = True
+        mask |= gone[np.asarray(segment.doc_of)]
+    return mask if mask.any() else None
+
+
+def pack_mask(mask: np.ndarray) -> bytes:
+    """A deletion mask as bytes (one bit per position, little bit order: what ``IDSelectorBitmap`` reads)."""
+    return np.packbits(np.asarray(mask, dtype=bool), bitorder="little").tobytes()
+
+
+def unpack_mask(data: bytes, length: int) -> np.ndarray:
+    """The inverse of ``pack_mask``; ValueError when ``data`` does not fit ``length`` positions."""
+    if len(data) != (length + 7) // 8:
+        raise ValueError(f"a deletion mask of {len(data)} bytes does not fit {length} positions")
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=length, bitorder="little").astype(bool)

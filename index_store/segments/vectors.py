@@ -105,13 +105,15 @@ class SegmentVectors:
 
     # -- building ------------------------------------------------------------------------------------------------
     @classmethod
-    def write(cls, folder: Path, rows: np.ndarray, centroids: Centroids | None) -> tuple[list[Path], str]:
+    def write(
+        cls, folder: Path, rows: np.ndarray, centroids: Centroids | None, *, min_vectors: int = IVF_MIN_VECTORS
+    ) -> tuple[list[Path], str]:
         """Write the rows (and an IVF index from ``centroids`` when the segment is big enough); returns the files
         and the kind written."""
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         np.save(folder / VECTORS_FILE, rows)
         files = [folder / VECTORS_FILE]
-        if centroids is None or len(rows) < IVF_MIN_VECTORS:
+        if centroids is None or len(rows) < min_vectors:
             return files, "flat"
         ivf = centroids.empty_index()
         for start in range(0, len(rows), 100_000):
