@@ -9,7 +9,7 @@ loads only the new one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,8 @@ class SegmentCache:
         self._segments: dict[tuple[str, str], Segment] = {}
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, str], threading.Lock] = {}
+        # Per index folder: the duplicate-cluster index of its live documents and the version it describes.
+        self._clusters: dict[str, tuple[str, Any]] = {}
 
     def names(self) -> set[str]:
         with self._lock:
@@ -77,6 +79,22 @@ class SegmentCache:
         with self._lock:
             return len(self._segments)
 
+    def clusters_for(self, index_dir: Path, base: Any) -> Any:
+        """The kept cluster index if it describes ``base`` (a manifest): it was brought to that version, or to the
+        one a merge ``base`` is made from (a merge changes no document). Taken out: a failed write cannot leave a
+        half-updated one behind."""
+        with self._lock:
+            kept = self._clusters.pop(str(Path(index_dir).resolve()), None)
+        if kept is None or base is None:
+            return None
+        version, clusters = kept
+        merged = isinstance(base.build, dict) and "merge" in base.build
+        return clusters if version == base.version or (merged and version == base.base_version) else None
+
+    def keep_clusters(self, index_dir: Path, version: str, clusters: Any) -> None:
+        with self._lock:
+            self._clusters[str(Path(index_dir).resolve())] = (version, clusters)
+
 
 def open_view(segments: Sequence[Segment], masks: Sequence[np.ndarray]) -> SegmentedView:
     """The searchable view of a version: its segments in id order, each with this version's deleted mask."""
@@ -116,15 +134,29 @@ def build_segment(
 
 def assign_clusters(
     index_dir: Path,
-    refs: Sequence[Any],
-    masks: dict[str, np.ndarray],
-    new: dict[str, Any],
+    base: Any,
+    view: Callable[[], SegmentedView],
+    removed: Sequence[str],
+    new: Sequence[tuple[Any, Sequence[int], Sequence[Any], np.ndarray]],
     cache: SegmentCache,
     keyword: KeywordSettings | None,
-) -> dict[str, int | None]:
-    """Duplicate-cluster keys of the new documents against the live documents of the base (None: found among the
-    new documents themselves)."""
-    return {}
+) -> tuple[dict[str, int | None], Any]:
+    """Duplicate-cluster keys of the new documents against the live documents of the base version, and the
+    cluster index after them (to keep in ``cache`` once published). The index (an LSH over every live document's
+    stored signature) is built once per process and kept up to date write by write; it is rebuilt only when the
+    base is not the version it was last brought to (another process wrote meanwhile)."""
+    from index_store.segments import ClusterIndex, NewDocument
+
+    clusters = cache.clusters_for(index_dir, base)
+    if clusters is None:
+        clusters = (
+            ClusterIndex.of(view(), keyword.duplicate_threshold, keyword.duplicate_shingle_words)
+            if keyword is not None
+            else ClusterIndex.of(view())
+        )
+    clusters.remove(list(removed))
+    assigned = clusters.assign([NewDocument(doc, ids, passages, vectors) for doc, ids, passages, vectors in new])
+    return {item.doc.doc_id: item.cluster_key for item in assigned}, clusters
 
 
 __all__ = [

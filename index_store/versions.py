@@ -464,6 +464,8 @@ class IndexWriter:
         self.fingerprint = base.corpus_fingerprint if base is not None else corpus_fingerprint({})
         self._next_id = int(base.next_passage_id) if base is not None else 0
         self.written_files: list[str] = []  # what this write put on disk (relative to the index folder)
+        self._removed: set[str] = set()  # live documents of the base this write deletes or replaces
+        self._clusters: Any = None  # the cluster index after this write's documents, kept once published
 
     @property
     def base_chunker(self) -> dict[str, Any] | None:
@@ -626,6 +628,7 @@ class IndexWriter:
             return False
         ref = next(r for r in self._refs if r.name == located.segment)
         self._mask(ref)[located.positions] = True
+        self._removed.add(doc_id)
         self._count(doc_id, located.content_hash, located.sections, -1)
         return True
 
@@ -714,12 +717,22 @@ class IndexWriter:
             protect={name, *self.passed_over},
         )
         self.version_dir = self.index_dir / VERSIONS_DIR / name
+        if self._clusters is not None:
+            self.cache.keep_clusters(self.index_dir, name, self._clusters)
         return manifest
 
     def _write_segment(self) -> str:
         """Build the segment of the documents this write brings (aside, renamed into place, fsynced)."""
         name = next_segment_name(self.index_dir, {ref.name for ref in self._refs})
-        keys = self._cluster_keys()
+        keys, self._clusters = assign_clusters(
+            self.index_dir,
+            self.base,
+            self._base_view,
+            sorted(self._removed),
+            [(new.doc, new.ids, new.passages, new.vectors) for new in self._new.values()],
+            self.cache,
+            self.keyword,
+        )
         segment = build_segment(
             segment_dir(self.index_dir, name),
             [(new.doc, new.ids, new.passages, new.vectors, keys.get(doc_id)) for doc_id, new in self._new.items()],
@@ -730,9 +743,16 @@ class IndexWriter:
         self.written_files.append(f"{SEGMENTS_DIR}/{name}")
         return name
 
-    def _cluster_keys(self) -> dict[str, int | None]:
-        """Duplicate-cluster keys of the new documents against the live documents of the base."""
-        return assign_clusters(self.index_dir, self._refs, self._masks, self._new, self.cache, self.keyword)
+    def _base_view(self) -> SegmentedView:
+        """The base version's live documents as this write leaves them (its deletions applied)."""
+        segments = [self.cache.get(self.index_dir, ref.name) for ref in self._refs]
+        masks = [
+            self._masks[ref.name]
+            if ref.name in self._masks
+            else read_deletes(self.index_dir, ref.deletes, ref.passages)
+            for ref in self._refs
+        ]
+        return open_view(segments, masks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,6 +240,12 @@ def measure_size(size: int, work: Path, dim: int, seed: int, log: Any) -> dict[s
     log(f"{size:,}: optimized in {optimize_s:.0f}s; search p50 {p50_merged:.1f} ms")
     one = [_change(index_dir, embedder, cache, 1, f"o{i}", words, rng) for i in range(ONE_DOC_RUNS)]
     batch = [_change(index_dir, embedder, cache, BATCH_DOCUMENTS, f"b{i}", words, rng) for i in range(BATCH_RUNS)]
+    # Disk after a run of writes (before the merge below rewrites the big segment, which a version then shares with
+    # nothing older): what the newest three versions hold together against the newest alone.
+    versions = list_versions(index_dir)[-3:]
+    current = current_version(index_dir)
+    assert current is not None
+    three, one_version = _version_bytes(index_dir, versions), _version_bytes(index_dir, [current])
     # With a merge running: the small segments just written, and (to make it last) a rewrite of the big one.
     merging = threading.Thread(target=merge_index, kwargs={"index_dir": index_dir, "optimize": True}, daemon=True)
     merging.start()
@@ -248,10 +254,6 @@ def measure_size(size: int, work: Path, dim: int, seed: int, log: Any) -> dict[s
     during_batch = [_change(index_dir, embedder, cache, BATCH_DOCUMENTS, "db", words, rng)]
     still_running = merging.is_alive()
     merging.join()
-    versions = list_versions(index_dir)[-3:]
-    current = current_version(index_dir)
-    assert current is not None
-    three, one_version = _version_bytes(index_dir, versions), _version_bytes(index_dir, [current])
     log(f"{size:,}: done")
     return {
         "passages": size,
