@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +105,7 @@ def merge_index(
     policy: object | None = None,
     lock_timeout: float = 30.0,
     keep_versions: int = 3,
-    before_commit: object | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> MergeReport:
     """One merge pass over the published version: the runs the tiered policy picks (everything with ``optimize``).
     ``before_commit`` (tests) is called after the merged segments are built, before the commit takes the lock."""
@@ -141,7 +141,7 @@ def merge_index(
                 cache.put(index_dir, merged)
                 built.append((refs[start:end], masks[start:end], name))
             build_seconds = time.perf_counter() - started
-            if callable(before_commit):
+            if before_commit is not None:
                 before_commit()
             t0 = time.perf_counter()
             with write_lock(index_dir, lock_timeout):
@@ -242,7 +242,9 @@ class BackgroundMerger:
     """Runs ``merge_index`` in one daemon thread after publishes (the live-update writer calls ``poke``), so a
     merge never delays a write or a search. A failing merge is logged and retried at the next poke."""
 
-    def __init__(self, index_dir: Path, cache: SegmentCache | None = None, on_merged: object | None = None) -> None:
+    def __init__(
+        self, index_dir: Path, cache: SegmentCache | None = None, on_merged: Callable[[str], None] | None = None
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.cache = cache
         self.on_merged = on_merged  # called with the merged version (the service reloads it)
@@ -273,7 +275,7 @@ class BackgroundMerger:
         while True:
             try:
                 self.last = merge_index(self.index_dir, cache=self.cache)
-                if self.last.version is not None and callable(self.on_merged):
+                if self.last.version is not None and self.on_merged is not None:
                     self.on_merged(self.last.version)
             except Exception:  # a merge is an optimisation: it must never take the writer down
                 log.exception("background merge of %s failed; retried after the next publish", self.index_dir)

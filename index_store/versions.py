@@ -87,6 +87,7 @@ from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage
 from index_store.vectors import VectorHits, VectorIndex
 
 if TYPE_CHECKING:
+    from citesearch.part_evidence import PartLayout, PartVectors
     from index_store.segments import SegmentedView
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,16 @@ class IndexReader:
         """Load now what the first search would otherwise load. A server calls this before it swaps a version in,
         so no request pays for it."""
         self.view.warm()
+
+    def part_layout(self) -> PartLayout | None:
+        """The parts of the version's positions, composed from the segments' stored layouts (no pass over the
+        index per version); None without a part-level index."""
+        layout: PartLayout | None = self.view.part_layout()
+        return layout
+
+    def part_vectors(self) -> PartVectors | None:
+        """Each part's mean vector as the segments store them (duck-types ``PartVectors``)."""
+        return cast("PartVectors | None", self.view.part_vectors())
 
     def document_keys(self, passage_ids: np.ndarray) -> np.ndarray:
         """For each passage id, an integer that is equal for passages of the same document (-1 for an unknown or

@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish_sleep > 0:
         original = versions.write_atomically
 
-        def slow_switch(path: Path, text: str | bytes) -> None:
+        def slow_switch(path: Path, data: str | bytes) -> None:
             if path.name == versions.CURRENT_NAME:
-                print(f"PUBLISH-SLEEP {str(text).strip()}", file=sys.stderr, flush=True)
+                print(f"PUBLISH-SLEEP {str(data).strip()}", file=sys.stderr, flush=True)
                 time.sleep(args.publish_sleep)
-            original(path, text)
+            original(path, data)
 
         versions.write_atomically = slow_switch
 
