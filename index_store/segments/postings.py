@@ -145,7 +145,11 @@ class Postings:
     @classmethod
     def load(cls, folder: Path) -> Postings:
         terms = json.loads((folder / "terms.json").read_text(encoding="utf-8"))
-        arrays = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("indptr", "docs", "tf", "lengths")]
+        # memory-mapped, but as plain ndarray views: slicing or reading an element of an np.memmap makes a new
+        # memmap object each time, which costs more than the arithmetic on a small segment's postings
+        arrays = [
+            np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in ("indptr", "docs", "tf", "lengths")
+        ]
         return cls.from_arrays(terms, *arrays)
 
     # -- statistics and scoring ----------------------------------------------------------------------------------
@@ -155,18 +159,6 @@ class Postings:
         if deleted is None:
             return end - start
         return end - start - int(np.count_nonzero(deleted[self.docs[start:end]]))
-
-    def add_term_scores(
-        self, out: np.ndarray, term_id: int, idf: np.float32, k1: float, b: float, avgdl: float
-    ) -> None:
-        """Add one query token's BM25 to ``out`` (float32, one per position), as bm25s computes it."""
-        start, end = int(self.indptr[term_id]), int(self.indptr[term_id + 1])
-        docs = self.docs[start:end]
-        tf = self.tf[start:end]
-        # bm25s: tf (float32) / (k1 * ((1 - b) + b * l_d / l_avg) + tf) evaluated in float64, times the float32 idf,
-        # stored as float32
-        tfc = tf / (k1 * ((1 - b) + b * self.lengths[docs].astype(np.float64) / avgdl) + tf)
-        out[docs] += (np.float64(idf) * tfc).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +216,25 @@ def score_segments(
         known = [EMPTY_TERM] if per_term[EMPTY_TERM][0] > 0 else []
     for term in known:
         df, where = per_term[term]
-        idf = lucene_idf(df, stats.n)
+        idf = np.float64(lucene_idf(df, stats.n))
+        # one vectorised pass per query token over the postings of every segment (a small segment costs a slice,
+        # not a round of numpy calls)
+        docs, tf, lengths = [], [], []
         for s, tid in where:
-            start = offsets[s]
-            view = out[start : start + len(postings[s])]
-            postings[s].add_term_scores(view, tid, idf, k1, b, stats.avgdl)
+            segment = postings[s]
+            start, end = int(segment.indptr[tid]), int(segment.indptr[tid + 1])
+            local = segment.docs[start:end]
+            docs.append(local.astype(np.int64) + offsets[s])
+            tf.append(segment.tf[start:end])
+            lengths.append(segment.lengths[local])
+        if len(docs) == 1:
+            all_docs, all_tf, all_lengths = docs[0], tf[0], lengths[0]
+        else:
+            all_docs, all_tf, all_lengths = np.concatenate(docs), np.concatenate(tf), np.concatenate(lengths)
+        # bm25s: tf (float32) / (k1 * ((1 - b) + b * l_d / l_avg) + tf) evaluated in float64, times the float32
+        # idf, stored as float32
+        tfc = all_tf / (k1 * ((1 - b) + b * all_lengths.astype(np.float64) / stats.avgdl) + all_tf)
+        out[all_docs] += (idf * tfc).astype(np.float32)
     for s, mask in enumerate(deleted):
         if mask is not None:
             out[offsets[s] : offsets[s] + len(postings[s])][mask] = 0.0

@@ -358,7 +358,11 @@ class Segment:
             if missing:
                 raise IndexCorruptError(f"segment {path.name}: {missing[0]} is missing")
         try:
-            arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS if name != "doc_ids"}
+            arrays = {
+                name: np.asarray(np.load(path / f"{name}.npy", mmap_mode="r"))  # plain views: see Postings.load
+                for name in _ARRAYS
+                if name != "doc_ids"
+            }
             arrays["doc_ids"] = np.load(path / "doc_ids.npy")
             return cls(path, meta, arrays)
         except (ValueError, OSError, KeyError, sqlite3.Error) as exc:

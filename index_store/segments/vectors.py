@@ -130,7 +130,7 @@ class SegmentVectors:
     @classmethod
     def load(cls, folder: Path, dim: int) -> SegmentVectors:
         path = folder / VECTORS_FILE
-        rows = np.load(path, mmap_mode="r") if path.stat().st_size > 128 else np.zeros((0, dim), np.float32)
+        rows = np.asarray(np.load(path, mmap_mode="r")) if path.stat().st_size > 128 else np.zeros((0, dim), np.float32)
         if rows.ndim != 2 or (len(rows) and rows.shape[1] != dim):
             raise ValueError(f"{VECTORS_FILE}: expected (n, {dim}) vectors, got {rows.shape}")
         if len(rows) == 0:
@@ -154,18 +154,60 @@ class SegmentVectors:
         if allowed is not None:
             subset = allowed if live is None else allowed[live[allowed]]
         if self.ivf is None or (subset is not None and len(subset) <= 20_000):
+            return self._exact(queries, k, live, subset, out_scores, out_rows)
+        found = self._ann_rows(queries, k, live, subset)
+        return self._rerank(queries, found, k, out_scores, out_rows)
+
+    def _exact(
+        self,
+        queries: np.ndarray,
+        k: int,
+        live: np.ndarray | None,
+        subset: np.ndarray | None,
+        out_scores: np.ndarray,
+        out_rows: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k by one matrix product (the common case: one query over a small segment, where the fixed
+        cost per segment is what a view of many segments pays), in blocks for many queries over many rows."""
+        if subset is not None and len(subset) == 0:
+            return out_scores, out_rows
+        count = len(self) if subset is None else len(subset)
+        if len(queries) * count > 4_000_000:  # bounded memory for the score matrix
             if subset is None and live is not None and not live.all():
                 subset = np.flatnonzero(live)
             if subset is None:
                 found = _exact_rows(self.rows, queries, k)
             else:
-                if len(subset) == 0:
-                    return out_scores, out_rows
                 local = _exact_rows(self.rows[subset], queries, k)
                 found = np.where(local >= 0, subset[np.maximum(local, 0)], -1)
-        else:
-            found = self._ann_rows(queries, k, live, subset)
-        return self._rerank(queries, found, k, out_scores, out_rows)
+            return self._rerank(queries, found, k, out_scores, out_rows)
+        rows = self.rows if subset is None else self.rows[subset]
+        if len(queries) == 1 and (live is None or subset is not None):  # the search path: as few numpy calls as can be
+            single = rows @ queries[0]
+            take = min(k, count)
+            top = np.argpartition(single, count - take)[count - take :] if count > take else np.arange(count)
+            top = top[np.argsort(-single[top], kind="stable")]
+            out_scores[0, :take] = single[top]
+            out_rows[0, :take] = top if subset is None else subset[top]
+            return out_scores, out_rows
+        scores = queries @ np.asarray(rows, dtype=np.float32).T
+        if subset is None and live is not None:
+            scores[:, ~live] = -np.inf
+        take = min(k, count)
+        best = (
+            np.argpartition(-scores, take - 1, axis=1)[:, :take]
+            if count > take
+            else np.tile(np.arange(count), (len(queries), 1))
+        )
+        best_scores = np.take_along_axis(scores, best, axis=1)
+        order = np.argsort(-best_scores, axis=1, kind="stable")
+        best = np.take_along_axis(best, order, axis=1)
+        best_scores = np.take_along_axis(best_scores, order, axis=1)
+        found = best if subset is None else subset[best]
+        valid = np.isfinite(best_scores)
+        out_scores[:, :take] = np.where(valid, best_scores, -np.inf)
+        out_rows[:, :take] = np.where(valid, found, -1)
+        return out_scores, out_rows
 
     def _ann_rows(self, queries: np.ndarray, k: int, live: np.ndarray | None, subset: np.ndarray | None) -> np.ndarray:
         assert self.ivf is not None

@@ -278,12 +278,11 @@ class SegmentedView:
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
 
     def iter_passages(self) -> Iterator[StoredPassage]:
+        """Every live passage, ascending id."""
         for state in self.states:
+            gone = set() if state.deleted is None else set(np.asarray(state.segment.ids)[state.deleted].tolist())
             for passage in state.segment.iter_passages():
-                if (
-                    state.deleted is None
-                    or not state.deleted[state.segment.positions_of(np.array([passage.passage_id]))[0]]
-                ):
+                if passage.passage_id not in gone:
                     yield passage
 
     def document_ids(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
