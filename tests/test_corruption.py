@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -236,7 +237,13 @@ def test_a_change_only_a_lost_version_held_is_applied_again_never_claimed_publis
         seq = client.post("/documents", json={"id": "zebra", "text": "Zebra finches learn songs."}).json()["seq"][0]
         lost_version = _wait_published(client, seq)["index_version"]
     assert isinstance(lost_version, str)
-    _flip(segment_path(index_dir, lost_version) / "passages.sqlite")  # its documents cannot be trusted any more
+    # Its documents cannot be trusted any more — nor those of any segment holding the change (a background merge
+    # may have copied it into a merged segment of a later version).
+    for store in sorted(index_dir.glob("segments/*/passages.sqlite")):
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            holds = db.execute("SELECT 1 FROM documents WHERE doc_id = 'zebra'").fetchone() is not None
+        if holds:
+            _flip(store)
 
     with _service(index_dir) as client:
         seen = []

@@ -161,7 +161,9 @@ def _change(
         )
     before = _disk_files(index_dir)
     started = time.perf_counter()
-    report = apply_changes(index_dir, embedder, upserts=upserts, options=BuildOptions(segment_cache=cache))
+    # A merge commits under the write lock for a moment: a write waits for it (as the live writer retries).
+    options = BuildOptions(segment_cache=cache, lock_timeout=60)
+    report = apply_changes(index_dir, embedder, upserts=upserts, options=options)
     published = time.perf_counter()
     model = report.seconds.get("chunk", 0.0) + report.seconds.get("embed", 0.0)
     with IndexReader.open(index_dir, cache=cache) as reader:
