@@ -346,10 +346,12 @@ class IndexReader:
 
     # The reader surface (citesearch.search, eval, service): the view answers it.
     def search_vectors(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> VectorHits:
+        self._check_open()
         hits: VectorHits = self.view.search_vectors(queries, k, allowed_ids)
         return hits
 
     def passages(self, passage_ids: Sequence[int]) -> list[StoredPassage]:
+        self._check_open()
         found: list[StoredPassage] = self.view.passages(passage_ids)
         return found
 
@@ -375,6 +377,7 @@ class IndexReader:
         return keys
 
     def passage_ids(self, *, section: str | None = None, doc_id: str | None = None) -> np.ndarray:
+        self._check_open()
         ids: np.ndarray = self.view.passage_ids_where(section=section, doc_id=doc_id)
         return ids
 
@@ -383,6 +386,7 @@ class IndexReader:
         return passages
 
     def document(self, doc_id: str) -> StoredDocument | None:
+        self._check_open()
         document: StoredDocument | None = self.view.document(doc_id)
         return document
 
@@ -394,8 +398,12 @@ class IndexReader:
         hashes: dict[str, str] = self.view.document_hashes()
         return hashes
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexStoreError(f"index version {self.version} is closed")
+
     def close(self) -> None:
-        """Release this reader's lease. Its segments stay loaded while another reader (or the cache) holds them."""
+        """Release this reader's lease (later lookups on it fail). Its segments stay loaded while another reader (or the cache) holds them."""
         if not self._closed:
             self._closed = True
             if self._lease is not None:
