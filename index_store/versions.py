@@ -403,7 +403,8 @@ class IndexReader:
             raise IndexStoreError(f"index version {self.version} is closed")
 
     def close(self) -> None:
-        """Release this reader's lease (later lookups on it fail). Its segments stay loaded while another reader (or the cache) holds them."""
+        """Release this reader's lease (later lookups on it fail). Its segments stay loaded while another reader
+        (or the cache) holds them."""
         if not self._closed:
             self._closed = True
             if self._lease is not None:
