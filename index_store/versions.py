@@ -472,6 +472,7 @@ class IndexWriter:
         inherited = base.extra.get("passed_over", []) if base is not None else []
         self.passed_over = sorted({*(inherited if isinstance(inherited, list) else []), *passed_over})
         substitutes = substitutes or {}
+        self.verified: set[str] = set()  # base segments whose files were checksummed by choose_base
         self._refs: list[SegmentRef] = []
         for old in base.segments if base is not None else ():
             # A segment whose derived files were damaged is rebuilt under a new name; its deletes file still applies.
@@ -555,6 +556,8 @@ class IndexWriter:
                 substitutes=substitutes,
             )
             writer.written_files.extend(f"{SEGMENTS_DIR}/{name}" for name in substitutes.values())
+            if chosen is not None:
+                writer.verified.update(chosen.checked)
             try:
                 yield writer
             finally:
@@ -566,6 +569,10 @@ class IndexWriter:
         self._connections.clear()
 
     # -- lookups in the base -------------------------------------------------------------------------------------
+    def _segment(self, name: str) -> Any:
+        """A base segment, loaded once per process (checksummed unless ``choose_base`` just did)."""
+        return self.cache.get(self.index_dir, name, verify=name not in self.verified)
+
     def _store(self, name: str) -> sqlite3.Connection:
         if name not in self._connections:
             self._connections[name] = connect(segment_store_path(self.index_dir, name), read_only=True)
@@ -586,7 +593,7 @@ class IndexWriter:
             if not rows:
                 continue
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            positions = segment_positions(self.cache.get(self.index_dir, ref.name), ids)
+            positions = segment_positions(self._segment(ref.name), ids)
             if self._mask(ref)[positions].all():
                 continue  # deleted in this segment (a later one may hold it again)
             (content_hash,) = db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
@@ -616,7 +623,7 @@ class IndexWriter:
         """Every passage the new version will hold (a pass over the whole index: derived-index builders only)."""
         for ref in self._refs:
             mask = self._mask(ref)
-            segment = self.cache.get(self.index_dir, ref.name)
+            segment = self._segment(ref.name)
             live = set(segment_passage_ids(segment)[~mask].tolist())
             for stored in PassageStore(self._store(ref.name)).iter_passages():
                 if stored.passage_id in live:
@@ -765,7 +772,7 @@ class IndexWriter:
 
     def _base_view(self) -> SegmentedView:
         """The base version's live documents as this write leaves them (its deletions applied)."""
-        segments = [self.cache.get(self.index_dir, ref.name) for ref in self._refs]
+        segments = [self._segment(ref.name) for ref in self._refs]
         masks = [
             self._masks[ref.name]
             if ref.name in self._masks
@@ -842,6 +849,7 @@ class Base:
     rebuilt: str | None  # what was damaged and is rebuilt, for the log
     skipped: tuple[str, ...]  # newer versions passed over (on_damage="fallback"), with why
     damaged_segments: dict[str, list[str]] = field(default_factory=dict)  # segment -> its damaged derived files
+    checked: tuple[str, ...] = ()  # segments whose files were just checksummed (not checked again on load)
 
 
 def damaged_message(index_dir: Path, health: VersionHealth, older: str | None) -> str:
@@ -902,7 +910,7 @@ def choose_base(
             skipped = tuple(f"{h.name}: {h.describe()}" for h in damaged)
             if skipped:
                 log.error("index version(s) passed over, their documents cannot be trusted: %s", "; ".join(skipped))
-            return Base(health.manifest, rebuilt, skipped, dict(health.damaged_segments))
+            return Base(health.manifest, rebuilt, skipped, dict(health.damaged_segments), health.checked)
         damaged.append(health)
         if on_damage == "empty":
             log.warning("starting a fresh index (every document is replaced): %s", health.describe())
