@@ -446,3 +446,18 @@ def test_real_model_segments_search_like_a_fresh_build(tmp_path: Path, real_embe
     hit = view.search_vectors(real_embedder.encode(["What did Lavrov say about the observer mission in 2022?"]), 1)
     (passage,) = view.passages(hit.ids[0].tolist())
     assert "observation mission" in passage.text
+
+
+def test_a_segment_emptied_by_deletes_merges_to_nothing(tmp_path: Path, corpus: list[Document]) -> None:
+    writer = Writer(tmp_path / "segments")
+    a, b, c = writer.segment(corpus[:5]), writer.segment(corpus[5:8]), writer.segment(corpus[8:12])
+    emptied = merge_segments(tmp_path / "segments" / "m", [(b, _mask(b, {d.doc_id for d in corpus[5:8]}))])
+    assert len(emptied) == 0 and emptied.n_documents == 0
+    with_empty = SegmentedView([(a, None), (emptied, None), (c, None)])
+    without = SegmentedView([(a, None), (c, None)])
+    assert with_empty.live == without.live == len(a) + len(c)
+    for query in QUERIES[:3]:
+        np.testing.assert_array_equal(with_empty.scores(query), without.scores(query))
+    assert with_empty.document(corpus[6].doc_id) is None
+    assert with_empty.passages(c.ids[:3].tolist()) == c.passages(c.ids[:3].tolist())
+    assert len(with_empty.passages(c.ids[:3].tolist())) == 3

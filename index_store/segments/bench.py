@@ -93,15 +93,22 @@ def vocabulary(size: int = VOCABULARY, seed: int = 7) -> list[str]:
 
 
 def synthetic_documents(
-    n_passages: int, *, dim: int, first_id: int, seed: int, words: Sequence[str], prefix: str = "d"
+    n_passages: int,
+    *,
+    dim: int,
+    first_id: int,
+    seed: int,
+    words: Sequence[str],
+    prefix: str = "d",
+    topics: int = 5_000,
 ) -> list[NewDocument]:
-    """Documents of ``PASSAGES_PER_DOCUMENT`` passages of Zipf-distributed words, with random unit vectors."""
+    """Documents of ``PASSAGES_PER_DOCUMENT`` passages of Zipf-distributed words, with topic-clustered unit vectors
+    (``clustered_vectors``: the same topic space in every call, so segments written apart share it)."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, len(words) + 1) ** 1.1
     tokens = rng.choice(len(words), size=(n_passages, WORDS_PER_PASSAGE), p=weights / weights.sum())
     vocab = np.asarray(words, dtype=object)
-    vectors = rng.standard_normal((n_passages, dim), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = clustered_vectors(n_passages, dim, rng, topics=max(1, topics))
     documents = []
     for d, start in enumerate(range(0, n_passages, PASSAGES_PER_DOCUMENT)):
         texts = [" ".join(row) for row in vocab[tokens[start : start + PASSAGES_PER_DOCUMENT]]]
@@ -120,6 +127,25 @@ def synthetic_documents(
         ids = list(range(first_id + start, first_id + start + len(passages)))
         documents.append(NewDocument(doc, ids, passages, vectors[start : start + len(passages)], cluster_key=ids[0]))
     return documents
+
+
+LATENT_DIMS = 32
+SPACE_SEED = 11
+
+
+def clustered_vectors(n: int, dim: int, rng: np.random.Generator, *, topics: int) -> np.ndarray:
+    """Unit vectors around ``topics`` topic centres, as ``citesearch bench scale``'s "clustered" distribution (a
+    32-d latent point per passage — its topic's centre plus a spread as wide as the centres' — mapped into ``dim``
+    dimensions, plus a little isotropic noise): sentence embeddings look like this, and IVF works on it as on real
+    vectors; uniform random vectors are a worst case no real index has. The topic space is fixed (``SPACE_SEED``)."""
+    space = np.random.default_rng(SPACE_SEED)
+    latent = min(LATENT_DIMS, dim)
+    centres = space.standard_normal((topics, latent), dtype=np.float32)
+    mapping = space.standard_normal((latent, dim), dtype=np.float32) / np.sqrt(latent, dtype=np.float32)
+    chosen = rng.integers(0, topics, size=n)
+    points = centres[chosen] + rng.standard_normal((n, latent), dtype=np.float32)
+    block = points @ mapping + 0.3 * rng.standard_normal((n, dim), dtype=np.float32)
+    return np.asarray(block / np.linalg.norm(block, axis=1, keepdims=True), dtype=np.float32)
 
 
 def _p50_ms(fn: Callable[[int], Any], count: int, warmup: int = 2) -> float:
@@ -174,6 +200,7 @@ def bench_segments(
     queries: int = 50,
     seed: int = 0,
     tantivy: bool = False,
+    baselines: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Every figure for one size (see the module docstring); segments are written under ``work_dir``."""
@@ -209,8 +236,7 @@ def bench_segments(
     big_mask = document_deletion_mask(big, [str(big.doc_ids[i]) for i in gone])
     entries: list[tuple[Segment, np.ndarray | None]] = [(big, big_mask), *[(s, None) for s in small]]
     query_texts = keyword_queries(words, queries, seed)
-    query_vectors = rng.standard_normal((queries, dim), dtype=np.float32)
-    query_vectors /= np.linalg.norm(query_vectors, axis=1, keepdims=True)
+    query_vectors = clustered_vectors(queries, dim, rng, topics=5_000)
 
     log(f"{size:,}: a one-document segment and the view of the new version")
     one_doc = synthetic_documents(PASSAGES_PER_DOCUMENT, dim=dim, first_id=next_id, seed=seed + 999, words=words)
@@ -236,10 +262,11 @@ def bench_segments(
     one.warm()
     figures["merged"] = _search_figures(one, query_texts, query_vectors)
 
-    log(f"{size:,}: bm25s over the same texts (today's engine)")
     live_texts = [t for t, keep in zip(texts, many.live_mask.tolist(), strict=True) if keep]
     del texts
-    figures.update(bench_bm25s(live_texts, query_texts))
+    if baselines:
+        log(f"{size:,}: bm25s over the same texts (today's engine)")
+        figures.update(bench_bm25s(live_texts, query_texts))
     if tantivy:
         log(f"{size:,}: tantivy over the same texts")
         figures.update(bench_tantivy(live_texts, query_texts, work_dir / "tantivy"))
@@ -289,6 +316,41 @@ def bench_tantivy(texts: Sequence[str], queries: Sequence[str], folder: Path) ->
     }
 
 
+def bench_df_strategy(size: int, work_dir: Path, *, queries: int = 200, seed: int = 0) -> dict[str, float]:
+    """Document frequencies under deletions, two ways: counted per query term from the postings and the mask (what
+    the view does) against kept per segment (every term's live df, recomputed when a segment's mask changes)."""
+    words = vocabulary()
+    segment = Segment.build(
+        work_dir / "df",
+        synthetic_documents(size, dim=8, first_id=0, seed=seed, words=words),
+        dim=8,
+        settings=KeywordSettings(context=False),
+    )
+    rng = np.random.default_rng(seed)
+    gone = rng.choice(segment.n_documents, size=max(1, segment.n_documents // 100), replace=False)
+    mask = document_deletion_mask(segment, [str(segment.doc_ids[i]) for i in gone])
+    assert mask is not None and segment.postings is not None
+    texts = keyword_queries(words, queries, seed + 1)
+    clean, masked = SegmentedView([(segment, None)]), SegmentedView([(segment, mask)])
+    postings = segment.postings
+
+    def precompute() -> np.ndarray:
+        term_of = np.repeat(np.arange(len(postings.terms)), np.diff(postings.indptr))
+        gone_per_term = np.bincount(term_of[mask[postings.docs]], minlength=len(postings.terms))
+        live: np.ndarray = np.diff(postings.indptr) - gone_per_term
+        return live
+
+    _, precompute_s = _timed(precompute)
+    figures = {
+        "passages": float(size),
+        "bm25_p50_ms_no_deletions": _p50_ms(lambda i: clean.scores(texts[i]), queries),
+        "bm25_p50_ms_df_per_query": _p50_ms(lambda i: masked.scores(texts[i]), queries),
+        "df_kept_per_segment_ms_per_mask_change": precompute_s * 1000,
+    }
+    segment.close()
+    return figures
+
+
 def _print(figures: dict[str, Any]) -> None:
     print(f"\n== {figures['passages']:,} passages")
     for key, value in figures.items():
@@ -310,10 +372,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small-segments", type=int, default=49)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--tantivy", action="store_true", help="also measure tantivy (must be importable)")
+    parser.add_argument("--no-bm25s", action="store_true", help="leave out the bm25s baseline (minutes at 1M)")
+    parser.add_argument("--df-strategy", action="store_true", help="only compare the two ways of counting df")
     parser.add_argument("--work-dir", type=Path, default=None, help="where to write segments (default: a temp dir)")
     args = parser.parse_args(argv)
     for size in (int(s) for s in args.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"segbench-{size}-", dir=args.work_dir))
+        if args.df_strategy:
+            try:
+                for key, value in bench_df_strategy(size, work).items():
+                    print(f"  {key}: {value:.3f}")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            continue
         try:
             figures = bench_segments(
                 size,
@@ -322,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 small_segments=args.small_segments,
                 queries=args.queries,
                 tantivy=args.tantivy,
+                baselines=not args.no_bm25s,
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)

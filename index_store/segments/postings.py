@@ -114,10 +114,10 @@ class Postings:
         terms = [""] * len(vocab)
         for term, tid in vocab.items():
             terms[tid] = term
-        lengths = np.fromiter((len(ids) for ids in tokenized.ids), dtype=np.float32, count=len(texts))
-        flat = np.fromiter((t for ids in tokenized.ids for t in ids), dtype=np.int64, count=int(lengths.sum()))
-        owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths.astype(np.int64))
-        return cls._from_pairs(terms, owner, flat, np.ones(len(flat), np.float32), lengths)
+        counts = np.fromiter((len(ids) for ids in tokenized.ids), dtype=np.int64, count=len(texts))
+        flat = np.fromiter((t for ids in tokenized.ids for t in ids), dtype=np.int64, count=int(counts.sum()))
+        owner = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+        return cls._from_pairs(terms, owner, flat, np.ones(len(flat), np.float32), counts.astype(np.float32))
 
     @classmethod
     def _from_pairs(

@@ -222,7 +222,11 @@ class Segment:
         self.path = path
         self.name = path.name
         self.meta = meta
-        self.settings = KeywordSettings(**meta["keyword"]) if meta.get("keyword") else None
+        recorded = meta.get("keyword")
+        known = set(KeywordSettings.__dataclass_fields__)  # a newer release may record more; read what this knows
+        self.settings = (
+            KeywordSettings(**{k: v for k, v in recorded.items() if k in known}) if isinstance(recorded, dict) else None
+        )
         self.dim = int(meta["dim"])
         self.ids: np.ndarray = arrays["ids"]
         self.part_of: np.ndarray = arrays["part_of"]

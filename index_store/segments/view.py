@@ -97,12 +97,14 @@ class SegmentedView:
     """
 
     def __init__(self, segments: Sequence[tuple[Segment, np.ndarray | None]], *, dim: int | None = None) -> None:
-        self.states = [SegmentState.of(segment, deleted) for segment, deleted in segments]
+        # an empty segment (every document of a write deleted again, or a merge of deleted documents) holds no
+        # position: left out, so the segments' first ids stay strictly increasing for ``locate``
+        self.states = [SegmentState.of(segment, deleted) for segment, deleted in segments if len(segment)]
         self.segments = [state.segment for state in self.states]
         for before, after in zip(self.segments, self.segments[1:], strict=False):
             if len(before) and len(after) and before.ids[-1] >= after.ids[0]:
                 raise ValueError(f"segments out of id order: {before.name} then {after.name}")
-        dims = {segment.dim for segment in self.segments}
+        dims = {segment.dim for segment, _ in segments}
         if len(dims) > 1:
             raise ValueError(f"segments of different dimensions: {sorted(dims)}")
         self.dim = dims.pop() if dims else int(dim or 0)
@@ -113,7 +115,7 @@ class SegmentedView:
         self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in self.segments])]).astype(np.int64)
         self.part_offsets = np.concatenate([[0], np.cumsum([s.n_parts for s in self.segments])]).astype(np.int64)
         self.doc_offsets = np.concatenate([[0], np.cumsum([s.n_documents for s in self.segments])]).astype(np.int64)
-        self.first_ids = np.array([s.ids[0] if len(s) else np.iinfo(np.int64).max for s in self.segments], np.int64)
+        self.first_ids = np.array([s.ids[0] for s in self.segments], np.int64)
         self.total = int(self.offsets[-1])
         self.live = sum(state.live for state in self.states)
         self.stats = CollectionStats(self.live, sum(state.live_length for state in self.states))
