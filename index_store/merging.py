@@ -136,7 +136,7 @@ def merge_index(
             # Leased before they exist: a write's pruning between the build and the commit must not take them.
             stack.enter_context(_leased(index_dir, names))
             for (start, end), name in zip(runs, names, strict=True):
-                sources = [(reader.view.segments[i], masks[i]) for i in range(start, end)]
+                sources = [(cache.get(index_dir, refs[i].name, verify=False), masks[i]) for i in range(start, end)]
                 merged = merge_segments(segment_dir(index_dir, name), sources)
                 cache.put(index_dir, merged)
                 built.append((refs[start:end], masks[start:end], name))
