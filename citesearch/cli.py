@@ -60,6 +60,12 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     index_dir = Path(args.index_dir or settings.index_dir)
+    if args.upgrade:
+        return _cmd_upgrade(args, index_dir)
+    if not args.paths:
+        if args.optimize:
+            return _report_merge(args, index_dir, optimize=True)
+        raise ValueError("give the files or folders to index (citesearch index PATH ...), or --optimize / --upgrade")
     try:
         loaded = load_documents(args.paths)  # before loading the model: bad input fails fast
     except IngestError as exc:
@@ -91,14 +97,21 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
         credit_ray_embeddings(report, ray_fill)
         extra["ray"] = ray_fill.to_dict()
+    # The tiered merge policy after every write (everything into one segment with --optimize): searches go on on
+    # the version just published meanwhile, and another writer only waits for the merge's short commit.
+    merged = _merge(index_dir, optimize=args.optimize, wait=args.wait)
     if args.json:
-        print(json.dumps({"index_dir": str(index_dir), **report.to_dict(), **extra}, ensure_ascii=False))
+        print(
+            json.dumps({"index_dir": str(index_dir), **report.to_dict(), **extra, "merge": merged}, ensure_ascii=False)
+        )
     else:
         for skipped in report.skipped:
             print(
                 f"skipped {escape_for_terminal(skipped.source)}: {escape_for_terminal(skipped.reason)}", file=sys.stderr
             )
         print(report.summary())
+        if merged["line"]:
+            print(merged["line"])
         print(f"index folder: {index_dir}")
     return 0
 
@@ -137,6 +150,39 @@ def _fill_cache_on_ray(
         batch_size=settings.embed_batch_size,
         progress=progress_stream(not args.json or args.progress),
     )
+
+
+def _merge(index_dir: Path, *, optimize: bool, wait: float) -> dict[str, Any]:
+    """One merge pass (index_store.merging), as a line for people and fields for --json."""
+    from index_store.merging import merge_index
+
+    report = merge_index(index_dir, optimize=optimize, lock_timeout=max(wait, 30.0))
+    line = (
+        f"merged {sum(len(run) for run in report.merged)} segments into {len(report.into)} as {report.version} "
+        f"({report.segments_before} -> {report.segments_after} segments, {report.carried_deletes} deletions carried "
+        f"over, {sum(report.seconds.values()):.1f}s)"
+        if report.version is not None
+        else (f"optimize: {report.detail}" if optimize else "")
+    )
+    return {"version": report.version, "segments": report.segments_after, "line": line}
+
+
+def _report_merge(args: argparse.Namespace, index_dir: Path, *, optimize: bool) -> int:
+    merged = _merge(index_dir, optimize=optimize, wait=args.wait)
+    print(json.dumps({"index_dir": str(index_dir), "merge": merged}) if args.json else merged["line"])
+    return 0
+
+
+def _cmd_upgrade(args: argparse.Namespace, index_dir: Path) -> int:
+    from index_store.upgrade import upgrade_index
+
+    manifest = upgrade_index(index_dir, lock_timeout=args.wait)
+    line = (
+        f"upgraded {manifest.base_version} to {manifest.version}: {manifest.counts.get('documents', 0)} documents, "
+        f"{manifest.counts.get('passages', 0)} passages in one segment (nothing re-embedded)"
+    )
+    print(json.dumps({"upgrade": {"version": manifest.version, "from": manifest.base_version}}) if args.json else line)
+    return 0
 
 
 def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:
@@ -280,8 +326,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reapply_journal(index_dir: Path, base: str) -> None:
     """Re-queue journaled changes only the passed-over version held (the service applies them again)."""
+    from index_store.layout import VERSIONS_DIR
     from index_store.manifest import Manifest
-    from index_store.versions import VERSIONS_DIR
     from indexer.live_updates import JOURNAL_NAME, Journal, reapply_lost
 
     if (index_dir / JOURNAL_NAME).exists():
@@ -316,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     index = sub.add_parser("index", help="index files and folders (.txt .md .html .jsonl) into a new version")
-    index.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    index.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     index.add_argument("--index-dir", type=Path, help="index folder (default: $CITESEARCH_INDEX_DIR or var/index)")
     index.add_argument("--add", action="store_true", help="add/update these documents, keep the others")
     index.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer's lock")
@@ -329,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="chunk and embed on Ray (pip install 'citesearch[ray]'): HOST:PORT or ray://HOST[:PORT] joins a "
         "cluster; without ADDRESS $CITESEARCH_RAY_ADDRESS, else a local Ray on loopback (put it after the paths)",
+    )
+    index.add_argument(
+        "--optimize", action="store_true", help="merge the index down to one segment (after indexing PATHs, if any)"
+    )
+    index.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="convert an index written by the previous format (one folder per version) to segments, no re-embedding",
     )
     index.set_defaults(handler=cmd_index)
 

@@ -205,10 +205,14 @@ class Searcher:
             return None
         with self._cache_lock:
             if self._part_layout is None:
-                documents = keyword.documents
-                self._part_layout = PartLayout.of(
-                    keyword.context.part_of, None if documents is None else documents.doc_of
-                )
+                stored = getattr(self.reader, "part_layout", None)  # a segmented reader composes the stored ones
+                if callable(stored):
+                    self._part_layout = stored()
+                else:
+                    documents = keyword.documents
+                    self._part_layout = PartLayout.of(
+                        keyword.context.part_of, None if documents is None else documents.doc_of
+                    )
             return self._part_layout
 
     def part_scores(self, ids: np.ndarray, query_vector: np.ndarray) -> PartScores | None:
@@ -223,7 +227,10 @@ class Searcher:
 
         with self._cache_lock:
             if self._part_vectors is None:
-                self._part_vectors = PartVectors.build(layout, vectors_at, self.reader.vectors.dim)
+                stored = getattr(self.reader, "part_vectors", None)  # segments store their parts' mean vectors
+                self._part_vectors = (
+                    stored() if callable(stored) else PartVectors.build(layout, vectors_at, self.reader.vectors.dim)
+                )
             part_vectors = self._part_vectors
         return part_scores(layout, part_vectors, keyword.positions(ids), vectors_at, query_vector)
 

@@ -14,7 +14,6 @@ otherwise it is rebuilt (the embedding cache in the folder still saves re-embedd
 from __future__ import annotations
 
 import csv
-import hashlib
 import sys
 import time
 from collections.abc import Sequence
@@ -147,13 +146,12 @@ def read_query_dates(path: Path) -> dict[str, str]:
 
 # -- the dataset's index -----------------------------------------------------------------------------------------
 def corpus_fingerprint(documents: Sequence[Any]) -> str:
-    """The fingerprint index_store records for a corpus: sha256 over sorted ``doc_id<TAB>content_hash`` lines.
+    """The fingerprint index_store records for a corpus (``index_store.manifest.corpus_fingerprint``: order-free,
+    kept up to date per write). Built from a dict like the pipeline does, so a doc id repeated in the corpus counts
+    once (the last one wins)."""
+    from index_store.manifest import corpus_fingerprint as fingerprint_of
 
-    Built from a dict like the pipeline does, so a doc id repeated in the corpus counts once (the last one wins).
-    """
-    hashes = {doc.doc_id: doc.content_hash for doc in documents}
-    lines = "\n".join(f"{doc_id}\t{digest}" for doc_id, digest in sorted(hashes.items()))
-    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+    return fingerprint_of({doc.doc_id: doc.content_hash for doc in documents})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """``citesearch check [--repair]``: verify every version of an index folder and rebuild what can be rebuilt.
 
-A version is ``ok`` (every file matches the manifest), ``rebuildable`` (only derived files — BM25, vectors — are
-damaged, and its store plus the embedding cache can rebuild them) or ``damaged`` (its manifest or its documents
-cannot be trusted). ``repair_index`` writes a new version: the published one with its derived files rebuilt, or,
-when the published one is damaged, the newest intact older one published again (the damaged one is kept, never
-pruned, and what only it held is named).
+A version is ``ok`` (every file of every segment it names matches), ``rebuildable`` (only derived files of some
+segments — postings, vectors, tables — are damaged, and their store plus the embedding cache can rebuild them) or
+``damaged`` (its manifest, a deletes file or a segment's store cannot be trusted). ``repair_index`` writes a new
+version: the published one with its damaged segments rebuilt (under new names), or, when the published one is
+damaged, the newest intact older one published again (the damaged one is kept, never pruned, and what only it held
+is named).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index_store.derived import CACHE_PATH, inspect_version, keyword_settings_of, vectors_from_cache
-from index_store.errors import IndexCorruptError, IndexNotFoundError
-from index_store.manifest import FORMAT_VERSION
-from index_store.sqlite_store import FILE_NAME as STORE_FILE
-from index_store.sqlite_store import PassageStore, connect
-from index_store.versions import VERSIONS_DIR, IndexWriter, choose_base, current_version, list_versions
+from index_store.derived import check_rebuildable, inspect_version, keyword_settings_of
+from index_store.errors import IndexNotFoundError
+from index_store.layout import VERSIONS_DIR, list_segments, read_deletes, segment_dir
+from index_store.manifest import Manifest
+from index_store.segment_io import STORE_FILE
+from index_store.sqlite_store import connect
+from index_store.versions import IndexWriter, choose_base, current_version, list_versions, upgrade_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,8 @@ class RepairReport:
 
 
 def check_index(index_dir: Path) -> list[VersionReport]:
-    """Every version folder, newest first, checked against its manifest (vectors also against the cache)."""
+    """Every version, newest first, checked against its manifest: every file of every segment it names (damaged
+    vectors also against the embedding cache, which rebuilds them)."""
     index_dir = Path(index_dir)
     current = current_version(index_dir)
     names = sorted(set(list_versions(index_dir)) | ({current} if current else set()), reverse=True)
@@ -52,30 +55,53 @@ def check_index(index_dir: Path) -> list[VersionReport]:
         )
     reports = []
     for name in names:
-        version_dir = index_dir / VERSIONS_DIR / name
-        health = inspect_version(version_dir, format_version=FORMAT_VERSION)
+        health = inspect_version(index_dir, name, trusted=None)
         state, detail = ("ok", "intact") if health.ok else ("damaged", health.describe())
-        if health.rebuildable and health.manifest is not None:
+        if health.legacy:
+            detail = upgrade_message(index_dir, name)
+        elif health.rebuildable and health.manifest is not None:
             state = "rebuildable"
-            detail = f"{health.describe()}; {health.damage.describe()} can be rebuilt from passages.sqlite"
-            if health.damage.vectors:
-                try:
-                    with contextlib.closing(connect(version_dir / STORE_FILE, read_only=True)) as db:
-                        vectors_from_cache(PassageStore(db), health.manifest, index_dir / CACHE_PATH)
-                except (IndexCorruptError, sqlite3.Error) as exc:
-                    state, detail = "damaged", f"{health.describe()}; {exc}"
+            detail = (
+                f"{health.describe()}; {health.damage.describe()} can be rebuilt from the segment's passages.sqlite"
+            )
+            problem = check_rebuildable(index_dir, health.manifest, health.damaged_segments)
+            if problem is not None:
+                state, detail = "damaged", f"{health.describe()}; {problem}"
         documents = None if health.manifest is None else health.manifest.counts.get("documents")
         reports.append(VersionReport(name, name == current, state, detail, documents))
     return reports
 
 
-def _document_ids(version_dir: Path) -> set[str] | None:
-    """The document ids a (possibly damaged) store still gives up, or None when it gives up nothing."""
-    try:
-        with contextlib.closing(connect(version_dir / STORE_FILE, read_only=True)) as db:
-            return {row[0] for row in db.execute("SELECT doc_id FROM documents")}
-    except sqlite3.Error:
-        return None
+def _document_ids(index_dir: Path, name: str | None, *, besides: set[str] | frozenset[str] = frozenset()) -> set[str]:
+    """The document ids the live passages of version ``name`` belong to, as far as its segments' stores still give
+    them up. When its manifest is unreadable: the documents of every segment on disk that ``besides`` (the segments
+    of an intact version) does not name."""
+    manifest = None
+    if name is not None:
+        try:
+            manifest = Manifest.read(index_dir / VERSIONS_DIR / name)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            manifest = None
+    refs = (
+        [(ref.name, ref.deletes, ref.passages) for ref in manifest.segments]
+        if manifest is not None
+        else [(segment, None, None) for segment in list_segments(index_dir) if segment not in besides]
+    )
+    found: set[str] = set()
+    for segment, deletes, passages in refs:
+        try:
+            with contextlib.closing(connect(segment_dir(index_dir, segment) / STORE_FILE, read_only=True)) as db:
+                rows = db.execute("SELECT passage_id, doc_id FROM passages ORDER BY passage_id").fetchall()
+        except sqlite3.Error:
+            continue
+        deleted = None
+        if deletes is not None and passages is not None:
+            with contextlib.suppress(OSError, ValueError):
+                deleted = read_deletes(index_dir, deletes, passages)
+        found.update(
+            str(doc_id) for i, (_, doc_id) in enumerate(rows) if deleted is None or i >= len(deleted) or not deleted[i]
+        )
+    return found
 
 
 def repair_index(index_dir: Path, *, lock_timeout: float = 0.0) -> RepairReport:
@@ -105,8 +131,9 @@ def repair_index(index_dir: Path, *, lock_timeout: float = 0.0) -> RepairReport:
         published = writer.publish(build={"repair": {"action": action, "base": base, "replaces": current}}, extra=None)
     lost: tuple[str, ...] = ()
     if action == "fell_back" and current is not None:
-        held = _document_ids(index_dir / VERSIONS_DIR / current) or set()
-        lost = tuple(sorted(held - (_document_ids(index_dir / VERSIONS_DIR / published.version) or set())))
+        kept = {ref.name for ref in published.segments}
+        held = _document_ids(index_dir, current, besides=kept)
+        lost = tuple(sorted(held - _document_ids(index_dir, published.version)))
     return RepairReport(
         action,
         published.version,

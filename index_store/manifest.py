@@ -1,7 +1,10 @@
-"""The manifest: what an index version holds, how it was built, and a checksum of every file in it.
+"""The manifest: what an index version holds, how it was built, and a checksum of every file it names.
 
-It is written last, inside the version folder, just before the version is published; a reader trusts nothing in a
-version folder that its manifest does not vouch for.
+It is written last, inside the version folder, just before the version is published; a reader trusts nothing that
+its manifest does not vouch for. Since format 2 a version is a list of immutable segments (``segments/<name>/``,
+shared by versions) plus, per segment, the deletion bitmap of this version (``deletes/<segment>.<version>.npy``,
+written once, shared by later versions until the segment loses another passage). ``files`` names, relative to the
+index folder, each segment's ``segment.json`` (which checksums the segment's own files) and each deletes file.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSION = 1  # one folder per version with passages.sqlite, vectors and bm25/ copied whole
 MANIFEST_NAME = "manifest.json"
 
 
@@ -32,6 +36,21 @@ class FileInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """One segment of a version, in id order: its folder name, this version's deletes file of it (relative to the
+    index folder; None when nothing of it is deleted), and its passage counts (all, and deleted in this version)."""
+
+    name: str
+    deletes: str | None
+    passages: int
+    deleted: int = 0
+
+    @property
+    def live(self) -> int:
+        return self.passages - self.deleted
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     format_version: int
     version: str
@@ -45,6 +64,8 @@ class Manifest:
     build: dict[str, Any] = field(default_factory=dict)  # the build report
     extra: dict[str, Any] = field(default_factory=dict)  # what derived indexes record (BM25 settings, fusion, ...)
     base_version: str | None = None
+    segments: tuple[SegmentRef, ...] = ()  # format 2: the version's segments in passage-id order
+    next_passage_id: int = 0  # the id the next passage written gets (ids grow, never reused)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
@@ -54,6 +75,7 @@ class Manifest:
         data = json.loads(text)
         data["model"] = ModelInfo(**data["model"])
         data["files"] = {name: FileInfo(**info) for name, info in data["files"].items()}
+        data["segments"] = tuple(SegmentRef(**ref) for ref in data.get("segments", ()))
         return cls(**data)
 
     @classmethod
@@ -67,6 +89,10 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_info(path: Path) -> FileInfo:
+    return FileInfo(sha256=file_sha256(path), bytes=path.stat().st_size)
 
 
 def checksum_files(version_dir: Path) -> dict[str, FileInfo]:
@@ -94,3 +120,20 @@ def failed_files(version_dir: Path, files: dict[str, FileInfo]) -> dict[str, str
 def verify_files(version_dir: Path, files: dict[str, FileInfo]) -> list[str]:
     """Problems found, one line each; empty when every file is present, of the right size and checksum."""
     return list(failed_files(version_dir, files).values())
+
+
+def fingerprint_add(fingerprint: str, doc_id: str, content_hash: str, sign: int = 1) -> str:
+    """The corpus fingerprint with one document added (``sign`` 1) or removed (-1): the sum modulo 2**256 of
+    sha256(``doc_id<TAB>content_hash``) over every document. Order-independent, so a write updates it for the
+    documents it touches instead of hashing the whole corpus again; equal corpora still give equal fingerprints."""
+    term = int(hashlib.sha256(f"{doc_id}\t{content_hash}".encode()).hexdigest(), 16)
+    value = (int(fingerprint or "0", 16) + sign * term) % (1 << 256)
+    return f"{value:064x}"
+
+
+def corpus_fingerprint(hashes: dict[str, str]) -> str:
+    """The fingerprint of a whole corpus (doc id -> content hash), as ``fingerprint_add`` maintains it."""
+    fingerprint = ""
+    for doc_id, content_hash in hashes.items():
+        fingerprint = fingerprint_add(fingerprint, doc_id, content_hash)
+    return fingerprint or f"{0:064x}"

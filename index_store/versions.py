@@ -1,46 +1,38 @@
-"""Versioned index folders: one writer at a time builds a new version aside, then publishes it atomically.
+"""Versions of a segmented index: one writer at a time adds a segment and publishes a new manifest atomically.
 
-Layout of an index folder::
-
-    CURRENT                  name of the published version (replaced atomically)
-    versions/v000007/        one immutable version: manifest.json, passages.sqlite, vectors.faiss, derived indexes
-    versions/.tmp-<uuid>/    a version being built; never read, removed if its writer dies
-    cache/embeddings.sqlite  embedding cache shared by all versions
-    write.lock               flock held by the one writer, with its pid
-
-A writer starts from a copy of the current version, applies changes, writes and fsyncs every file, renames the
-folder into place and only then switches ``CURRENT``. A reader opens whatever ``CURRENT`` names and checks every file
-against the manifest; killing a writer at any point leaves the previous version intact and in use.
+A version is a manifest naming its segments (immutable folders shared by versions) and, per segment, the deletes
+file that says which of its passages this version no longer holds (``index_store.layout`` shows the folder). A
+write adds one segment for the documents it brings and new deletes files for the segments that lose passages; it
+never copies or rewrites an existing segment, so its cost follows the change, not the index. It fsyncs everything it
+wrote, then the manifest, renames the version folder into place and only then switches ``CURRENT``. A reader opens
+whatever ``CURRENT`` names, verifies what it has not verified before, and reuses the segments it already has
+loaded; killing a writer at any point leaves the previous version intact and in use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
 import sqlite3
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from index_store.derived import (
-    CACHE_PATH,
     VersionHealth,
+    check_rebuildable,
     inspect_version,
-    keyword_index_from_store,
-    keyword_settings_of,
-    vectors_from_cache,
+    rebuild_segment_in_memory,
+    rebuild_segments,
 )
 from index_store.errors import (
     IndexCorruptError,
@@ -49,36 +41,56 @@ from index_store.errors import (
     IndexNotFoundError,
     IndexStoreError,
 )
-from index_store.keyword import DIR_NAME as KEYWORD_DIR
 from index_store.keyword import KeywordIndex, KeywordSettings
+from index_store.layout import (
+    CURRENT_NAME,
+    DELETES_DIR,
+    LOCK_NAME,
+    SEGMENTS_DIR,
+    TMP_PREFIX,
+    VERSIONS_DIR,
+    deletes_path,
+    fsync_path,
+    fsync_tree,
+    list_segments,
+    new_tmp_dir,
+    next_segment_name,
+    read_deletes,
+    segment_dir,
+    write_atomically,
+    write_deletes,
+)
+from index_store.leases import SegmentLease, leased_segments
 from index_store.manifest import (
     FORMAT_VERSION,
+    LEGACY_FORMAT_VERSION,
     MANIFEST_NAME,
     Manifest,
     ModelInfo,
-    checksum_files,
+    SegmentRef,
+    corpus_fingerprint,
+    file_info,
+    fingerprint_add,
 )
-from index_store.sqlite_store import FILE_NAME as STORE_FILE
-from index_store.sqlite_store import (
-    PassageStore,
-    StoredDocument,
-    StoredPassage,
-    connect,
+from index_store.segment_io import (
+    MERGE_LOCK,
+    SEGMENT_JSON,
+    SegmentCache,
+    assign_clusters,
+    build_segment,
+    open_view,
+    segment_passage_ids,
+    segment_positions,
+    segment_store_path,
 )
-from index_store.vectors import (
-    VectorHits,
-    VectorIndex,
-    create_vector_index,
-    load_vector_index,
-    save_vector_index,
-)
+from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
+from index_store.vectors import VectorHits, VectorIndex
+
+if TYPE_CHECKING:
+    from citesearch.part_evidence import PartLayout, PartVectors
+    from index_store.segments import SegmentedView
 
 log = logging.getLogger(__name__)
-
-CURRENT_NAME = "CURRENT"
-VERSIONS_DIR = "versions"
-LOCK_NAME = "write.lock"
-TMP_PREFIX = ".tmp-"
 
 
 # Read-only members (properties), so that the frozen dataclasses of indexer/ satisfy them: a plain attribute in a
@@ -130,21 +142,6 @@ class PassageLike(Protocol):
     def content_hash(self) -> str: ...
 
 
-def _unit_row(unit: UnitLike) -> tuple[Any, ...]:
-    """A unit as stored: the span, then what the page shows about a reader comment (absent on plain units)."""
-    return (
-        unit.section,
-        unit.char_start,
-        unit.char_end,
-        unit.comment_no,
-        getattr(unit, "comment_author", None),
-        getattr(unit, "comment_date", None),
-        getattr(unit, "comment_date_iso", None),
-        getattr(unit, "parent", None),
-        getattr(unit, "depth", 0),
-    )
-
-
 # -- folder helpers ----------------------------------------------------------------------------------------------
 def current_version(index_dir: Path) -> str | None:
     """The published version's name, or None if nothing was ever published."""
@@ -161,30 +158,6 @@ def list_versions(index_dir: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(TMP_PREFIX))
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*"), reverse=True):
-        _fsync_path(path)
-    _fsync_path(root)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
 
 
 @contextlib.contextmanager
@@ -216,38 +189,60 @@ def write_lock(index_dir: Path, timeout: float = 0.0) -> Iterator[None]:
         handle.close()  # closing the file releases the flock
 
 
+def upgrade_message(index_dir: Path, name: str) -> str:
+    """One line: the version was written by the previous format and how to bring it to this one."""
+    return (
+        f"index version {name} in {index_dir} was written by an older citesearch (format {LEGACY_FORMAT_VERSION}: "
+        f"one folder per version); upgrade it with: citesearch index --upgrade --index-dir {index_dir} "
+        "(or re-index: citesearch index PATH --index-dir ...)"
+    )
+
+
 # -- reading -----------------------------------------------------------------------------------------------------
 class IndexReader:
-    """One opened, verified, immutable index version. Safe to share between threads."""
+    """One opened, verified, immutable index version: a point-in-time view over its segments. Safe to share
+    between threads. Segments are shared with other readers of the same process through a ``SegmentCache``."""
 
     def __init__(
         self,
         index_dir: Path,
         version_dir: Path,
         manifest: Manifest,
-        connection: sqlite3.Connection,
-        vectors: VectorIndex,
-        keyword: KeywordIndex | None,
+        view: SegmentedView,
         skipped_versions: list[str],
         rebuilt: str | None = None,
+        lease: SegmentLease | None = None,
     ) -> None:
         self.index_dir = index_dir
         self.version_dir = version_dir
         self.manifest = manifest
-        self.vectors = vectors
-        self.keyword = keyword  # None for a version built without a keyword index
+        self.view = view
         # Versions newer than this one that failed to load, with why: the service logs them and stays up.
         self.skipped_versions = skipped_versions
-        # Derived files of this version that failed their checksum and were rebuilt in memory from its intact
-        # store (``citesearch check --repair`` writes them), with why; None when every file was intact.
+        # Segments whose derived files failed their checksum and were rebuilt in memory from their intact store
+        # (``citesearch check --repair`` writes them back), with why; None when every file was intact.
         self.rebuilt = rebuilt
-        self._store = PassageStore(connection)
-        self._lock = threading.Lock()  # one sqlite connection, many request threads
-        self._document_keys: tuple[np.ndarray, np.ndarray] | None = None  # loaded on first use, then read-only
+        self._lease = lease
+        self._closed = False
 
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    # The view answers the surface of ``KeywordIndex`` / ``VectorIndex`` that citesearch.search reads (duck-typed;
+    # typed as those so the search path, which another change moves behind a storage protocol, is left as it is).
+    @property
+    def keyword(self) -> KeywordIndex | None:
+        """BM25 over the version's live passages (the view itself; None for a version without a keyword index)."""
+        return cast("KeywordIndex | None", self.view.keyword)
+
+    @property
+    def vectors(self) -> VectorIndex:
+        return cast("VectorIndex", self.view.vectors)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(ref.name for ref in self.manifest.segments)
 
     @classmethod
     def open(
@@ -258,15 +253,18 @@ class IndexReader:
         verify: bool = True,
         fallback: bool = True,
         expect_model: ModelInfo | None = None,
+        cache: SegmentCache | None = None,
     ) -> IndexReader:
         """Open ``version`` (default: the published one). With ``fallback``, a version that fails its checks is
-        skipped for the newest older version that passes them; the failures are kept in ``skipped_versions``."""
+        skipped for the newest older version that passes them; the failures are kept in ``skipped_versions``.
+        Segments already in ``cache`` (loaded and verified by an earlier reader) are reused, not loaded again."""
         index_dir = Path(index_dir)
         wanted = version or current_version(index_dir)
         if wanted is None:
             raise IndexNotFoundError(
                 f"no index in {index_dir}; build one with: citesearch index PATH --index-dir {index_dir}"
             )
+        cache = cache if cache is not None else SegmentCache()
         candidates = [wanted]
         if fallback:
             candidates += [v for v in reversed(list_versions(index_dir)) if v < wanted]
@@ -274,7 +272,7 @@ class IndexReader:
         incompatible: list[IndexIncompatibleError] = []
         for name in candidates:
             try:
-                reader = cls._open_version(index_dir, name, verify=verify, skipped=problems)
+                reader = cls._open_version(index_dir, name, verify=verify, skipped=problems, cache=cache)
                 if expect_model is not None:
                     try:
                         reader.check_model(expect_model)
@@ -288,54 +286,55 @@ class IndexReader:
                 log.warning("index version %s not usable: %s", name, exc)
                 continue
             return reader
-        if incompatible and len(incompatible) == len(problems):  # nothing damaged, just built for another model
+        if incompatible and len(incompatible) == len(problems):  # nothing damaged, just another model or format
             raise incompatible[0]
         raise IndexCorruptError(f"no intact index version in {index_dir}: " + "; ".join(problems))
 
     @classmethod
-    def _open_version(cls, index_dir: Path, name: str, *, verify: bool, skipped: list[str]) -> IndexReader:
+    def _open_version(
+        cls, index_dir: Path, name: str, *, verify: bool, skipped: list[str], cache: SegmentCache
+    ) -> IndexReader:
         version_dir = index_dir / VERSIONS_DIR / name
-        health = inspect_version(version_dir, format_version=FORMAT_VERSION)
+        health = inspect_version(index_dir, name, trusted=cache.names() if verify else None)
         manifest = health.manifest
         if manifest is None:
             raise IndexCorruptError(health.describe())
+        if health.legacy:
+            raise IndexIncompatibleError(upgrade_message(index_dir, name))
         if health.problem is not None:
             raise IndexIncompatibleError(f"{health.problem}; re-index")
-        damage = health.damage if verify and health.failed else None
-        if damage is not None and not health.rebuildable:
+        if verify and health.failed and not health.rebuildable:
             raise IndexCorruptError(health.describe())
-        connection = None
+        # The lease before loading: from here on no pruner deletes these segments under this reader.
+        lease = SegmentLease.take(index_dir, [ref.name for ref in manifest.segments])
         try:
-            connection = connect(version_dir / STORE_FILE, read_only=True)
-            connection.execute("SELECT COUNT(*) FROM passages").fetchone()
-            store = PassageStore(connection)
-            # A derived file that failed its checksum is rebuilt from the intact store (and the embedding cache)
-            # rather than abandoning the version: falling back would hide every document only this version holds.
-            if damage is not None and damage.vectors:
-                vectors = vectors_from_cache(store, manifest, index_dir / CACHE_PATH)
-            else:
-                vectors = load_vector_index(manifest.vector_backend, version_dir)
-            if damage is not None and damage.keyword:
-                settings = keyword_settings_of(manifest)
-                keyword = None if settings is None else keyword_index_from_store(store, settings)
-            else:
-                keyword = KeywordIndex.load(version_dir)
+            segments = []
+            rebuilt: list[str] = []
+            for ref in manifest.segments:
+                damaged = health.damaged_segments.get(ref.name) if verify else None
+                if damaged:
+                    segment = rebuild_segment_in_memory(index_dir, ref.name, manifest)
+                    rebuilt.append(f"{ref.name} ({', '.join(damaged)})")
+                else:  # checksummed by inspect_version just now, or loaded (and checked) by an earlier reader
+                    segment = cache.get(index_dir, ref.name, verify=verify and ref.name not in health.checked)
+                segments.append(segment)
+            masks = [read_deletes(index_dir, ref.deletes, ref.passages) for ref in manifest.segments]
+            view = open_view(segments, masks)
         except IndexCorruptError as exc:
-            if connection is not None:
-                connection.close()
+            lease.release()
             raise IndexCorruptError(f"{health.describe()}; {exc}") from None
         except (RuntimeError, ValueError, KeyError, sqlite3.Error, OSError) as exc:
-            if connection is not None:
-                connection.close()
-            raise IndexCorruptError(f"cannot load: {exc}") from None
-        rebuilt = None
-        if damage is not None:
-            rebuilt = (
-                f"{damage.describe()} of {name} rebuilt in memory from its intact passages.sqlite "
-                f"({health.describe()}); write them back with: citesearch check --repair --index-dir {index_dir}"
+            lease.release()
+            raise IndexCorruptError(f"cannot load: {type(exc).__name__}: {exc}") from None
+        note = None
+        if rebuilt:
+            note = (
+                f"derived files of segment(s) {'; '.join(rebuilt)} of {name} rebuilt in memory from their intact "
+                f"passages.sqlite and the embedding cache; write them back with: citesearch check --repair "
+                f"--index-dir {index_dir}"
             )
-            log.warning("index version %s: %s", name, rebuilt)
-        return cls(index_dir, version_dir, manifest, connection, vectors, keyword, list(skipped), rebuilt)
+            log.warning("index version %s: %s", name, note)
+        return cls(index_dir, version_dir, manifest, view, list(skipped), note, lease)
 
     def check_model(self, expected: ModelInfo) -> None:
         model = self.manifest.model
@@ -345,59 +344,71 @@ class IndexReader:
                 f"(dim {expected.dim}); configure that model or re-index"
             )
 
+    # The reader surface (citesearch.search, eval, service): the view answers it.
     def search_vectors(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> VectorHits:
-        return self.vectors.search(queries, k, allowed_ids=allowed_ids)
+        self._check_open()
+        hits: VectorHits = self.view.search_vectors(queries, k, allowed_ids)
+        return hits
 
     def passages(self, passage_ids: Sequence[int]) -> list[StoredPassage]:
-        with self._lock:
-            return self._store.passages(passage_ids)
+        self._check_open()
+        found: list[StoredPassage] = self.view.passages(passage_ids)
+        return found
 
     def warm(self) -> None:
-        """Load now what the first search would otherwise load (the id-to-document table: about a second at 1M
-        passages). A server calls this before it swaps a version in, so no request pays for it."""
-        self._loaded_document_keys()
+        """Load now what the first search would otherwise load. A server calls this before it swaps a version in,
+        so no request pays for it."""
+        self.view.warm()
 
-    def _loaded_document_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            if self._document_keys is None:
-                self._document_keys = self._store.document_keys()
-            return self._document_keys
+    def part_layout(self) -> PartLayout | None:
+        """The parts of the version's positions, composed from the segments' stored layouts (no pass over the
+        index per version); None without a part-level index."""
+        layout: PartLayout | None = self.view.part_layout()
+        return layout
+
+    def part_vectors(self) -> PartVectors | None:
+        """Each part's mean vector as the segments store them (duck-types ``PartVectors``)."""
+        return cast("PartVectors | None", self.view.part_vectors())
 
     def document_keys(self, passage_ids: np.ndarray) -> np.ndarray:
-        """For each passage id, an integer that is equal for passages of the same document (-1 for an unknown id).
-        The id-to-document table is read once per version (``warm``, or the first call); a lookup is then a binary
-        search."""
-        ids, keys = self._loaded_document_keys()
-        passage_ids = np.asarray(passage_ids, dtype=np.int64)
-        if len(ids) == 0:
-            return np.full(len(passage_ids), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ids, passage_ids), len(ids) - 1)
-        return np.where(ids[at] == passage_ids, keys[at], -1)
+        """For each passage id, an integer that is equal for passages of the same document (-1 for an unknown or
+        deleted id)."""
+        keys: np.ndarray = self.view.document_keys(np.asarray(passage_ids, dtype=np.int64))
+        return keys
 
     def passage_ids(self, *, section: str | None = None, doc_id: str | None = None) -> np.ndarray:
-        with self._lock:
-            return self._store.passage_ids(section=section, doc_id=doc_id)
+        self._check_open()
+        ids: np.ndarray = self.view.passage_ids_where(section=section, doc_id=doc_id)
+        return ids
 
     def iter_passages(self) -> Iterator[StoredPassage]:
-        with self._lock:
-            passages = list(self._store.iter_passages())
-        return iter(passages)
+        passages: Iterator[StoredPassage] = self.view.iter_passages()
+        return passages
 
     def document(self, doc_id: str) -> StoredDocument | None:
-        with self._lock:
-            return self._store.document(doc_id)
+        self._check_open()
+        document: StoredDocument | None = self.view.document(doc_id)
+        return document
 
     def document_ids(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
-        with self._lock:
-            return self._store.document_ids(limit=limit, offset=offset)
+        ids: list[str] = self.view.document_ids(limit=limit, offset=offset)
+        return ids
 
     def document_hashes(self) -> dict[str, str]:
-        with self._lock:
-            return self._store.document_hashes()
+        hashes: dict[str, str] = self.view.document_hashes()
+        return hashes
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexStoreError(f"index version {self.version} is closed")
 
     def close(self) -> None:
-        with self._lock:
-            self._store.connection.close()
+        """Release this reader's lease (later lookups on it fail). Its segments stay loaded while another reader
+        (or the cache) holds them."""
+        if not self._closed:
+            self._closed = True
+            if self._lease is not None:
+                self._lease.release()
 
     def __enter__(self) -> IndexReader:
         return self
@@ -414,14 +425,25 @@ def open_index(index_dir: Path | str, **options: Any) -> IndexReader:
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Located:
+    """Where a live document is: its segment, the local positions and sections of its passages, its hash."""
+
+    segment: str
+    positions: np.ndarray
+    sections: list[str]
+    content_hash: str
+
+
 class IndexWriter:
-    """Builds the next version from the current one. Use ``IndexWriter.begin(...)`` as a context manager; leaving
-    it without ``publish()`` (an error, a kill) discards the work and the published version stays as it was."""
+    """Writes the next version on top of the current one: one new segment for the documents it writes, new deletes
+    files for the segments that lose passages, a new manifest. Use ``IndexWriter.begin(...)`` as a context manager;
+    leaving it without ``publish()`` (an error, a kill) discards the work and the published version stays as it was.
+    Nothing of an existing segment is read beyond the rows of the documents the write replaces or deletes."""
 
     def __init__(
         self,
         index_dir: Path,
-        version_dir: Path,
         *,
         model: ModelInfo,
         chunker: dict[str, Any],
@@ -430,11 +452,11 @@ class IndexWriter:
         base: Manifest | None,
         keep_versions: int,
         before_switch: Callable[[Path], None] | None,
-        base_vectors: VectorIndex | None = None,
         passed_over: tuple[str, ...] = (),
+        cache: SegmentCache | None = None,
+        substitutes: dict[str, str] | None = None,
     ) -> None:
         self.index_dir = index_dir
-        self.version_dir = version_dir
         self.model = model
         self.chunker = chunker
         self.vector_backend = vector_backend
@@ -443,19 +465,28 @@ class IndexWriter:
         self.keep_versions = keep_versions
         self.before_switch = before_switch
         self.published: Manifest | None = None
+        self.cache = cache if cache is not None else SegmentCache()
+        self.version_dir: Path = index_dir / VERSIONS_DIR  # the published version's folder once published
         # Damaged versions newer than the base (passed over to reach it), and those its ancestors passed over: the
         # manifest lists them so pruning keeps them (evidence, and what may still be recovered by hand).
         inherited = base.extra.get("passed_over", []) if base is not None else []
         self.passed_over = sorted({*(inherited if isinstance(inherited, list) else []), *passed_over})
-        self._connection = connect(version_dir / STORE_FILE, read_only=False)
-        self.store = PassageStore(self._connection)
-        if base_vectors is not None:  # the base's vector files were damaged: rebuilt from the embedding cache
-            self.vectors = base_vectors
-        elif base is not None:
-            self.vectors = load_vector_index(base.vector_backend, version_dir, writable=True)
-        else:
-            self.vectors = create_vector_index(vector_backend, model.dim)
-        self._next_id = int(self.store.get_meta("next_passage_id", "0") or 0)
+        substitutes = substitutes or {}
+        self.verified: set[str] = set()  # base segments whose files were checksummed by choose_base
+        self._refs: list[SegmentRef] = []
+        for old in base.segments if base is not None else ():
+            # A segment whose derived files were damaged is rebuilt under a new name; its deletes file still applies.
+            name = substitutes.get(old.name, old.name)
+            self._refs.append(SegmentRef(name, old.deletes, old.passages, old.deleted))
+        self._masks: dict[str, np.ndarray] = {}  # segments that lose passages in this write: the new mask
+        self._connections: dict[str, sqlite3.Connection] = {}
+        self._new: dict[str, _NewDocument] = {}  # what this write brings, for its new segment
+        self.counts: dict[str, int] = dict(base.counts) if base is not None else {"documents": 0, "passages": 0}
+        self.fingerprint = base.corpus_fingerprint if base is not None else corpus_fingerprint({})
+        self._next_id = int(base.next_passage_id) if base is not None else 0
+        self.written_files: list[str] = []  # what this write put on disk (relative to the index folder)
+        self._removed: set[str] = set()  # live documents of the base this write deletes or replaces
+        self._clusters: Any = None  # the cluster index after this write's documents, kept once published
 
     @property
     def base_chunker(self) -> dict[str, Any] | None:
@@ -478,40 +509,41 @@ class IndexWriter:
         keep_versions: int = 3,
         before_switch: Callable[[Path], None] | None = None,
         on_damage: str = "stop",
+        cache: SegmentCache | None = None,
     ) -> Iterator[IndexWriter]:
         """Lock the index and start a new version from the current one (or empty, with ``rebuild``).
 
         A current version built with another model is an error unless ``allow_model_change`` (a full re-index,
         which re-embeds everything anyway), in which case the new version starts empty.
 
-        A current version whose derived files (BM25, vectors) fail their checks is the base all the same: they are
-        rebuilt from its intact store and the embedding cache. One whose documents cannot be trusted (its store or
-        manifest damaged) is handled by ``on_damage`` (see ``choose_base``); a writer never starts from empty while
-        a version exists, unless it replaces every document anyway (``"empty"``).
+        A current version some of whose segments have damaged derived files (postings, vectors) is the base all
+        the same: those segments are rebuilt from their intact store and the embedding cache, under new names.
+        One whose documents cannot be trusted (a segment's store, a deletes file or the manifest damaged) is
+        handled by ``on_damage`` (see ``choose_base``); a writer never starts from empty while a version exists,
+        unless it replaces every document anyway (``"empty"``).
         """
         index_dir = Path(index_dir)
+        cache = cache if cache is not None else SegmentCache()
         with write_lock(index_dir, lock_timeout):
-            versions_root = index_dir / VERSIONS_DIR
-            versions_root.mkdir(parents=True, exist_ok=True)
-            for stale in versions_root.glob(f"{TMP_PREFIX}*"):  # left by a writer that was killed
-                shutil.rmtree(stale, ignore_errors=True)
-            chosen = None if rebuild else choose_base(index_dir, on_damage=on_damage)
+            (index_dir / VERSIONS_DIR).mkdir(parents=True, exist_ok=True)
+            for parent in (index_dir / VERSIONS_DIR, index_dir / SEGMENTS_DIR):  # left by a writer that was killed
+                for stale in parent.glob(f"{TMP_PREFIX}*") if parent.is_dir() else ():
+                    if not _merge_in_progress(index_dir, stale):
+                        shutil.rmtree(stale, ignore_errors=True)
+            chosen = None if rebuild else choose_base(index_dir, on_damage=on_damage, cache=cache)
             base = None if chosen is None else chosen.manifest
-            base_vectors = None if chosen is None else chosen.vectors
             if base is not None and (base.model.name, base.model.dim) != (model.name, model.dim):
                 if not allow_model_change:
                     raise IndexIncompatibleError(
                         f"index {base.version} was built with model {base.model.name!r} (dim {base.model.dim}); "
                         f"adding documents embedded by {model.name!r} would mix models; re-index everything"
                     )
-                base = base_vectors = None
-            version_dir = versions_root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
-            version_dir.mkdir()
-            if base is not None:
-                _copy_version(versions_root / base.version, version_dir)
+                base = None
+            substitutes: dict[str, str] = {}
+            if base is not None and chosen is not None and chosen.damaged_segments:
+                substitutes = rebuild_segments(index_dir, base, chosen.damaged_segments, cache)
             writer = cls(
                 index_dir,
-                version_dir,
                 model=model,
                 chunker=chunker,
                 vector_backend=vector_backend,
@@ -519,82 +551,180 @@ class IndexWriter:
                 base=base,
                 keep_versions=keep_versions,
                 before_switch=before_switch,
-                base_vectors=base_vectors,
                 passed_over=() if chosen is None else tuple(s.split(":", 1)[0] for s in chosen.skipped),
+                cache=cache,
+                substitutes=substitutes,
             )
+            writer.written_files.extend(f"{SEGMENTS_DIR}/{name}" for name in substitutes.values())
+            if chosen is not None:
+                writer.verified.update(chosen.checked)
             try:
                 yield writer
             finally:
-                writer._connection.close()
-                if writer.published is None:
-                    shutil.rmtree(version_dir, ignore_errors=True)
+                writer._close()
+
+    def _close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    # -- lookups in the base -------------------------------------------------------------------------------------
+    def _segment(self, name: str) -> Any:
+        """A base segment, loaded once per process (checksummed unless ``choose_base`` just did)."""
+        return self.cache.get(self.index_dir, name, verify=name not in self.verified)
+
+    def _store(self, name: str) -> sqlite3.Connection:
+        if name not in self._connections:
+            self._connections[name] = connect(segment_store_path(self.index_dir, name), read_only=True)
+        return self._connections[name]
+
+    def _mask(self, ref: SegmentRef) -> np.ndarray:
+        if ref.name not in self._masks:
+            self._masks[ref.name] = read_deletes(self.index_dir, ref.deletes, ref.passages).copy()
+        return self._masks[ref.name]
+
+    def _locate(self, doc_id: str) -> _Located | None:
+        """The live copy of ``doc_id`` in the base: newest segment first (an updated document lives late)."""
+        for ref in reversed(self._refs):
+            db = self._store(ref.name)
+            rows = db.execute(
+                "SELECT passage_id, section FROM passages WHERE doc_id = ? ORDER BY passage_id", (doc_id,)
+            ).fetchall()
+            if not rows:
+                continue
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            positions = segment_positions(self._segment(ref.name), ids)
+            if self._mask(ref)[positions].all():
+                continue  # deleted in this segment (a later one may hold it again)
+            (content_hash,) = db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            return _Located(ref.name, positions, [r[1] for r in rows], str(content_hash))
+        return None
 
     # -- changes -------------------------------------------------------------------------------------------------
-    def document_hashes(self) -> dict[str, str]:
-        return self.store.document_hashes()
+    def document_hashes(self, doc_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Content hash of each live document among ``doc_ids`` (of every live document without: a pass over every
+        segment's document table, which only a full re-index needs)."""
+        if doc_ids is None:
+            hashes = {}
+            for ref in self._refs:
+                mask = self._mask(ref) if ref.name in self._masks or ref.deleted else None
+                hashes.update(_live_document_hashes(self._store(ref.name), mask))
+            hashes.update({doc_id: new.doc.content_hash for doc_id, new in self._new.items()})
+            return hashes
+        found = {}
+        for doc_id in doc_ids:
+            if doc_id in self._new:
+                found[doc_id] = self._new[doc_id].doc.content_hash
+            elif (located := self._locate(doc_id)) is not None:
+                found[doc_id] = located.content_hash
+        return found
 
     def iter_passages(self) -> Iterator[StoredPassage]:
-        return self.store.iter_passages()
+        """Every passage the new version will hold (a pass over the whole index: derived-index builders only)."""
+        for ref in self._refs:
+            mask = self._mask(ref)
+            segment = self._segment(ref.name)
+            live = set(segment_passage_ids(segment)[~mask].tolist())
+            for stored in PassageStore(self._store(ref.name)).iter_passages():
+                if stored.passage_id in live:
+                    yield stored
+        for new in self._new.values():
+            doc = new.doc
+            for pid, p in zip(new.ids, new.passages, strict=True):
+                yield StoredPassage(
+                    pid,
+                    doc.doc_id,
+                    p.ordinal,
+                    p.section,
+                    p.comment_no,
+                    p.char_start,
+                    p.char_end,
+                    p.text,
+                    doc.title,
+                    doc.source,
+                    doc.url,
+                )
 
     def delete_document(self, doc_id: str) -> bool:
-        removed = self.store.delete_document(doc_id)
-        if not removed and self.store.document(doc_id) is None:
+        if doc_id in self._new:
+            new = self._new.pop(doc_id)
+            self._count(doc_id, new.doc.content_hash, [p.section for p in new.passages], -1)
+            return True
+        located = self._locate(doc_id)
+        if located is None:
             return False
-        self.vectors.remove(np.asarray(removed, dtype=np.int64))
+        ref = next(r for r in self._refs if r.name == located.segment)
+        self._mask(ref)[located.positions] = True
+        self._removed.add(doc_id)
+        self._count(doc_id, located.content_hash, located.sections, -1)
         return True
+
+    def _count(self, doc_id: str, content_hash: str, sections: Sequence[str], sign: int) -> None:
+        self.counts["documents"] = self.counts.get("documents", 0) + sign
+        self.counts["passages"] = self.counts.get("passages", 0) + sign * len(sections)
+        for section in sections:
+            key = f"passages_{section}"
+            self.counts[key] = self.counts.get(key, 0) + sign
+        self.fingerprint = fingerprint_add(self.fingerprint, doc_id, content_hash, sign)
 
     def upsert_document(self, doc: DocumentLike, passages: Sequence[PassageLike], vectors: np.ndarray) -> None:
         if len(passages) != len(vectors):
             raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors for {doc.doc_id!r}")
-        old_ids = self.store.delete_document(doc.doc_id)
-        self.vectors.remove(np.asarray(old_ids, dtype=np.int64))
-        self.store.insert_document(
-            doc_id=doc.doc_id,
-            title=doc.title,
-            text=doc.text,
-            source=doc.source,
-            url=doc.url,
-            metadata=doc.metadata,
-            units=[_unit_row(u) for u in doc.units],
-            content_hash=doc.content_hash,
-        )
-        ids = np.arange(self._next_id, self._next_id + len(passages), dtype=np.int64)
+        self.delete_document(doc.doc_id)
+        ids = list(range(self._next_id, self._next_id + len(passages)))
         self._next_id += len(passages)
-        self.store.insert_passages(
-            (int(pid), doc.doc_id, p.ordinal, p.section, p.comment_no, p.char_start, p.char_end, p.text, p.content_hash)
-            for pid, p in zip(ids, passages, strict=True)
-        )
-        self.vectors.add(ids, vectors)
+        self._new[doc.doc_id] = _NewDocument(doc, ids, list(passages), np.asarray(vectors, dtype=np.float32))
+        self._count(doc.doc_id, doc.content_hash, [p.section for p in passages], 1)
 
     # -- publishing ----------------------------------------------------------------------------------------------
     def publish(self, *, build: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Manifest:
-        """Write, checksum and fsync the new version, then make it the current one."""
-        self.store.set_meta("next_passage_id", str(self._next_id))
-        counts = self.store.counts()
-        hashes = self.store.document_hashes()
-        if counts["passages"] != len(self.vectors):
-            raise IndexStoreError(
-                f"inconsistent build: {counts['passages']} passages but {len(self.vectors)} vectors; nothing published"
-            )
-        self._connection.commit()
-        keyword_extra = self._build_keyword_index()
-        self._connection.execute("VACUUM")
-        self._connection.close()
-        vector_backend, _ = save_vector_index(self.vectors, self.version_dir, self.vector_backend)  # chosen by size
+        """Write and fsync the new segment and deletes files, then the manifest, then make it the current one."""
         name = _next_version_name(self.index_dir)
-        fingerprint = hashlib.sha256(
-            "\n".join(f"{doc_id}\t{h}" for doc_id, h in sorted(hashes.items())).encode("utf-8")
-        ).hexdigest()
+        files = dict(self.base.files) if self.base is not None else {}
+        refs: list[SegmentRef] = []
+        for old in self._refs:
+            ref = old
+            if old.name in self._masks and self._masks[old.name].sum() != old.deleted:
+                mask = self._masks[old.name]
+                relative = deletes_path(old.name, name)
+                write_deletes(self.index_dir, relative, mask)
+                self.written_files.append(relative)
+                files[relative] = file_info(self.index_dir / relative)
+                ref = SegmentRef(old.name, relative, old.passages, int(mask.sum()))
+            if ref.live > 0:  # a segment left without a live passage drops out of the version
+                refs.append(ref)
+        keyword_extra: dict[str, Any] = (
+            {"keyword": None}
+            if self.keyword is None
+            else {"keyword": {"backend": "segments", **self.keyword.to_dict()}}
+        )
+        if self._new:
+            segment = self._write_segment()
+            refs.append(SegmentRef(segment, None, sum(len(new.ids) for new in self._new.values()), 0))
+        for ref in refs:
+            key = f"{SEGMENTS_DIR}/{ref.name}/{SEGMENT_JSON}"
+            if key not in files:
+                files[key] = file_info(self.index_dir / key)
+            if ref.deletes is not None and ref.deletes not in files:
+                files[ref.deletes] = file_info(self.index_dir / ref.deletes)
+        named = {f"{SEGMENTS_DIR}/{r.name}/{SEGMENT_JSON}" for r in refs} | {r.deletes for r in refs if r.deletes}
+        files = {key: info for key, info in files.items() if key in named}
+        live = sum(ref.live for ref in refs)
+        if live != self.counts.get("passages", 0):
+            raise IndexStoreError(
+                f"inconsistent build: {self.counts.get('passages', 0)} passages counted but the segments hold {live}; "
+                "nothing published"
+            )
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             version=name,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             model=self.model,
-            vector_backend=vector_backend,
+            vector_backend=self.vector_backend,
             chunker=self.chunker,
-            counts=counts,
-            corpus_fingerprint=fingerprint,
-            files=checksum_files(self.version_dir),
+            counts={k: v for k, v in self.counts.items() if v or k in ("documents", "passages")},
+            corpus_fingerprint=self.fingerprint,
+            files=files,
             build=build or {},
             extra={
                 **(self.base.extra if self.base else {}),
@@ -603,52 +733,112 @@ class IndexWriter:
                 **({"passed_over": self.passed_over} if self.passed_over else {}),
             },
             base_version=self.base.version if self.base else None,
+            segments=tuple(refs),
+            next_passage_id=self._next_id,
         )
-        (self.version_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-        _fsync_tree(self.version_dir)
-        final_dir = self.version_dir.parent / name
-        os.rename(self.version_dir, final_dir)
-        _fsync_path(final_dir.parent)
-        self.version_dir = final_dir
-        self.published = manifest
-        if self.before_switch is not None:
-            self.before_switch(final_dir)  # tests use this to die between the rename and the switch
-        _write_atomically(self.index_dir / CURRENT_NAME, name + "\n")
-        _prune(self.index_dir, keep=self.keep_versions, protect={name, *self.passed_over})
+        self.published = publish_manifest(
+            self.index_dir,
+            manifest,
+            keep=self.keep_versions,
+            before_switch=self.before_switch,
+            protect={name, *self.passed_over},
+        )
+        self.version_dir = self.index_dir / VERSIONS_DIR / name
+        if self._clusters is not None:
+            self.cache.keep_clusters(self.index_dir, name, self._clusters)
         return manifest
 
-    def _build_keyword_index(self) -> dict[str, Any]:
-        """Rebuild BM25 over every passage of the new version (the copy inherited from the base is stale)."""
-        shutil.rmtree(self.version_dir / KEYWORD_DIR, ignore_errors=True)
-        if self.keyword is None:
-            return {"keyword": None}
-        settings = self.keyword
-        all_parts = list(self.store.iter_parts())
-        parts = (
-            [
-                (KeywordIndex.text_for(doc.title, doc.text[unit.char_start : unit.char_end], settings), members)
-                for doc, unit, members in all_parts
-            ]
-            if settings.context
-            else None
+    def _write_segment(self) -> str:
+        """Build the segment of the documents this write brings (aside, renamed into place, fsynced)."""
+        name = next_segment_name(self.index_dir, {ref.name for ref in self._refs})
+        keys, self._clusters = assign_clusters(
+            self.index_dir,
+            self.base,
+            self._base_view,
+            sorted(self._removed),
+            [(new.doc, new.ids, new.passages, new.vectors) for new in self._new.values()],
+            self.cache,
+            self.keyword,
         )
-        # Per document: its article text (duplicate detection), published date (filters, recency) and passages.
-        documents: dict[str, tuple[str, str, str | None, list[int]]] = {}
-        for doc, unit, members in all_parts:
-            _, article, published, ids = documents.setdefault(
-                doc.doc_id, (doc.doc_id, "", doc.metadata.get("published"), [])
-            )
-            if unit.section == "article":
-                article += "\n" + doc.text[unit.char_start : unit.char_end]
-            documents[doc.doc_id] = (doc.doc_id, article, published, ids + members)
-        index = KeywordIndex.build(
-            ((p.passage_id, KeywordIndex.text_for(p.title, p.text, settings)) for p in self.store.iter_passages()),
-            settings,
-            parts,
-            list(documents.values()),
+        segment = build_segment(
+            segment_dir(self.index_dir, name),
+            [(new.doc, new.ids, new.passages, new.vectors, keys.get(doc_id)) for doc_id, new in self._new.items()],
+            dim=self.model.dim,
+            keyword=self.keyword,
         )
-        index.save(self.version_dir)
-        return {"keyword": {"backend": "bm25s", **settings.to_dict()}}
+        self.cache.put(self.index_dir, segment)  # built and checked here: the next reader of this process reuses it
+        self.written_files.append(f"{SEGMENTS_DIR}/{name}")
+        return name
+
+    def _base_view(self) -> SegmentedView:
+        """The base version's live documents as this write leaves them (its deletions applied)."""
+        segments = [self._segment(ref.name) for ref in self._refs]
+        masks = [
+            self._masks[ref.name]
+            if ref.name in self._masks
+            else read_deletes(self.index_dir, ref.deletes, ref.passages)
+            for ref in self._refs
+        ]
+        return open_view(segments, masks)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewDocument:
+    doc: DocumentLike
+    ids: list[int]
+    passages: list[PassageLike]
+    vectors: np.ndarray
+
+
+def publish_manifest(
+    index_dir: Path,
+    manifest: Manifest,
+    *,
+    keep: int,
+    before_switch: Callable[[Path], None] | None = None,
+    protect: set[str] | frozenset[str] = frozenset(),
+) -> Manifest:
+    """Write the manifest into a new version folder aside, fsync it, rename it into place, switch ``CURRENT``,
+    prune. Call with the write lock held. Everything the manifest names is on disk and fsynced already."""
+    tmp = new_tmp_dir(index_dir / VERSIONS_DIR)
+    (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    fsync_tree(tmp)
+    final_dir = index_dir / VERSIONS_DIR / manifest.version
+    os.rename(tmp, final_dir)
+    fsync_path(final_dir.parent)
+    if before_switch is not None:
+        before_switch(final_dir)  # tests use this to die between the rename and the switch
+    write_atomically(index_dir / CURRENT_NAME, manifest.version + "\n")
+    prune(index_dir, keep=keep, protect={manifest.version, *protect})
+    return manifest
+
+
+def _live_document_hashes(db: sqlite3.Connection, mask: np.ndarray | None) -> dict[str, str]:
+    """doc id -> content hash of the documents of one segment store that are not deleted under ``mask``."""
+    hashes = dict(db.execute("SELECT doc_id, content_hash FROM documents").fetchall())
+    if mask is None or not mask.any():
+        return hashes
+    ids = np.fromiter((r[0] for r in db.execute("SELECT passage_id FROM passages ORDER BY passage_id")), np.int64)
+    deleted = set(ids[mask].tolist())
+    for doc_id, first in db.execute("SELECT doc_id, MIN(passage_id) FROM passages GROUP BY doc_id"):
+        if first in deleted:
+            hashes.pop(doc_id, None)
+    return hashes
+
+
+def _merge_in_progress(index_dir: Path, tmp: Path) -> bool:
+    """Whether a temporary segment folder belongs to a merge that is still running (merged segments are named
+    ``m…``; the merger holds ``merge.lock`` while it builds)."""
+    if not tmp.name.startswith(f"{TMP_PREFIX}m"):
+        return False
+    try:
+        with (index_dir / MERGE_LOCK).open("a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,9 +846,10 @@ class Base:
     """The version a writer starts from."""
 
     manifest: Manifest
-    vectors: VectorIndex | None  # rebuilt from the embedding cache when the version's vector files were damaged
     rebuilt: str | None  # what was damaged and is rebuilt, for the log
     skipped: tuple[str, ...]  # newer versions passed over (on_damage="fallback"), with why
+    damaged_segments: dict[str, list[str]] = field(default_factory=dict)  # segment -> its damaged derived files
+    checked: tuple[str, ...] = ()  # segments whose files were just checksummed (not checked again on load)
 
 
 def damaged_message(index_dir: Path, health: VersionHealth, older: str | None) -> str:
@@ -673,14 +864,18 @@ def damaged_message(index_dir: Path, health: VersionHealth, older: str | None) -
     return f"index version {health.name} in {index_dir} is damaged ({health.describe()}); nothing was written; {remedy}"
 
 
-def choose_base(index_dir: Path, *, on_damage: str = "stop", rebuild_vectors: bool = True) -> Base | None:
-    """The version the next write starts from: the published one, newest first, with damaged derived files rebuilt.
+def choose_base(
+    index_dir: Path, *, on_damage: str = "stop", rebuild_vectors: bool = True, cache: SegmentCache | None = None
+) -> Base | None:
+    """The version the next write starts from: the published one, newest first, with damaged derived files to be
+    rebuilt.
 
     When a version's documents cannot be trusted: ``"stop"`` raises ``IndexCorruptError`` with the repair command
     (``citesearch index --add``), ``"fallback"`` goes on to the newest older version whose documents are intact
     (the service, which re-applies what its journal held; ``citesearch check --repair``), ``"empty"`` starts
     from nothing (a full re-index, which replaces every document anyway). None only for a folder never published
-    to (or ``"empty"``)."""
+    to (or ``"empty"``). A version of the previous format stops every mode but ``"empty"`` with the upgrade line.
+    Segments in ``cache`` were verified when loaded and are not checksummed again."""
     if on_damage not in ("stop", "fallback", "empty"):
         raise ValueError(f"on_damage must be stop, fallback or empty, not {on_damage!r}")
     current = current_version(index_dir)
@@ -690,17 +885,20 @@ def choose_base(index_dir: Path, *, on_damage: str = "stop", rebuild_vectors: bo
     if not names:
         return None
     damaged: list[VersionHealth] = []
+    trusted = cache.names() if cache is not None else set()
     for name in names:
-        health = inspect_version(index_dir / VERSIONS_DIR / name, format_version=FORMAT_VERSION)
+        health = inspect_version(index_dir, name, trusted=trusted)
+        if health.legacy:
+            if on_damage == "empty":
+                log.warning("starting a fresh index in the current format (every document is replaced)")
+                return None
+            raise IndexIncompatibleError(upgrade_message(index_dir, name))
         usable = health.ok or health.rebuildable
-        vectors = None
-        if health.rebuildable and health.damage.vectors and rebuild_vectors:
+        if usable and health.damaged_segments and rebuild_vectors:
             assert health.manifest is not None
-            try:
-                with contextlib.closing(connect(index_dir / VERSIONS_DIR / name / STORE_FILE, read_only=True)) as db:
-                    vectors = vectors_from_cache(PassageStore(db), health.manifest, index_dir / CACHE_PATH)
-            except (IndexCorruptError, sqlite3.Error) as exc:
-                health = VersionHealth(health.name, health.manifest, {**health.failed, "": str(exc)})
+            problem = check_rebuildable(index_dir, health.manifest, health.damaged_segments)
+            if problem is not None:
+                health = VersionHealth(health.name, health.manifest, {**health.failed, "": problem})
                 usable = False
         if usable:
             if damaged and on_damage == "stop":
@@ -708,31 +906,16 @@ def choose_base(index_dir: Path, *, on_damage: str = "stop", rebuild_vectors: bo
             assert health.manifest is not None
             rebuilt = None if health.ok else f"{health.damage.describe()} rebuilt ({health.describe()})"
             if rebuilt:
-                log.warning("index version %s: %s from its intact passages.sqlite", name, rebuilt)
+                log.warning("index version %s: %s from its intact segment stores", name, rebuilt)
             skipped = tuple(f"{h.name}: {h.describe()}" for h in damaged)
             if skipped:
                 log.error("index version(s) passed over, their documents cannot be trusted: %s", "; ".join(skipped))
-            return Base(health.manifest, vectors, rebuilt, skipped)
+            return Base(health.manifest, rebuilt, skipped, dict(health.damaged_segments), health.checked)
         damaged.append(health)
         if on_damage == "empty":
             log.warning("starting a fresh index (every document is replaced): %s", health.describe())
             return None
     raise IndexCorruptError(damaged_message(index_dir, damaged[0], None))
-
-
-def _copy_version(source: Path, target: Path) -> None:
-    """Copy a version's files to start the next one; SQLite through its backup API, the rest byte for byte."""
-    for path in source.rglob("*"):
-        relative = path.relative_to(source)
-        if path.name == MANIFEST_NAME or path.name == STORE_FILE or path.is_dir():
-            continue
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target / relative)
-    with (
-        contextlib.closing(connect(source / STORE_FILE, read_only=True)) as src,
-        contextlib.closing(sqlite3.connect(target / STORE_FILE)) as dst,
-    ):
-        src.backup(dst)
 
 
 def _next_version_name(index_dir: Path) -> str:
@@ -743,26 +926,48 @@ def _next_version_name(index_dir: Path) -> str:
     return f"v{max(existing, default=0) + 1:06d}"
 
 
-def _prune(index_dir: Path, *, keep: int, protect: set[str]) -> None:
-    """Remove old versions beyond the newest ``keep``. Readers that still hold one keep working: the SQLite file
-    stays open and vectors are in memory.
+def prune(index_dir: Path, *, keep: int, protect: set[str]) -> None:
+    """Remove old versions beyond the newest ``keep``, then every segment and deletes file that no remaining
+    version names and no live reader holds (``index_store.leases``). Call with the write lock held.
 
-    ``protect`` holds the version just published (intact, and holding everything its base held) and every version
-    passed over as damaged on the way to its base (the manifest's ``passed_over``): the new version does not hold
-    what only those held, so they stay as evidence and for recovery by hand (``citesearch check`` lists them)."""
+    ``protect`` holds the version just published and every version passed over as damaged on the way to its base
+    (the manifest's ``passed_over``): the new version does not hold what only those held, so they stay as evidence
+    and for recovery by hand (``citesearch check`` lists them)."""
     current = current_version(index_dir)
     for name in list_versions(index_dir)[:-keep] if keep > 0 else []:
         if name != current and name not in protect:
             shutil.rmtree(index_dir / VERSIONS_DIR / name, ignore_errors=True)
+    named_segments: set[str] = set()
+    named_deletes: set[str] = set()
+    for name in list_versions(index_dir):
+        try:
+            manifest = Manifest.read(index_dir / VERSIONS_DIR / name)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            # Unreadable: what it names is unknown, so nothing is pruned this time (it stays as evidence).
+            return
+        named_segments.update(ref.name for ref in manifest.segments)
+        named_deletes.update(ref.deletes for ref in manifest.segments if ref.deletes)
+    held = leased_segments(index_dir)
+    for segment in list_segments(index_dir):
+        if segment not in named_segments and segment not in held:
+            shutil.rmtree(segment_dir(index_dir, segment), ignore_errors=True)
+    deletes_root = index_dir / DELETES_DIR
+    for path in deletes_root.glob("*.npy") if deletes_root.is_dir() else ():
+        relative = f"{DELETES_DIR}/{path.name}"
+        if relative not in named_deletes and path.name.split(".", 1)[0] not in held:
+            path.unlink(missing_ok=True)
 
 
 __all__ = [
     "Base",
     "IndexReader",
     "IndexWriter",
+    "SegmentCache",
     "choose_base",
     "current_version",
     "list_versions",
     "open_index",
+    "prune",
+    "publish_manifest",
     "write_lock",
 ]

@@ -27,6 +27,7 @@ service process applies a folder's journal: a second one on the same folder stay
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -41,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from index_store import IndexLockedError, IndexStoreError, current_version, list_versions
+from index_store.layout import VERSIONS_DIR
 from index_store.manifest import Manifest
-from index_store.versions import VERSIONS_DIR, choose_base
+from index_store.versions import choose_base
 from indexer.documents import Document
 from indexer.embedder import Embedder
 from indexer.pipeline import BuildOptions, apply_changes
@@ -413,8 +415,17 @@ class UpdateWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file: Any = None
+        # Merges run in their own thread after publishes, never in the way of the next write or of searches.
+        from index_store.merging import BackgroundMerger
+
+        self.merger = BackgroundMerger(self.index_dir, cache=options.segment_cache, on_merged=self._merged)
         # (version, file signature) of the base last found intact: a base is verified again only once it changes
         self._checked_base: tuple[str, tuple[tuple[str, int, int], ...], Manifest] | None = None
+
+    def _merged(self, version: str) -> None:
+        log.info("background merge published %s", version)
+        if self.on_published is not None:
+            self.on_published(version)
 
     # -- control -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -433,6 +444,7 @@ class UpdateWriter:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("the update writer is still publishing after %.0fs; its entries stay journaled", timeout)
+        self.merger.join(min(timeout, 5.0))  # a merge cut short publishes nothing; the next one starts over
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -461,7 +473,9 @@ class UpdateWriter:
             and _signature(self.index_dir / VERSIONS_DIR / current) == checked[1]
         ):
             return checked[2]
-        base = choose_base(self.index_dir, on_damage="fallback", rebuild_vectors=False)
+        base = choose_base(
+            self.index_dir, on_damage="fallback", rebuild_vectors=False, cache=self.options.segment_cache
+        )
         if base is None:
             return None
         if base.manifest.version == current:
@@ -646,6 +660,7 @@ class UpdateWriter:
             record={**self.options.record, "journal": marker.to_dict(self.journal.journal_id)},
             on_damage="fallback",  # what the passed-over version held was re-queued by _reconcile
             progress=self._progress,
+            segment_cache=self.options.segment_cache,
         )
         started = time.perf_counter()
         # replace_all=False: documents not mentioned are kept (as `citesearch index --add` does).
@@ -673,6 +688,7 @@ class UpdateWriter:
             except Exception:
                 log.exception("loading the new version %s failed; the poller will retry", report.version)
         self.journal.mark_applied([c.seq for c in batch], report.version)
+        self.merger.poke()
         self.status.last_version = report.version
         self.status.last_error = None
         self.status.batches += 1
@@ -733,9 +749,12 @@ class UpdateService:
         self.journal.close()
 
 
-def start_updates(index_dir: Path, embedder: Embedder, settings: Any, *, on_published: Any = None) -> UpdateService:
-    """Open the journal and start the writer with the same build options as ``citesearch index``."""
-    options = settings.build_options(lock_timeout=1.0)
+def start_updates(
+    index_dir: Path, embedder: Embedder, settings: Any, *, on_published: Any = None, segment_cache: Any = None
+) -> UpdateService:
+    """Open the journal and start the writer with the same build options as ``citesearch index``; with the
+    service's ``segment_cache`` (its readers' loaded segments), a write loads nothing it does not change."""
+    options = dataclasses.replace(settings.build_options(lock_timeout=1.0), segment_cache=segment_cache)
     journal = Journal(index_dir)
     writer = UpdateWriter(index_dir, embedder, journal, options, on_published=on_published)
     writer.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from index_store import EmbeddingCache, IndexWriter, KeywordSettings, ModelInfo, StoredPassage
+from index_store import EmbeddingCache, IndexWriter, KeywordSettings, ModelInfo, SegmentCache, StoredPassage
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import SECTIONS, Document, Passage
 from indexer.embedder import Embedder, embed_backend_of, recorded_backend
@@ -83,6 +83,9 @@ class BuildOptions:
     # Called as progress(phase, done, total) while a build runs ("chunking" documents, "embedding" passages,
     # "publishing"): the service shows it in GET /updates during a long apply.
     progress: Callable[[str, int, int], None] | None = None
+    # Segments this process already loaded (index_store.SegmentCache): the service shares its readers' cache with
+    # its writer, so a write reads nothing of the segments it does not change. None: a cache for this call.
+    segment_cache: SegmentCache | None = None
 
 
 def _embed_with_cache(
@@ -151,9 +154,11 @@ def apply_changes(
             lock_timeout=options.lock_timeout,
             allow_model_change=replace_all,
             on_damage="empty" if replace_all else options.on_damage,
+            cache=options.segment_cache,
         ) as writer,
     ):
-        existing = writer.document_hashes()
+        # Only the documents this write names are looked up (a full re-index needs them all, to remove the rest).
+        existing = writer.document_hashes(None if replace_all else [doc.doc_id for doc in upserts])
         # Chunker settings changed since the last version: every document must be re-cut (embeddings of
         # passages whose text did not change still come from the cache).
         rechunk_all = writer.base_chunker is not None and writer.base_chunker != options.chunker.to_dict()
@@ -196,7 +201,7 @@ def apply_changes(
             passages = passages_by_doc[doc.doc_id]
             writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
             offset += len(passages)
-        documents_now = len(writer.document_hashes())
+        documents_now = writer.counts.get("documents", 0)
         extra: dict[str, object] = dict(options.record)
         if backend is not None:  # torch, onnx or onnx-int8: the same vector space, recorded for audits
             # Documents kept from the base keep their vectors, so their backend stays named.
@@ -205,7 +210,7 @@ def apply_changes(
         for build_derived in options.derived_indexes:
             extra.update(build_derived(writer.version_dir, writer.iter_passages()))
         report.seconds["total"] = time.perf_counter() - started
-        report.passages_by_section = _passages_by_section(writer.iter_passages())
+        report.passages_by_section = _passages_by_section(writer.counts)
         report.passages = sum(report.passages_by_section.values())
         report.documents = documents_now
         manifest = writer.publish(build=report.to_dict(), extra=extra)
@@ -252,10 +257,12 @@ def _backends_record(backend: str, kept_base: str | None) -> str:
     return "+".join(sorted(backends))
 
 
-def _passages_by_section(passages: Iterable[StoredPassage]) -> dict[str, int]:
+def _passages_by_section(counts: dict[str, int]) -> dict[str, int]:
+    """Passages per section from the writer's running counts (kept per write, not counted over the index)."""
     by_section = dict.fromkeys(SECTIONS, 0)
-    for stored in passages:
-        by_section[stored.section] = by_section.get(stored.section, 0) + 1
+    for key, count in counts.items():
+        if key.startswith("passages_"):
+            by_section[key.removeprefix("passages_")] = count
     return by_section
 
 

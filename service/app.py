@@ -45,7 +45,13 @@ Every response names the `index_version` it was served from."""
 def _start_updates(settings: Settings, model: Embedder, holder: IndexHolder) -> UpdateService | None:
     """The update journal and its writer (POST/DELETE /documents); without them the service still searches."""
     try:
-        return start_updates(settings.index_dir, model, settings, on_published=lambda _version: holder.refresh())
+        return start_updates(
+            settings.index_dir,
+            model,
+            settings,
+            on_published=lambda _version: holder.refresh(),
+            segment_cache=holder.segments,
+        )
     except (OSError, sqlite3.Error) as exc:  # a read-only index folder, for instance
         log.warning("live updates are off: cannot open the journal in %s (%s)", settings.index_dir, exc)
         return None

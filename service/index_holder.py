@@ -1,6 +1,7 @@
 """The index the service searches, swapped without a restart when a new version is published.
 
-``IndexHolder`` keeps one opened ``IndexReader`` (and its ``Searcher``). A background task polls the index folder's
+``IndexHolder`` keeps one opened ``IndexReader`` (and its ``Searcher``), and the cache of loaded segments that the
+next version's reader reuses. A background task polls the index folder's
 ``CURRENT`` pointer; when it names a new version, the new version is opened and verified *aside* (checksums, model)
 and only then swapped in under a lock. Requests take a lease on the version they start with, so a request in flight
 at the switch finishes on the version it began with; the old reader is closed only when its last lease is released.
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from citesearch.search import Searcher, check_model_matches
-from index_store import IndexReader, IndexStoreError, ModelInfo, current_version
+from index_store import IndexReader, IndexStoreError, ModelInfo, SegmentCache, current_version
 from indexer.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ class IndexHolder:
         self._refresh_lock = threading.Lock()  # one refresh at a time (poller and tests)
         self._failed_version: str | None = None  # a published version that failed to open; not retried
         self._listeners: list[Callable[[str], None]] = []
+        # Segments are immutable: the next version reuses every loaded segment it shares with the served one and
+        # loads only what is new (a publish is one small segment), so a reload costs the change, not the index. The
+        # update writer of this process shares the cache too.
+        self.segments = SegmentCache()
 
     def on_loaded(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(version)`` after each version is swapped in (on the loading thread: keep it quick)."""
@@ -147,6 +152,7 @@ class IndexHolder:
                     wanted,
                     fallback=initial or self._current is None,
                     expect_model=ModelInfo(self.embedder.name, self.embedder.dim, self.embedder.max_tokens),
+                    cache=self.segments,
                 )
             except (IndexStoreError, OSError) as exc:
                 self._note_failure(wanted, str(exc))
@@ -167,6 +173,8 @@ class IndexHolder:
                 self.last_error = None
             reader.warm()  # before the swap: the first request on this version must not load lookup tables
             self._swap(_Loaded(reader, Searcher(reader, self.embedder)))
+            # Readers still leased keep their own segment objects; the cache keeps what the served version uses.
+            self.segments.retain(self.index_dir, set(reader.segments))
             log.info("serving index version %s from %s", reader.version, self.index_dir)
             for listener in self._listeners:
                 try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from indexer.pipeline import BuildOptions, apply_changes, build_index
 from tests.conftest import SEEDS
 from tests.fakes import HashingEmbedder
 from tests.servicekit import wait_for
+from tests.store_files import segment_names, segment_path
 from tests.updates_server import KEY, updates_app
 
 DOCS = 24
@@ -67,7 +69,7 @@ def _add(index_dir: Path, doc_id: str, **options: object) -> str:
     return report.version
 
 
-DERIVED = ["bm25/data.csc.index.npy", "bm25/context/data.csc.index.npy", "bm25/vocab.index.json", "vectors.faiss"]
+DERIVED = ["bm25/passages/tf.npy", "bm25/parts/tf.npy", "bm25/passages/terms.json", "vectors.f32.npy", "part_means.npy"]
 
 
 @pytest.mark.parametrize("damaged", DERIVED)
@@ -75,7 +77,7 @@ def test_a_flipped_bit_in_a_derived_file_then_an_add_keeps_every_document(index_
     with open_index(index_dir) as reader:
         old_ids = set(reader.document_ids())
     assert len(old_ids) == DOCS + 2
-    _flip(_version_dir(index_dir) / damaged)
+    _flip(segment_path(index_dir) / damaged)
     new_version = _add(index_dir, "glacier-note")
     with open_index(index_dir, fallback=False) as reader:  # every checksum holds on the new version
         assert reader.version == new_version
@@ -89,7 +91,7 @@ def test_a_flipped_bit_in_a_derived_file_then_an_add_keeps_every_document(index_
 def test_a_flipped_bit_in_a_derived_file_is_rebuilt_in_memory_not_a_fallback(index_dir: Path, damaged: str) -> None:
     with open_index(index_dir) as reader:
         old_ids, old_version = set(reader.document_ids()), reader.version
-    _flip(_version_dir(index_dir) / damaged)
+    _flip(segment_path(index_dir) / damaged)
     with open_index(index_dir) as reader:  # served as it is, the damaged file rebuilt from the store and cache
         assert reader.version == old_version
         assert set(reader.document_ids()) == old_ids
@@ -97,10 +99,17 @@ def test_a_flipped_bit_in_a_derived_file_is_rebuilt_in_memory_not_a_fallback(ind
         assert reader.rebuilt is not None and damaged in reader.rebuilt
 
 
-def test_a_flipped_checksum_in_the_manifest_is_a_rebuild_not_a_loss(index_dir: Path) -> None:
-    manifest = _version_dir(index_dir) / "manifest.json"
+@pytest.mark.parametrize("where", ["manifest", "segment"])
+def test_a_flipped_checksum_in_the_manifest_is_a_rebuild_not_a_loss(index_dir: Path, where: str) -> None:
+    # In the version's manifest (the checksum of segment.json) or in segment.json (that of a derived file): the
+    # segment's store still matches the checksum segment.json gives it, so the segment is rebuilt from it.
+    (segment,) = segment_names(index_dir)
+    manifest = (
+        _version_dir(index_dir) / "manifest.json" if where == "manifest" else segment_path(index_dir) / "segment.json"
+    )
     data = json.loads(manifest.read_text())
-    digest = data["files"]["bm25/params.index.json"]["sha256"]
+    key = f"segments/{segment}/segment.json" if where == "manifest" else "bm25/passages/lengths.npy"
+    digest = data["files"][key]["sha256"]
     text = manifest.read_text().replace(digest, ("0" if digest[0] != "0" else "1") + digest[1:])
     manifest.write_text(text)
     _add(index_dir, "glacier-note")
@@ -110,7 +119,7 @@ def test_a_flipped_checksum_in_the_manifest_is_a_rebuild_not_a_loss(index_dir: P
 
 def test_a_writer_never_starts_from_empty_when_the_only_version_is_damaged(index_dir: Path) -> None:
     only = current_version(index_dir)
-    _flip(_version_dir(index_dir) / "passages.sqlite")
+    _flip(segment_path(index_dir) / "passages.sqlite")
     with pytest.raises(IndexCorruptError) as raised:
         _add(index_dir, "glacier-note")
     message = str(raised.value)
@@ -150,7 +159,7 @@ def test_pruning_never_removes_a_passed_over_version(tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     build_index([_corpus(tmp_path / "a", 3, "alpha")], index_dir, HashingEmbedder())
     second = _add(index_dir, "n1")
-    _flip(_version_dir(index_dir, second) / "passages.sqlite")
+    _flip(segment_path(index_dir, second) / "passages.sqlite")
     for i in range(4):  # the service's mode: build on the older intact version
         _add(index_dir, f"later-{i}", on_damage="fallback")
     assert second in list_versions(index_dir)
@@ -160,10 +169,10 @@ def test_pruning_never_removes_a_passed_over_version(tmp_path: Path) -> None:
 
 def test_check_repair_rebuilds_a_damaged_derived_file_into_a_new_intact_version(index_dir: Path, capsys) -> None:
     damaged = current_version(index_dir)
-    _flip(_version_dir(index_dir) / "vectors.faiss")
+    _flip(segment_path(index_dir) / "vectors.f32.npy")
     assert main(["check", "--index-dir", str(index_dir)]) == 1
     out = capsys.readouterr().out
-    assert "rebuildable" in out and "vectors.faiss" in out and "check --repair" in out
+    assert "rebuildable" in out and "vectors.f32.npy" in out and "check --repair" in out
     assert main(["check", "--repair", "--index-dir", str(index_dir), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] and result["repair"]["action"] == "rebuilt" and result["repair"]["base"] == damaged
@@ -180,7 +189,7 @@ def test_cli_index_add_on_a_real_model_index_with_a_flipped_bm25_bit_keeps_every
     shutil.copytree(seed_index[0], index_dir)
     with open_index(index_dir) as reader:
         old_ids = set(reader.document_ids())
-    _flip(_version_dir(index_dir) / "bm25/data.csc.index.npy")
+    _flip(segment_path(index_dir) / "bm25/passages/tf.npy")
     new = tmp_path / "new.txt"
     new.write_text("Zebra finches learn their courtship song from their fathers.", encoding="utf-8")
     assert main(["index", str(new), "--add", "--index-dir", str(index_dir)]) == 0
@@ -204,12 +213,12 @@ def _wait_published(client: TestClient, seq: int) -> dict[str, object]:
     return wait_for(check, timeout=40, interval=0.1, what=f"update {seq} to be published")
 
 
-@pytest.mark.parametrize("damaged", ["bm25/context/indices.csc.index.npy", "vectors.faiss"])
+@pytest.mark.parametrize("damaged", ["bm25/parts/docs.npy", "vectors.f32.npy"])
 def test_post_documents_after_a_flipped_bit_keeps_every_document(index_dir: Path, damaged: str) -> None:
     with open_index(index_dir) as reader:
         old_ids = set(reader.document_ids())
         damaged_version = reader.version
-    _flip(_version_dir(index_dir) / damaged)
+    _flip(segment_path(index_dir) / damaged)
     with _service(index_dir) as client:
         ready = client.get("/ready").json()
         assert ready["index_version"] == damaged_version and ready["fallback"] and damaged in ready["degraded"]
@@ -228,7 +237,13 @@ def test_a_change_only_a_lost_version_held_is_applied_again_never_claimed_publis
         seq = client.post("/documents", json={"id": "zebra", "text": "Zebra finches learn songs."}).json()["seq"][0]
         lost_version = _wait_published(client, seq)["index_version"]
     assert isinstance(lost_version, str)
-    _flip(_version_dir(index_dir, lost_version) / "passages.sqlite")  # its documents cannot be trusted any more
+    # Its documents cannot be trusted any more — nor those of any segment holding the change (a background merge
+    # may have copied it into a merged segment of a later version).
+    for store in sorted(index_dir.glob("segments/*/passages.sqlite")):
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            holds = db.execute("SELECT 1 FROM documents WHERE doc_id = 'zebra'").fetchone() is not None
+        if holds:
+            _flip(store)
 
     with _service(index_dir) as client:
         seen = []
@@ -268,7 +283,7 @@ def test_a_manifest_for_another_model_falls_back_and_ready_says_why(tmp_path: Pa
 def test_a_damaged_current_version_is_served_from_the_older_one_and_ready_says_so(index_dir: Path) -> None:
     first = current_version(index_dir)
     second = _add(index_dir, "glacier-note")
-    _flip(_version_dir(index_dir, second) / "passages.sqlite")
+    _flip(segment_path(index_dir, second) / "passages.sqlite")
     with _service(index_dir) as client:
         ready = client.get("/ready").json()
         assert ready["status"] == "ready" and ready["index_version"] == first and ready["fallback"]

@@ -26,6 +26,7 @@ from index_store import (
     open_index,
     write_lock,
 )
+from tests.store_files import segment_names, segment_path
 
 MODEL = ModelInfo(name="test-model", dim=16, max_tokens=128)
 
@@ -113,7 +114,10 @@ def test_publish_then_read_back_with_manifest_and_checksums(tmp_path: Path) -> N
     with open_index(tmp_path) as reader:
         assert reader.manifest.counts == {"documents": 2, "passages": 5, "passages_article": 5}
         assert reader.manifest.model == MODEL
-        assert {"passages.sqlite", "vectors.faiss", "bm25/passage_ids.npy"} <= set(reader.manifest.files)
+        (segment,) = segment_names(tmp_path)
+        assert f"segments/{segment}/segment.json" in reader.manifest.files
+        files = {p.relative_to(segment_path(tmp_path)).as_posix() for p in segment_path(tmp_path).rglob("*")}
+        assert {"passages.sqlite", "vectors.f32.npy", "bm25/passages/tf.npy", "segment.json"} <= files
         assert reader.keyword is not None and len(reader.keyword) == 5
         assert reader.manifest.extra["keyword"]["k1"] == KeywordSettings().k1
         for stored in reader.passages(list(reader.passage_ids())):
@@ -171,7 +175,7 @@ def test_old_versions_are_pruned(tmp_path: Path) -> None:
 def test_corrupted_current_version_falls_back_to_previous(tmp_path: Path) -> None:
     first = _write(tmp_path, {"a": 2})
     second = _write(tmp_path, {"b": 2})
-    vectors = tmp_path / "versions" / second / "vectors.faiss"
+    vectors = segment_path(tmp_path, second) / "vectors.f32.npy"  # no embedding cache here: cannot be rebuilt
     data = bytearray(vectors.read_bytes())
     data[-5] ^= 0xFF
     vectors.write_bytes(bytes(data))
@@ -184,7 +188,7 @@ def test_corrupted_current_version_falls_back_to_previous(tmp_path: Path) -> Non
 
 def test_truncated_sqlite_without_intact_version_is_an_error(tmp_path: Path) -> None:
     version = _write(tmp_path, {"a": 2})
-    store = tmp_path / "versions" / version / "passages.sqlite"
+    store = segment_path(tmp_path, version) / "passages.sqlite"
     os.truncate(store, store.stat().st_size // 2)
     with pytest.raises(IndexCorruptError, match="truncated"):
         open_index(tmp_path)

@@ -147,10 +147,13 @@ def test_kill_during_build_leaves_the_old_version_loadable(tmp_path: Path, corpu
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while not list((index_dir / "versions").glob(".tmp-*")) and time.monotonic() < deadline:
+    lock = index_dir / "write.lock"
+    # The writer writes its pid into the lock file when it starts (before chunking and embedding).
+    while (not lock.is_file() or lock.read_text().strip() != str(process.pid)) and time.monotonic() < deadline:
         assert process.poll() is None, "the build finished before it could be interrupted"
         time.sleep(0.05)
     time.sleep(1.0)
+    assert process.poll() is None, "the build finished before it could be interrupted"
     process.send_signal(signal.SIGKILL)
     process.wait()
 
@@ -161,5 +164,5 @@ def test_kill_during_build_leaves_the_old_version_loadable(tmp_path: Path, corpu
     # The next writer cleans up the abandoned folder and publishes normally.
     report = apply_changes(index_dir, real_embedder, upserts=[], deletes=[SEED_ARTICLE])
     assert report.removed == 1
-    assert not list((index_dir / "versions").glob(".tmp-*"))
+    assert not list((index_dir / "versions").glob(".tmp-*")) and not list((index_dir / "segments").glob(".tmp-*"))
     assert report.version in list_versions(index_dir)

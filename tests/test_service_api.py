@@ -31,6 +31,7 @@ from service.app import create_app
 from service.index_holder import IndexHolder, IndexNotReady
 from tests.conftest import CITATION_FIELDS, SEED_ARTICLE, SEED_PAGE, SEEDS
 from tests.servicekit import running_server, wait_for
+from tests.store_files import segment_path
 
 ALIYEV = "what conditions did Aliyev set?"
 CONDITIONS = ("Constitutional amendments in Armenia", "Dissolution of the OSCE Minsk Group")
@@ -496,19 +497,19 @@ def test_old_version_is_closed_only_after_its_last_lease(holder_index, real_embe
 
 
 def test_a_new_version_is_warmed_before_it_is_served(holder_index, real_embedder, monkeypatch) -> None:
-    """The id-to-document table is read while loading, not by the first search on the new version."""
+    """The view's lookup arrays (ids, documents, part layout) are built while loading, not by the first search."""
     from citesearch.search import SearchRequest
-    from index_store.sqlite_store import PassageStore
+    from index_store.segments import SegmentedView
 
     index_dir, holder = holder_index
     reads: list[int] = []
-    original = PassageStore.document_keys
+    original = SegmentedView.warm
 
-    def counting(self: PassageStore) -> Any:
+    def counting(self: SegmentedView) -> Any:
         reads.append(1)
         return original(self)
 
-    monkeypatch.setattr(PassageStore, "document_keys", counting)
+    monkeypatch.setattr(SegmentedView, "warm", counting)
     apply_changes(index_dir, real_embedder, upserts=[GLACIER])
     assert holder.refresh() and reads == [1]
     with holder.acquire() as lease:
@@ -520,7 +521,7 @@ def test_a_version_that_fails_its_checks_is_skipped_and_the_old_one_kept(holder_
     index_dir, holder = holder_index
     serving = holder.version
     broken = apply_changes(index_dir, real_embedder, upserts=[GLACIER]).version
-    store = next((index_dir / "versions" / broken).glob("*.sqlite"))
+    store = segment_path(index_dir, broken) / "passages.sqlite"  # the segment its write added
     data = bytearray(store.read_bytes())
     data[len(data) // 2] ^= 0xFF
     store.write_bytes(bytes(data))

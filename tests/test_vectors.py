@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-import index_store.vectors as vectors_module
 from index_store import IndexCorruptError, IndexWriter, ModelInfo, open_index
 from index_store.vectors import (
     BACKENDS,
@@ -21,6 +20,7 @@ from index_store.vectors import (
     save_vector_index,
 )
 from index_store.vectors.ivf_backend import IvfVectorIndex
+from tests.store_files import segment_path
 
 DIM = 32
 APPROXIMATE = ("faiss-ivf", "faiss-ivf-sq8")
@@ -213,41 +213,33 @@ def _publish(index_dir: Path, docs: dict[str, int], *, deletes: tuple[str, ...] 
         return writer.publish().version
 
 
-def test_publish_chooses_the_backend_by_size_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_segments_below_the_ivf_size_are_searched_exactly_across_writes_and_deletes(tmp_path: Path) -> None:
+    """A write's segment holds exact rows (IVF only for segments of IVF_MIN_VECTORS or more, built from trained
+    centroids): search over several segments equals brute force over the live passages, deleted ones excluded."""
     _publish(tmp_path, {"a": 300, "b": 200})
-    with open_index(tmp_path) as reader:  # small: exact, exactly as before
-        assert reader.manifest.vector_backend == "faiss" and "vectors.faiss" in reader.manifest.files
-    monkeypatch.setattr(vectors_module, "EXACT_MAX_VECTORS", 400)
     _publish(tmp_path, {"c": 100})
-    with open_index(tmp_path) as reader:  # grew past the threshold: IVF, every file checksummed
-        assert reader.manifest.vector_backend == "faiss-ivf"
-        assert {"vectors.ids.npy", "vectors.f32.npy", "vectors.ivf.faiss", "vectors.ivf.json"} <= set(
-            reader.manifest.files
-        )
-        assert "vectors.faiss" not in reader.manifest.files  # the previous backend's file is not carried over
-        assert isinstance(reader.vectors, IvfVectorIndex) and len(reader.vectors) == 600
-        ids = reader.passage_ids(doc_id="c")
-        hits = reader.search_vectors(reader.vectors.vectors_for(ids[:5]), 1)
-        np.testing.assert_array_equal(hits.ids[:, 0], ids[:5])
-        section_ids = reader.passage_ids(doc_id="a")
-        filtered = reader.search_vectors(reader.vectors.vectors_for(ids[:3]), 5, allowed_ids=section_ids)
-        assert set(filtered.ids.ravel().tolist()) <= set(section_ids.tolist())
-    _publish(tmp_path, {}, deletes=("a", "b"))
-    with open_index(tmp_path) as reader:  # shrank below it again: back to exact
-        assert reader.manifest.vector_backend == "faiss" and len(reader.vectors) == 100
-        assert not any(name.startswith("vectors.ivf") for name in reader.manifest.files)
-        assert set(reader.search_vectors(_structured_vectors(3, seed=9), 100).ids.ravel().tolist()) == set(
-            reader.passage_ids().tolist()
-        )
+    _publish(tmp_path, {}, deletes=("a",))
+    with open_index(tmp_path) as reader:
+        assert len(reader.vectors) == 300 and len(reader.manifest.segments) == 2
+        ids = reader.passage_ids()
+        queries = _structured_vectors(4, seed=9)
+        hits = reader.search_vectors(queries, 10)
+        every = reader.vectors.vectors_for(ids)
+        expected = ids[np.argsort(-(queries @ every.T), axis=1, kind="stable")[:, :10]]
+        np.testing.assert_array_equal(np.sort(hits.ids, axis=1), np.sort(expected, axis=1))
+        assert not set(hits.ids.ravel().tolist()) & set(range(300))  # doc a's passages are deleted
+        only_c = reader.passage_ids(doc_id="c")
+        filtered = reader.search_vectors(queries, 5, allowed_ids=only_c)
+        assert set(filtered.ids.ravel().tolist()) <= set(only_c.tolist())
 
 
 def test_explicit_sq8_backend_through_publish_and_a_corrupt_vector_file(tmp_path: Path) -> None:
     first = _publish(tmp_path, {"a": 300}, backend="faiss-ivf-sq8")
     second = _publish(tmp_path, {"b": 50}, backend="faiss-ivf-sq8")
     with open_index(tmp_path) as reader:
-        assert reader.version == second and reader.manifest.vector_backend == "faiss-ivf-sq8"
+        assert reader.version == second and reader.manifest.vector_backend == "faiss-ivf-sq8"  # as requested
         assert len(reader.vectors) == 350 == len(reader.passage_ids())
-    vectors_file = tmp_path / "versions" / second / "vectors.f32.npy"
+    vectors_file = segment_path(tmp_path, second) / "vectors.f32.npy"  # no embedding cache: cannot be rebuilt
     data = bytearray(vectors_file.read_bytes())
     data[-1] ^= 0xFF
     vectors_file.write_bytes(bytes(data))

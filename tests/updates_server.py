@@ -58,15 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     from tests.fakes import HashingEmbedder
 
     if args.publish_sleep > 0:
-        original = versions._write_atomically
+        original = versions.write_atomically
 
-        def slow_switch(path: Path, text: str) -> None:
+        def slow_switch(path: Path, data: str | bytes) -> None:
             if path.name == versions.CURRENT_NAME:
-                print(f"PUBLISH-SLEEP {text.strip()}", file=sys.stderr, flush=True)
+                print(f"PUBLISH-SLEEP {str(data).strip()}", file=sys.stderr, flush=True)
                 time.sleep(args.publish_sleep)
-            original(path, text)
+            original(path, data)
 
-        versions._write_atomically = slow_switch
+        versions.write_atomically = slow_switch
 
     settings = Settings(
         index_dir=args.index_dir,

@@ -11,7 +11,14 @@ import argparse
 import importlib
 
 # One module per benchmark; each has ``add_parser(kinds: argparse._SubParsersAction) -> None``.
-BENCH_MODULES = ("eval.bench.index", "eval.bench.query", "eval.bench.scale", "eval.bench.peer", "eval.bench.ray_index")
+BENCH_MODULES = (
+    "eval.bench.index",
+    "eval.bench.query",
+    "eval.bench.scale",
+    "eval.bench.peer",
+    "eval.bench.ray_index",
+    "eval.bench.update",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
