@@ -127,7 +127,7 @@ def label_spans(searcher: Searcher, questions: Sequence[LabelledQuestion]) -> di
     problems: list[str] = []
     spans: dict[str, list[Span]] = {}
     for question in questions:
-        document = searcher.reader.document(question.doc_id)
+        document = searcher.store.document(question.doc_id)
         if document is None:
             problems.append(f"{question.id}: document {question.doc_id!r} is not in index {searcher.index_version}")
             continue
