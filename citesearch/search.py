@@ -229,9 +229,7 @@ class Searcher:
         if request.recency and request.mode != "hybrid":
             raise InvalidSearchRequest("recency", f"the recency prior applies to mode hybrid, not {request.mode!r}")
         if request.mode != "dense" and not self.store.has_keyword:
-            raise InvalidSearchRequest(
-                "mode", f"index {self.store.version} has no keyword index; use mode 'dense' or re-index"
-            )
+            raise InvalidSearchRequest("mode", self.store.why_no_keyword)
 
     @staticmethod
     def date_bounds(request: SearchRequest) -> DateBounds:

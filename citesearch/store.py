@@ -127,6 +127,16 @@ class SearchStore(Protocol):
         ...
 
     @property
+    def why_no_keyword(self) -> str:
+        """What to tell a request for bm25 or hybrid when ``has_keyword`` is False."""
+        ...
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Documents and passages served (``documents``, ``passages``), for metrics."""
+        ...
+
+    @property
     def has_dates(self) -> bool:
         """Whether documents' dates and duplicate clusters are recorded (date filters, recency, collapsing)."""
         ...
@@ -218,6 +228,14 @@ class LocalStore:
     def has_keyword(self) -> bool:
         return self.reader.keyword is not None
 
+    @property
+    def why_no_keyword(self) -> str:
+        return f"index {self.version} has no keyword index; use mode 'dense' or re-index"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.reader.manifest.counts)
+
     def _documents(self) -> DocumentTable | None:
         keyword = self.reader.keyword
         return None if keyword is None else keyword.documents
@@ -291,7 +309,8 @@ class LocalStore:
         assert keyword is not None
         return self.reader.vectors.vectors_for(keyword.passage_ids[positions])
 
-    def _part_vectors_of(self, layout: PartLayout) -> PartVectors:
+    def part_vectors(self, layout: PartLayout) -> PartVectors:
+        """Each part's mean passage vector: the reader's own when it keeps them, else built once per store."""
         own = getattr(self.reader, "part_vectors", None)
         if callable(own):
             vectors: PartVectors = own()
@@ -306,7 +325,7 @@ class LocalStore:
         keyword = self.reader.keyword
         if layout is None or keyword is None:
             return None
-        part_vectors = self._part_vectors_of(layout)
+        part_vectors = self.part_vectors(layout)
         return part_scores(layout, part_vectors, keyword.positions(passage_ids), self._vectors_at, query_vector)
 
     def document_keys(self, passage_ids: np.ndarray) -> np.ndarray:
