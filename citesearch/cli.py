@@ -27,6 +27,7 @@ from citesearch.search import (
     check_model_matches,
 )
 from citesearch.settings import Settings
+from citesearch.store import open_store
 from citesearch.terminal import escape_for_terminal
 from index_store import IndexStoreError, open_index
 from indexer.documents import SECTIONS, Document
@@ -49,6 +50,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     IngestError,
     IndexStoreError,
     EmbedderError,
+    ImportError,  # an optional extra not installed (pymilvus): the message names the pip command
     InvalidSearchRequest,
     ValueError,
     OSError,
@@ -79,8 +81,11 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         options=options,
         skipped=loaded.skipped,
     )
+    milvus: dict[str, str] = {}
+    if settings.store == "milvus":
+        milvus = _publish_to_milvus(index_dir, settings)
     if args.json:
-        print(json.dumps({"index_dir": str(index_dir), **report.to_dict()}, ensure_ascii=False))
+        print(json.dumps({"index_dir": str(index_dir), **report.to_dict(), **milvus}, ensure_ascii=False))
     else:
         for skipped in report.skipped:
             print(
@@ -88,7 +93,19 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             )
         print(report.summary())
         print(f"index folder: {index_dir}")
+        if milvus:
+            print(f"Milvus: serving {milvus['milvus_version']} at {milvus['milvus_uri']} ({milvus['milvus_alias']})")
     return 0
+
+
+def _publish_to_milvus(index_dir: Path, settings: Settings) -> dict[str, str]:
+    """Copy the version just published into new Milvus collections and switch the alias to them."""
+    from index_store.milvus_store import publish_from_reader
+
+    config = settings.milvus_config()
+    with open_index(index_dir) as reader:
+        stamp = publish_from_reader(reader, config)
+    return {"milvus_uri": config.uri, "milvus_alias": config.alias, "milvus_version": stamp}
 
 
 def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:
@@ -158,10 +175,10 @@ def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     index_dir = Path(args.index_dir or settings.index_dir)
-    with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
+    with open_store(settings, index_dir) as store:  # before loading the model: a missing index fails fast
         embedder = settings.load_embedder()
-        check_model_matches(reader, embedder)
-        searcher = Searcher(reader, embedder)
+        check_model_matches(store, embedder)
+        searcher = Searcher(store, embedder)
         request = SearchRequest(
             query=args.query,
             k=args.k,

@@ -17,18 +17,23 @@ before the seam; ``index_store.milvus_store.MilvusStore`` answers the same quest
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from citesearch.fusion import FusionSettings, keyword_score
 from citesearch.part_evidence import PartLayout, PartScores, PartVectors, part_scores
-from index_store import IndexReader, ModelInfo, StoredPassage
+from index_store import IndexNotFoundError, IndexReader, ModelInfo, StoredPassage
 from index_store.keyword import DocumentTable, KeywordIndex
 from index_store.sqlite_store import StoredDocument
+
+if TYPE_CHECKING:
+    from citesearch.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,17 @@ class Candidates:
     @classmethod
     def empty(cls) -> Candidates:
         return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    location: str  # the index folder, or the Milvus URI and collection alias
+    version: str
+    documents: int
+    passages: int
+    model: str
+    chunker: dict[str, object]
+    keyword: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +150,10 @@ class SearchStore(Protocol):
     @property
     def counts(self) -> dict[str, int]:
         """Documents and passages served (``documents``, ``passages``), for metrics."""
+        ...
+
+    def describe(self) -> StoreInfo:
+        """Where the index lives and how it was built (evaluation reports)."""
         ...
 
     @property
@@ -235,6 +255,18 @@ class LocalStore:
     @property
     def counts(self) -> dict[str, int]:
         return dict(self.reader.manifest.counts)
+
+    def describe(self) -> StoreInfo:
+        manifest = self.reader.manifest
+        return StoreInfo(
+            str(self.reader.index_dir),
+            manifest.version,
+            int(manifest.counts.get("documents", 0)),
+            int(manifest.counts.get("passages", 0)),
+            manifest.model.name,
+            dict(manifest.chunker),
+            manifest.extra.get("keyword"),
+        )
 
     def _documents(self) -> DocumentTable | None:
         keyword = self.reader.keyword
@@ -352,3 +384,41 @@ class LocalStore:
 def as_store(source: IndexReader | SearchStore) -> SearchStore:
     """An opened local index wrapped as a store; a store as it is."""
     return LocalStore(source) if isinstance(source, IndexReader) else source
+
+
+@contextlib.contextmanager
+def open_store(
+    settings: Settings, index_dir: Path | None = None, *, sync_from_local: bool = False
+) -> Iterator[SearchStore]:
+    """The configured store, closed on exit. ``local``: the published version of ``index_dir`` (default
+    ``settings.index_dir``). ``milvus``: the version the Milvus alias names; with ``sync_from_local`` (the
+    evaluation commands, which build their local index first) the local version is copied into Milvus first
+    unless Milvus already serves exactly it."""
+    from index_store import open_index
+
+    index_dir = Path(index_dir or settings.index_dir)
+    if settings.store == "local":
+        with open_index(index_dir) as reader:
+            yield LocalStore(reader)
+        return
+    from index_store.milvus_store import MilvusStore, publish_from_reader
+
+    config = settings.milvus_config()
+    if sync_from_local:
+        with open_index(index_dir) as reader:
+            try:
+                served: MilvusStore | None = MilvusStore(config)
+            except IndexNotFoundError:
+                served = None
+            try:
+                fresh = served is not None and served.serves(reader)
+            finally:
+                if served is not None:
+                    served.close()
+            if not fresh:
+                publish_from_reader(reader, config)
+    store = MilvusStore(config)
+    try:
+        yield store
+    finally:
+        store.close()

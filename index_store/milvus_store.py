@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - the optional extra
 
 from citesearch.fusion import FusionSettings, keyword_score
 from citesearch.part_evidence import MAX_PART_PASSAGES, PartScores
-from citesearch.store import Candidates, PassageDocuments, SearchFilter, Where
+from citesearch.store import Candidates, PassageDocuments, SearchFilter, StoreInfo, Where
 from index_store.errors import IndexIncompatibleError, IndexNotFoundError, IndexStoreError
 from index_store.keyword import KeywordIndex, KeywordSettings, _tokenizer
 from index_store.manifest import ModelInfo
@@ -120,6 +120,10 @@ def connect(config: MilvusConfig) -> MilvusClient:
 class ServerInfo:
     version: str
     has_bm25: bool  # the BM25 function and hybrid search: Milvus Lite, or a server of 2.5 or later
+
+    @property
+    def is_lite(self) -> bool:
+        return "lite" in self.version
 
     @classmethod
     def of(cls, client: MilvusClient) -> ServerInfo:
@@ -226,11 +230,13 @@ def _documents_schema(client: MilvusClient) -> Any:
 
 
 def _create_collections(
-    client: MilvusClient, names: _Names, dim: int, bm25: bool, keyword: KeywordSettings, config: MilvusConfig
+    client: MilvusClient, names: _Names, dim: int, server: ServerInfo, keyword: KeywordSettings, config: MilvusConfig
 ) -> None:
+    bm25 = server.has_bm25
+    # Exact search on Milvus Lite (its HNSW is no faster at test sizes); HNSW on a server, at scale.
     dense_index = (
         {"index_type": "FLAT", "metric_type": "IP"}
-        if config.is_lite
+        if server.is_lite
         else {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 16, "efConstruction": 200}}
     )
     index = client.prepare_index_params()
@@ -510,51 +516,63 @@ def publish_from_reader(reader: IndexReader, config: MilvusConfig, *, extra: dic
     version's stamp. The collections served until then stay (``KEEP_VERSIONS``), older ones are dropped."""
     client = connect(config)
     try:
-        server = ServerInfo.of(client)
-        stamp = datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%f")
-        names = _Names(config.prefix, stamp)
-        keyword = reader.keyword
-        if keyword is None:
-            raise IndexIncompatibleError(f"index {reader.version} has no keyword index; re-index")
-        rows = rows_from_reader(reader, bm25=server.has_bm25)
-        _create_collections(client, names, reader.manifest.model.dim, server.has_bm25, keyword.settings, config)
-        try:
-            _insert(client, names.passages, rows.passages)
-            _insert(client, names.parts, rows.parts)
-            meta = {
-                "stamp": stamp,
-                "model": asdict(reader.manifest.model),
-                "keyword": keyword.settings.to_dict(),
-                "fusion": reader.manifest.extra.get("fusion"),
-                "bm25": server.has_bm25,
-                "server": server.version,
-                "source_version": reader.version,
-                "corpus_fingerprint": reader.manifest.corpus_fingerprint,
-                "duplicates": rows.duplicates,
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                **(extra or {}),
-            }
-            _insert(client, names.documents, [*rows.documents, _meta_row(meta)])
-            for name in (names.passages, names.parts, names.documents):
-                client.flush(name)  # sealed segments: BM25 statistics cover the whole collection (not a filter)
-        except Exception:
-            for name in (names.passages, names.parts, names.documents):
-                client.drop_collection(name)  # never a half-written version; the alias still names the old one
-            raise
-        previous = _current_documents(client, config)
-        if previous is None:
-            client.create_alias(names.documents, config.alias)
-        else:
-            client.alter_alias(names.documents, config.alias)  # the switch: atomic in Milvus
-        _prune(client, config, keep={names.stamp})
-        log.info("published Milvus index %s (%d passages) at %s", stamp, len(rows.passages), config.uri)
-        return stamp
+        return _publish(client, reader, config, extra)
+    except MilvusException as exc:
+        raise MilvusStoreError(f"publishing to Milvus at {config.uri} failed: {exc}") from None
     finally:
         client.close()
 
 
+def _publish(client: MilvusClient, reader: IndexReader, config: MilvusConfig, extra: dict[str, Any] | None) -> str:
+    server = ServerInfo.of(client)
+    stamp = datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%f")
+    names = _Names(config.prefix, stamp)
+    keyword = reader.keyword
+    if keyword is None:
+        raise IndexIncompatibleError(f"index {reader.version} has no keyword index; re-index")
+    rows = rows_from_reader(reader, bm25=server.has_bm25)
+    _create_collections(client, names, reader.manifest.model.dim, server, keyword.settings, config)
+    try:
+        _insert(client, names.passages, rows.passages)
+        _insert(client, names.parts, rows.parts)
+        meta = {
+            "stamp": stamp,
+            "model": asdict(reader.manifest.model),
+            "keyword": keyword.settings.to_dict(),
+            "keyword_recorded": reader.manifest.extra.get("keyword"),
+            "chunker": reader.manifest.chunker,
+            "fusion": reader.manifest.extra.get("fusion"),
+            "bm25": server.has_bm25,
+            "server": server.version,
+            "source_version": reader.version,
+            "source_dir": str(reader.index_dir.resolve()),
+            "corpus_fingerprint": reader.manifest.corpus_fingerprint,
+            "duplicates": rows.duplicates,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **(extra or {}),
+        }
+        _insert(client, names.documents, [*rows.documents, _meta_row(meta)])
+        for name in (names.passages, names.parts, names.documents):
+            client.flush(name)  # sealed segments: BM25 statistics cover the whole collection (not a filter)
+    except Exception:
+        for name in (names.passages, names.parts, names.documents):
+            client.drop_collection(name)  # never a half-written version; the alias still names the old one
+        raise
+    previous = _current_documents(client, config)
+    if previous is None:
+        client.create_alias(names.documents, config.alias)
+    else:
+        client.alter_alias(names.documents, config.alias)  # the switch: atomic in Milvus
+    _prune(client, config, keep={names.stamp})
+    log.info("published Milvus index %s (%d passages) at %s", stamp, len(rows.passages), config.uri)
+    return stamp
+
+
 def _current_documents(client: MilvusClient, config: MilvusConfig) -> str | None:
     try:
+        # Listed first: describing a missing alias is an error pymilvus logs at ERROR level.
+        if config.alias not in (client.list_aliases() or {}).get("aliases", []):
+            return None
         described = client.describe_alias(config.alias)
     except MilvusException:
         return None
@@ -713,7 +731,7 @@ class MilvusStore:
         metric: str = "IP",
     ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"metric_type": metric}
-        if metric == "IP" and not self.config.is_lite:
+        if metric == "IP" and not self.server.is_lite:
             params["params"] = {"ef": max(limit, 64)}
         try:
             result = self.client.search(
@@ -793,6 +811,26 @@ class MilvusStore:
         passages = self.query(self.names.passages, "", ["count(*)"])
         documents = self.query(self.names.documents, "chunk == 0 and doc_key >= 0", ["count(*)"])
         return {"passages": int(passages[0]["count(*)"]), "documents": int(documents[0]["count(*)"])}
+
+    def describe(self) -> StoreInfo:
+        counts = self.counts
+        return StoreInfo(
+            f"{self.config.uri} ({self.config.alias})",
+            self.version,
+            counts["documents"],
+            counts["passages"],
+            str(self.meta["model"]["name"]),
+            dict(self.meta.get("chunker") or {}),
+            self.meta.get("keyword_recorded"),
+        )
+
+    def serves(self, reader: IndexReader) -> bool:
+        """Whether this version is a copy of that local version (nothing to publish)."""
+        return (
+            self.meta.get("source_version") == reader.version
+            and self.meta.get("corpus_fingerprint") == reader.manifest.corpus_fingerprint
+            and self.meta.get("source_dir") == str(reader.index_dir.resolve())
+        )
 
     def document(self, doc_id: str) -> StoredDocument | None:
         rows = self.query(self.names.documents, f"doc_id == {_literal(doc_id)}", ["chunk", "chunks", "body"])
