@@ -123,16 +123,24 @@ class ServerInfo:
 
     @property
     def is_lite(self) -> bool:
-        return "lite" in self.version
+        """Milvus Lite (milvus-lite 3.x), not the 2.3 server the PyPI package ``milvus`` calls "v2.3.5-lite"."""
+        return self.version.startswith("milvus_lite")
+
+    @property
+    def release(self) -> tuple[int, int]:
+        found = re.search(r"(\d+)\.(\d+)", self.version)
+        return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+    @property
+    def has_inverted_index(self) -> bool:
+        """The INVERTED scalar index (Milvus 2.4 and later, and Lite); older servers get Trie and STL_SORT."""
+        return self.is_lite or self.release >= (2, 4)
 
     @classmethod
     def of(cls, client: MilvusClient) -> ServerInfo:
         version = str(client.get_server_version())
-        if version.startswith("milvus_lite") or "lite" in version:
-            return cls(version, True)
-        found = re.search(r"(\d+)\.(\d+)", version)
-        major_minor = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
-        return cls(version, major_minor >= (2, 5))
+        info = cls(version, False)
+        return cls(version, info.is_lite or info.release >= (2, 5))
 
 
 class _Names:
@@ -229,6 +237,12 @@ def _documents_schema(client: MilvusClient) -> Any:
     return schema
 
 
+def _scalar_index(server: ServerInfo, field: str) -> str:
+    if server.has_inverted_index:
+        return "INVERTED"
+    return "Trie" if field in ("doc_id", "section") else "STL_SORT"
+
+
 def _create_collections(
     client: MilvusClient, names: _Names, dim: int, server: ServerInfo, keyword: KeywordSettings, config: MilvusConfig
 ) -> None:
@@ -241,9 +255,8 @@ def _create_collections(
     )
     index = client.prepare_index_params()
     index.add_index("vector", **dense_index)
-    for name in ("doc_id", "section", "doc_key", "part_id", "cluster"):
-        index.add_index(name, index_type="INVERTED")
-    index.add_index("published_ts", index_type="INVERTED")
+    for name in ("doc_id", "section", "doc_key", "part_id", "cluster", "published_ts"):
+        index.add_index(name, index_type=_scalar_index(server, name))
     if bm25:
         index.add_index(
             "sparse",
@@ -261,7 +274,7 @@ def _create_collections(
     )
     index = client.prepare_index_params()
     index.add_index("mean", index_type="FLAT", metric_type="IP")
-    index.add_index("doc_key", index_type="INVERTED")
+    index.add_index("doc_key", index_type=_scalar_index(server, "doc_key"))
     if bm25:
         index.add_index(
             "sparse",
@@ -275,7 +288,7 @@ def _create_collections(
     index = client.prepare_index_params()
     index.add_index("placeholder", index_type="FLAT", metric_type="L2")
     for name in ("doc_id", "doc_key", "cluster"):
-        index.add_index(name, index_type="INVERTED")
+        index.add_index(name, index_type=_scalar_index(server, name))
     client.create_collection(
         names.documents,
         schema=_documents_schema(client),

@@ -103,7 +103,8 @@ def test_milvus_citations_are_exact_and_filters_run_in_milvus(milvus_seed: Any, 
 
 
 def test_server_versions_before_2_5_have_no_bm25() -> None:
-    assert not ServerInfo("v2.3.5", False).is_lite
+    assert not ServerInfo("v2.3.5-lite", False).is_lite and ServerInfo("v2.3.5-lite", False).release == (2, 3)
+    assert not ServerInfo("v2.3.5-lite", False).has_inverted_index and ServerInfo("v2.5.4", True).has_inverted_index
     assert ServerInfo("milvus_lite-3.2.2", True).is_lite
     with pytest.raises(ValueError, match="consistency"):
         MilvusConfig(uri="x.db", consistency="Sometimes")
@@ -269,3 +270,44 @@ def test_two_serve_processes_on_one_milvus_see_each_others_writes(
     finally:
         first.terminate()
         first.wait(30)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_dense_search_on_a_real_milvus_2_3_server(seed_index: Any, real_embedder: Any, tmp_path: Path) -> None:
+    """The dense path against the Standalone server of the PyPI package milvus 2.3.5 (fresh data folder, bound
+    to 127.0.0.1, stopped by its process group): the same passages as the local store; BM25 and hybrid, which
+    need Milvus 2.5, are refused naming the server's version."""
+    from eval.milvus_server import MilvusServerUnavailable, milvus_server_executable, milvus_standalone
+
+    if milvus_server_executable() is None:
+        pytest.skip("the Milvus 2.3.5 server package is not installed (scripts/install.sh installs it)")
+    try:
+        server_context = milvus_standalone(tmp_path / "milvus-2.3", timeout=150)
+        server = server_context.__enter__()
+    except MilvusServerUnavailable as exc:
+        pytest.skip(f"the Milvus 2.3.5 server cannot start on this machine: {exc}")
+    try:
+        config = MilvusConfig(uri=server.uri)
+        with open_index(seed_index[0]) as reader:
+            publish_from_reader(reader, config)
+            store = MilvusStore(config)
+            try:
+                assert store.server.release == (2, 3) and not store.has_keyword
+                local, remote = Searcher(reader, real_embedder), Searcher(store, real_embedder)
+                for query in QUERIES:
+                    a = local.search(SearchRequest(query, k=5, mode="dense"))
+                    b = remote.search(SearchRequest(query, k=5, mode="dense"))
+                    assert _spans(a.hits) == _spans(b.hits), query
+                    for hit in b.hits:
+                        document = store.document(hit.citation.doc_id)
+                        assert document is not None
+                        assert document.text[hit.citation.char_start : hit.citation.char_end] == hit.text
+                comments = remote.search(SearchRequest("Russia", k=5, mode="dense", section="comment"))
+                assert comments.hits and all(h.citation.section == "comment" for h in comments.hits)
+                with pytest.raises(InvalidSearchRequest, match=r"2\.3\.5.*needs Milvus 2\.5"):
+                    remote.search(SearchRequest("Aliyev", k=3))  # hybrid, the default
+            finally:
+                store.close()
+    finally:
+        server_context.__exit__(None, None, None)
