@@ -74,9 +74,8 @@ def milvus_standalone(data_dir: Path, *, timeout: float = 120.0) -> Iterator[Run
         deadline = time.monotonic() + timeout
         while not _listening(ports["proxy-port"]):
             if process.poll() is not None:
-                raise MilvusServerUnavailable(
-                    f"the Milvus server exited with {process.returncode}: {log_path.read_text(errors='replace')[-1500:]}"
-                )
+                tail = log_path.read_text(errors="replace")[-1500:]
+                raise MilvusServerUnavailable(f"the Milvus server exited with {process.returncode}: {tail}")
             if time.monotonic() > deadline:
                 raise MilvusServerUnavailable(f"the Milvus server did not listen within {timeout:.0f}s")
             time.sleep(0.5)
@@ -106,10 +105,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGINT)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(20)
-    except subprocess.TimeoutExpired:
-        pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # the milvus binary too, should the launcher have left it behind
     with contextlib.suppress(subprocess.TimeoutExpired):

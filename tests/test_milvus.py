@@ -22,19 +22,19 @@ import pytest
 pytest.importorskip("pymilvus", reason="the Milvus store needs pip install citesearch[milvus]")
 pytest.importorskip("milvus_lite", reason="Milvus Lite needs pip install citesearch[milvus]")
 
-from citesearch.search import InvalidSearchRequest, Searcher, SearchRequest  # noqa: E402
-from citesearch.settings import Settings  # noqa: E402
-from citesearch.store import LocalStore, SearchFilter  # noqa: E402
-from eval.server_process import free_port  # noqa: E402
-from index_store import open_index  # noqa: E402
-from index_store.milvus_store import (  # noqa: E402
+from citesearch.search import InvalidSearchRequest, Searcher, SearchRequest
+from citesearch.settings import Settings
+from citesearch.store import LocalStore, SearchFilter
+from eval.server_process import free_port
+from index_store import open_index
+from index_store.milvus_store import (
     MilvusConfig,
     MilvusStore,
     ServerInfo,
     current_stamp,
     publish_from_reader,
 )
-from tests.servicekit import start_server_process, wait_for  # noqa: E402
+from tests.servicekit import start_server_process, wait_for
 
 QUERIES = [
     "what conditions did Aliyev set?",
