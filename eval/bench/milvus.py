@@ -26,7 +26,7 @@ from citesearch.store import LocalStore
 from eval.beir import load_beir_dataset
 from eval.metrics import evaluate_rankings
 from eval.ranking import search_documents
-from index_store import open_index
+from index_store import IndexNotFoundError, open_index
 from index_store.milvus_store import MilvusConfig, MilvusStore, publish_from_reader
 
 
@@ -61,9 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     config = MilvusConfig(uri=args.milvus_uri, prefix=args.prefix)
     with open_index(args.index_dir) as reader:
         started = time.perf_counter()
-        publish_from_reader(reader, config)
+        try:
+            served: MilvusStore | None = MilvusStore(config)
+        except IndexNotFoundError:
+            served = None
+        if served is not None and served.serves(reader):  # the copy `citesearch eval beir` made: reuse it
+            print(f"reusing Milvus version {served.version} at {config.uri}")
+        else:
+            publish_from_reader(reader, config)
+        if served is not None:
+            served.close()
         print(
-            f"published {reader.manifest.counts.get('passages')} passages to {config.uri} in "
+            f"ready: {reader.manifest.counts.get('passages')} passages to {config.uri} in "
             f"{time.perf_counter() - started:.0f}s"
         )
         store = MilvusStore(config)
