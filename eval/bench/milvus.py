@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             ("rrf", "Milvus hybrid_search, RRFRanker(60)"),
             ("weighted", "Milvus hybrid_search, WeightedRanker(0.5, 0.5)"),
         ):
-            score = evaluate_rankings(dataset.qrels, rankings[name], ["ndcg@10"]).metrics["ndcg@10"]
+            # Over the measured queries only: a query left out would count as a miss (0) in evaluate_rankings.
+            qrels = {query_id: dataset.qrels[query_id] for query_id in query_ids if query_id in dataset.qrels}
+            score = evaluate_rankings(qrels, rankings[name], ["ndcg@10"]).metrics["ndcg@10"]
             print(f"hybrid nDCG@10, {label}: {score:.4f}   ({_ms(times[name])})")
         print(f"dense latency: local {_ms(times['local dense'])}; Milvus Lite {_ms(times['lite dense'])}")
         store.close()
