@@ -27,6 +27,7 @@ from citesearch.search import (
     check_model_matches,
 )
 from citesearch.settings import Settings
+from citesearch.store import open_store
 from citesearch.terminal import escape_for_terminal
 from index_store import IndexStoreError, open_index
 from indexer.documents import SECTIONS, Document
@@ -51,6 +52,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     IngestError,
     IndexStoreError,
     EmbedderError,
+    ImportError,  # an optional extra not installed (pymilvus): the message names the pip command
     InvalidSearchRequest,
     ValueError,
     OSError,
@@ -100,10 +102,12 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     # The tiered merge policy after every write (everything into one segment with --optimize): searches go on on
     # the version just published meanwhile, and another writer only waits for the merge's short commit.
     merged = _merge(index_dir, optimize=args.optimize, wait=args.wait)
+    milvus: dict[str, str] = {}
+    if settings.store == "milvus":
+        milvus = _publish_to_milvus(index_dir, settings)
     if args.json:
-        print(
-            json.dumps({"index_dir": str(index_dir), **report.to_dict(), **extra, "merge": merged}, ensure_ascii=False)
-        )
+        fields = {"index_dir": str(index_dir), **report.to_dict(), **extra, "merge": merged, **milvus}
+        print(json.dumps(fields, ensure_ascii=False))
     else:
         for skipped in report.skipped:
             print(
@@ -113,6 +117,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         if merged["line"]:
             print(merged["line"])
         print(f"index folder: {index_dir}")
+        if milvus:
+            print(f"Milvus: serving {milvus['milvus_version']} at {milvus['milvus_uri']} ({milvus['milvus_alias']})")
     return 0
 
 
@@ -185,6 +191,16 @@ def _cmd_upgrade(args: argparse.Namespace, index_dir: Path) -> int:
     return 0
 
 
+def _publish_to_milvus(index_dir: Path, settings: Settings) -> dict[str, str]:
+    """Copy the version just published into new Milvus collections and switch the alias to them."""
+    from index_store.milvus_store import publish_from_reader
+
+    config = settings.milvus_config()
+    with open_index(index_dir) as reader:
+        stamp = publish_from_reader(reader, config)
+    return {"milvus_uri": config.uri, "milvus_alias": config.alias, "milvus_version": stamp}
+
+
 def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:
     """Documents over CITESEARCH_MAX_DOCUMENT_CHARS are skipped with their reason, like unreadable files: one huge
     document would otherwise hold the writer (and every update after it) for many minutes."""
@@ -252,10 +268,10 @@ def _format_hit_for_people(hit_dict: dict[str, Any], width: int = 100) -> str:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     index_dir = Path(args.index_dir or settings.index_dir)
-    with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
+    with open_store(settings, index_dir) as store:  # before loading the model: a missing index fails fast
         embedder = settings.load_embedder()
-        check_model_matches(reader, embedder)
-        searcher = Searcher(reader, embedder)
+        check_model_matches(store, embedder)
+        searcher = Searcher(store, embedder)
         request = SearchRequest(
             query=args.query,
             k=args.k,

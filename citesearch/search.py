@@ -14,10 +14,10 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from citesearch.fusion import FusionSettings, fuse, keyword_score, ranks_of, z_score
-from citesearch.part_evidence import PartLayout, PartScores, PartVectors, part_scores
+from citesearch.fusion import FusionSettings, fuse, ranks_of, z_score
+from citesearch.part_evidence import PartScores
+from citesearch.store import Candidates, KeywordQuery, LocalStore, SearchFilter, SearchStore, Where, as_store
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
-from index_store.keyword import DocumentTable
 from indexer.dates import parse_bound
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
@@ -160,83 +160,50 @@ class DateBounds:
 
 
 @dataclass(frozen=True, slots=True)
-class _KeywordScores:
-    """BM25 of every passage for one query, and of every passage's part (None without a context index)."""
-
-    bm25: np.ndarray
-    context: np.ndarray | None
-
-
-@dataclass(frozen=True, slots=True)
 class _Ranking:
     candidates: list[ScoredCandidate]
     exhausted: bool  # every retriever returned fewer than asked: looking deeper finds nothing new
 
 
 class Searcher:
-    """Search one opened index version with one embedder. Thread-safe for concurrent searches.
+    """Search one index with one embedder. Thread-safe for concurrent searches.
 
-    ``fusion`` defaults to what the index's manifest records (``extra.fusion``), else ``FusionSettings()``.
+    ``source`` is an opened local ``IndexReader`` (wrapped in ``citesearch.store.LocalStore``) or any
+    ``SearchStore`` (the Milvus one). ``fusion`` defaults to what the index records (``extra.fusion``), else
+    ``FusionSettings()``.
     """
 
     def __init__(
         self,
-        reader: IndexReader,
+        source: IndexReader | SearchStore,
         embedder: Embedder,
         fusion: FusionSettings | None = None,
         *,
         query_cache_size: int = 1024,
     ) -> None:
-        self.reader = reader
+        self.store = as_store(source)
         self.embedder = embedder
         self.query_cache_size = query_cache_size
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
-        recorded = reader.manifest.extra.get("fusion")
-        self.fusion = fusion or (FusionSettings.from_dict(recorded) if isinstance(recorded, dict) else FusionSettings())
-        self._part_layout: PartLayout | None = None  # built on first use from the keyword index's part map
-        self._part_vectors: PartVectors | None = None
+        recorded = self.store.recorded_fusion
+        self.fusion = fusion or (FusionSettings.from_dict(recorded) if recorded is not None else FusionSettings())
 
-    def part_layout(self) -> PartLayout | None:
-        """Which passages form each part (None without a part-level index). Derived once per searcher: the index
-        version it reads never changes."""
-        keyword = self.reader.keyword
-        if keyword is None or keyword.context is None:
-            return None
-        with self._cache_lock:
-            if self._part_layout is None:
-                stored = getattr(self.reader, "part_layout", None)  # a segmented reader composes the stored ones
-                if callable(stored):
-                    self._part_layout = stored()
-                else:
-                    documents = keyword.documents
-                    self._part_layout = PartLayout.of(
-                        keyword.context.part_of, None if documents is None else documents.doc_of
-                    )
-            return self._part_layout
+    @property
+    def reader(self) -> IndexReader:
+        """The local index this searcher reads (for the local tools: eval tune, the question report); a searcher
+        on another store has none."""
+        if not isinstance(self.store, LocalStore):
+            raise TypeError(f"the searcher reads {type(self.store).__name__}, not a local index")
+        return self.store.reader
 
     def part_scores(self, ids: np.ndarray, query_vector: np.ndarray) -> PartScores | None:
         """The lead and part-mean cosines of these passages' parts (``citesearch.part_evidence``)."""
-        layout = self.part_layout()
-        keyword = self.reader.keyword
-        if layout is None or keyword is None:
-            return None
-
-        def vectors_at(positions: np.ndarray) -> np.ndarray:
-            return self.reader.vectors.vectors_for(keyword.passage_ids[positions])
-
-        with self._cache_lock:
-            if self._part_vectors is None:
-                stored = getattr(self.reader, "part_vectors", None)  # segments store their parts' mean vectors
-                self._part_vectors = (
-                    stored() if callable(stored) else PartVectors.build(layout, vectors_at, self.reader.vectors.dim)
-                )
-            part_vectors = self._part_vectors
-        return part_scores(layout, part_vectors, keyword.positions(ids), vectors_at, query_vector)
+        return self.store.part_scores(ids, query_vector)
 
     @property
     def index_version(self) -> str:
-        return self.reader.version
+        return self.store.version
 
     def validate(self, request: SearchRequest) -> None:
         if not request.query.strip():
@@ -251,25 +218,18 @@ class Searcher:
             raise InvalidSearchRequest("per_doc_cap", f"must be at least 1, got {request.per_doc_cap}")
         if request.section is not None and request.section not in SECTIONS:
             raise InvalidSearchRequest("section", f"must be one of {', '.join(SECTIONS)}, got {request.section!r}")
-        if request.doc_id is not None and self.reader.document(request.doc_id) is None:
+        if request.doc_id is not None and self.store.document(request.doc_id) is None:
             raise InvalidSearchRequest("doc_id", f"no document {request.doc_id!r} in the index", not_found=True)
         bounds = self.date_bounds(request)
-        if (bounds.after is not None or bounds.before is not None or request.recency) and self.documents() is None:
+        if (bounds.after is not None or bounds.before is not None or request.recency) and not self.store.has_dates:
             field_name = "recency" if request.recency else "published_after"
             raise InvalidSearchRequest(
-                field_name, f"index {self.reader.version} records no published dates; re-index to use date filters"
+                field_name, f"index {self.store.version} records no published dates; re-index to use date filters"
             )
         if request.recency and request.mode != "hybrid":
             raise InvalidSearchRequest("recency", f"the recency prior applies to mode hybrid, not {request.mode!r}")
-        if request.mode != "dense" and self.reader.keyword is None:
-            raise InvalidSearchRequest(
-                "mode", f"index {self.reader.version} has no keyword index; use mode 'dense' or re-index"
-            )
-
-    def documents(self) -> DocumentTable | None:
-        """Published dates and duplicate clusters of the index's documents (None for older indexes)."""
-        keyword = self.reader.keyword
-        return None if keyword is None else keyword.documents
+        if request.mode != "dense" and not self.store.has_keyword:
+            raise InvalidSearchRequest("mode", self.store.why_no_keyword)
 
     @staticmethod
     def date_bounds(request: SearchRequest) -> DateBounds:
@@ -316,13 +276,13 @@ class Searcher:
             query_vector = self.embed_query(request.query)
             timings["encode"] = (time.perf_counter() - t0) * 1000
         depth = max(wanted, self.fusion.candidates)
-        documents = self.documents()
+        dated = self.store.has_dates
         while True:
             ranking = self._rank(request, query_vector, depth, allowed, timings)
             t0 = time.perf_counter()
-            ranked = _cap_per_document(self.reader, ranking.candidates, request.per_doc_cap)
-            if request.collapse_duplicates and documents is not None and documents.duplicate_documents:
-                ranked = self._collapsed(ranked, documents)
+            ranked = _cap_per_document(self.store, ranking.candidates, request.per_doc_cap)
+            if request.collapse_duplicates and dated and self.store.duplicate_documents:
+                ranked = self._collapsed(ranked)
             timings["store_lookup"] = timings.get("store_lookup", 0.0) + (time.perf_counter() - t0) * 1000
             if len(ranked) >= wanted or ranking.exhausted:
                 break
@@ -330,46 +290,30 @@ class Searcher:
         t0 = time.perf_counter()
         page = ranked[request.offset : wanted]
         # Rows are fetched for the page only: the hundreds of fused candidates above it never leave the arrays.
-        stored = self.reader.passages([c.passage_id for c in page])
+        stored = self.store.passages([c.passage_id for c in page])
         timings["store_lookup"] += (time.perf_counter() - t0) * 1000
-        hits = self._hits(list(zip(page, stored, strict=True)), request, documents)
+        hits = self._hits(list(zip(page, stored, strict=True)), request, dated)
         return SearchResult(
             query=request.query,
-            index_version=self.reader.version,
+            index_version=self.store.version,
             mode=request.mode,
             hits=hits,
             timings_ms=timings,
             query_vector=query_vector,
         )
 
-    def _allowed_ids(self, request: SearchRequest) -> np.ndarray | None:
-        allowed = None
-        if request.section is not None or request.doc_id is not None:
-            allowed = self.reader.passage_ids(section=request.section, doc_id=request.doc_id)
+    def _allowed_ids(self, request: SearchRequest) -> Where:
         bounds = self.date_bounds(request)
-        keyword, documents = self.reader.keyword, self.documents()
-        if (bounds.after is None and bounds.before is None) or keyword is None or documents is None:
-            return allowed
-        stamps = documents.timestamps[documents.doc_of]  # per passage; NaN (no date) fails every comparison
-        inside = ~np.isnan(stamps)
-        if bounds.after is not None:
-            inside &= stamps >= bounds.after
-        if bounds.before is not None:
-            inside &= stamps <= bounds.before
-        dated = keyword.passage_ids[inside]
-        return dated if allowed is None else np.intersect1d(allowed, dated, assume_unique=True)
+        return self.store.resolve(SearchFilter(request.section, request.doc_id, bounds.after, bounds.before))
 
-    def _collapsed(self, candidates: list[ScoredCandidate], documents: DocumentTable) -> list[ScoredCandidate]:
+    def _collapsed(self, candidates: list[ScoredCandidate]) -> list[ScoredCandidate]:
         """Candidates in rank order with the passages of a duplicate cluster's later documents dropped: the first
         document of a cluster to rank stands for the cluster (its own passages all stay)."""
-        keyword = self.reader.keyword
-        assert keyword is not None
         ids = np.fromiter((c.passage_id for c in candidates), dtype=np.int64, count=len(candidates))
-        ordinals = documents.doc_of[keyword.positions(ids)]
+        facts = self.store.passage_documents(ids)
         standing: dict[int, int] = {}  # cluster -> the document ordinal that stands for it
         kept = []
-        for candidate, ordinal in zip(candidates, ordinals.tolist(), strict=True):
-            cluster = int(documents.cluster[ordinal])
+        for candidate, ordinal, cluster in zip(candidates, facts.ordinal.tolist(), facts.cluster.tolist(), strict=True):
             if standing.setdefault(cluster, ordinal) == ordinal:
                 kept.append(candidate)
         return kept
@@ -379,57 +323,46 @@ class Searcher:
         request: SearchRequest,
         query_vector: np.ndarray | None,
         depth: int,
-        allowed: np.ndarray | None,
+        allowed: Where,
         timings: dict[str, float],
     ) -> _Ranking:
-        if allowed is not None and len(allowed) == 0:
+        if allowed.nothing:
             return _Ranking([], exhausted=True)
-        dense_ids = dense_scores = bm25_ids = bm25_scores = np.zeros(0)
+        dense = bm25_found = Candidates.empty()
         if request.mode != "bm25" and query_vector is not None:
             t0 = time.perf_counter()
-            found = self.reader.search_vectors(query_vector, depth, allowed_ids=allowed)
-            keep = found.ids[0] >= 0  # padding when fewer passages than asked for pass the filter
-            dense_ids, dense_scores = found.ids[0][keep], found.scores[0][keep]
+            dense = self.store.dense_top(query_vector, depth, allowed)
             timings["vector_search"] = timings.get("vector_search", 0.0) + (time.perf_counter() - t0) * 1000
-        keyword_scores: _KeywordScores | None = None
-        if request.mode != "dense" or (request.explain and self.reader.keyword is not None):
+        keyword: KeywordQuery | None = None
+        if request.mode != "dense" or (request.explain and self.store.has_keyword):
             t0 = time.perf_counter()
-            keyword = self.reader.keyword
-            assert keyword is not None  # validate() rejected modes that need it
             with_context = request.explain or (request.mode == "hybrid" and self.fusion.context_weight > 0)
-            keyword_scores = _KeywordScores(
-                keyword.scores(request.query), keyword.context_scores(request.query) if with_context else None
-            )
+            keyword = self.store.keyword_query(request.query, with_context=with_context)
             # bm25 mode is plain passage BM25; hybrid takes its keyword candidates by BM25 plus context.
-            ranked_by = keyword_scores.bm25
-            if request.mode == "hybrid" and keyword_scores.context is not None:
-                ranked_by = keyword_score(keyword_scores.bm25, keyword_scores.context, self.fusion)
-            found = keyword.top(ranked_by, depth, allowed_ids=allowed)
-            bm25_ids, bm25_scores = found.ids[0], found.scores[0]
+            bm25_found = keyword.top(depth, allowed, self.fusion if request.mode == "hybrid" else None)
             timings["bm25"] = timings.get("bm25", 0.0) + (time.perf_counter() - t0) * 1000
-        exhausted = len(dense_ids) < depth and len(bm25_ids) < depth
+        exhausted = len(dense.ids) < depth and len(bm25_found.ids) < depth
         if request.mode == "dense":
-            return _Ranking(self._explained(dense_ids, dense_scores, query_vector, keyword_scores, request), exhausted)
+            return _Ranking(self._explained(dense.ids, dense.scores, query_vector, keyword, request), exhausted)
         if request.mode == "bm25":
-            return _Ranking(self._explained(bm25_ids, bm25_scores, query_vector, keyword_scores, request), exhausted)
+            return _Ranking(
+                self._explained(bm25_found.ids, bm25_found.scores, query_vector, keyword, request), exhausted
+            )
         t0 = time.perf_counter()
-        candidates = self._fused(dense_ids, bm25_ids, query_vector, keyword_scores, request)
+        candidates = self._fused(dense.ids, bm25_found.ids, query_vector, keyword, request)
         timings["fusion"] = timings.get("fusion", 0.0) + (time.perf_counter() - t0) * 1000
         return _Ranking(candidates, exhausted)
 
     def _exact_scores(
-        self, ids: np.ndarray, query_vector: np.ndarray | None, keyword_scores: _KeywordScores | None
+        self, ids: np.ndarray, query_vector: np.ndarray | None, keyword: KeywordQuery | None
     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """Every signal's score for these passages, computed exactly (not only for those each retriever found)."""
         dense = None
         if query_vector is not None:
-            dense = self.reader.vectors.vectors_for(ids) @ query_vector[0]
+            dense = self.store.vectors(ids) @ query_vector[0]
         bm25 = context = None
-        if keyword_scores is not None and self.reader.keyword is not None:
-            positions = self.reader.keyword.positions(ids)
-            bm25 = keyword_scores.bm25[positions]
-            if keyword_scores.context is not None:
-                context = keyword_scores.context[positions]
+        if keyword is not None:
+            bm25, context = keyword.scores(ids)
         return dense, bm25, context
 
     def _fused(
@@ -437,11 +370,11 @@ class Searcher:
         dense_ids: np.ndarray,
         bm25_ids: np.ndarray,
         query_vector: np.ndarray | None,
-        keyword_scores: _KeywordScores | None,
+        keyword: KeywordQuery | None,
         request: SearchRequest,
     ) -> list[ScoredCandidate]:
         union = np.unique(np.concatenate([dense_ids, bm25_ids]).astype(np.int64))
-        dense, bm25, context = self._exact_scores(union, query_vector, keyword_scores)
+        dense, bm25, context = self._exact_scores(union, query_vector, keyword)
         assert dense is not None and bm25 is not None and query_vector is not None
         parts = self.part_scores(union, query_vector) if self.fusion.uses_parts else None
         lead = None if parts is None else parts.lead
@@ -473,13 +406,12 @@ class Searcher:
         """The recency prior of each passage's document: 1 at ``as_of``, halving every ``recency_half_life_days``
         before it; 0 for a document without a date (nothing says it is recent) and for one published more than a day
         after ``as_of`` (it was not recent then; the day of slack absorbs time zones)."""
-        documents, keyword = self.documents(), self.reader.keyword
-        if not request.recency or documents is None or keyword is None:
+        if not request.recency or not self.store.has_dates:
             return None
         as_of = self.date_bounds(request).as_of
         if as_of is None:
             as_of = time.time()
-        stamps = documents.timestamps[documents.doc_of[keyword.positions(ids)]]
+        stamps = self.store.passage_documents(ids).timestamp
         age_days = (as_of - stamps) / 86400.0
         prior = np.power(0.5, np.maximum(age_days, 0.0) / self.fusion.recency_half_life_days)
         return np.where(np.isnan(stamps) | (age_days < -1.0), 0.0, prior)
@@ -489,14 +421,14 @@ class Searcher:
         ids: np.ndarray,
         scores: np.ndarray,
         query_vector: np.ndarray | None,
-        keyword_scores: _KeywordScores | None,
+        keyword: KeywordQuery | None,
         request: SearchRequest,
     ) -> list[ScoredCandidate]:
         """A single retriever's ranking; with ``explain``, also the other signals' exact scores."""
         ids = ids.astype(np.int64)
         dense = bm25 = context = None
         if request.explain:
-            dense, bm25, context = self._exact_scores(ids, query_vector, keyword_scores)
+            dense, bm25, context = self._exact_scores(ids, query_vector, keyword)
         candidates = []
         for i, (pid, score) in enumerate(zip(ids, scores, strict=True)):
             candidates.append(
@@ -516,16 +448,18 @@ class Searcher:
         self,
         page: list[tuple[ScoredCandidate, StoredPassage]],
         request: SearchRequest,
-        documents: DocumentTable | None,
+        dated: bool,
     ) -> list[Hit]:
         ordinals: list[int | None] = [None] * len(page)
-        keyword = self.reader.keyword
-        if documents is not None and keyword is not None and page:
+        published: list[str | None] = [None] * len(page)
+        if dated and page:
             ids = np.array([stored.passage_id for _, stored in page], dtype=np.int64)
-            ordinals = documents.doc_of[keyword.positions(ids)].tolist()
+            facts = self.store.passage_documents(ids)
+            ordinals = facts.ordinal.tolist()
+            published = [str(p) or None for p in facts.published.tolist()]
         hits = []
-        for rank, ((candidate, stored), ordinal) in enumerate(
-            zip(page, ordinals, strict=True), start=request.offset + 1
+        for rank, ((candidate, stored), ordinal, date) in enumerate(
+            zip(page, ordinals, published, strict=True), start=request.offset + 1
         ):
             explain = None
             if request.explain:
@@ -546,35 +480,30 @@ class Searcher:
                     score=candidate.score,
                     passage_id=stored.passage_id,
                     text=stored.text,
-                    citation=citation_for(stored, _published(documents, ordinal)),
+                    citation=citation_for(stored, date),
                     explain=explain,
-                    also_in=_also_in(documents, ordinal, stored.doc_id, request.collapse_duplicates),
+                    also_in=self._also_in(ordinal, stored.doc_id, request.collapse_duplicates),
                 )
             )
         return hits
 
+    def _also_in(self, ordinal: int | None, doc_id: str, collapsed: bool) -> tuple[str, ...]:
+        """The other documents of this document's duplicate cluster (none unless collapsing, dated and a copy)."""
+        if not collapsed or ordinal is None or not self.store.duplicate_documents:
+            return ()
+        members = self.store.cluster_doc_ids(ordinal)
+        return tuple(other for other in members if other != doc_id) if len(members) > 1 else ()
 
-def check_model_matches(reader: IndexReader, embedder: Embedder) -> None:
+
+def check_model_matches(source: IndexReader | SearchStore, embedder: Embedder) -> None:
     """Queries must be embedded by the model that embedded the passages, or scores are meaningless."""
-    model = reader.manifest.model
+    store = as_store(source)
+    model = store.model
     if (model.name, model.dim) != (embedder.name, embedder.dim):
         raise IndexIncompatibleError(
-            f"index {reader.version} was built with model {model.name!r} (dim {model.dim}) but the configured "
+            f"index {store.version} was built with model {model.name!r} (dim {model.dim}) but the configured "
             f"model is {embedder.name!r} (dim {embedder.dim}); set CITESEARCH_MODEL={model.name} or re-index"
         )
-
-
-def _published(documents: DocumentTable | None, ordinal: int | None) -> str | None:
-    """The document's date as the keyword index normalised it, or None (undated, or an index from before dates)."""
-    if documents is None or ordinal is None:
-        return None
-    return str(documents.published[ordinal]) or None
-
-
-def _also_in(documents: DocumentTable | None, ordinal: int | None, doc_id: str, collapsed: bool) -> tuple[str, ...]:
-    if not collapsed or documents is None or ordinal is None or documents.cluster_size(ordinal) < 2:
-        return ()
-    return tuple(other for other in documents.cluster_doc_ids(ordinal) if other != doc_id)
 
 
 def citation_for(stored: StoredPassage, published: str | None = None) -> Citation:
@@ -607,12 +536,12 @@ def citation_for(stored: StoredPassage, published: str | None = None) -> Citatio
     )
 
 
-def _cap_per_document(reader: IndexReader, candidates: list[ScoredCandidate], cap: int | None) -> list[ScoredCandidate]:
+def _cap_per_document(store: SearchStore, candidates: list[ScoredCandidate], cap: int | None) -> list[ScoredCandidate]:
     """Candidates in rank order, at most ``cap`` per document (all of them without a cap); ids the store does not
     know are left out, as a row fetch would."""
     if not candidates:
         return []
-    keys = reader.document_keys(np.fromiter((c.passage_id for c in candidates), dtype=np.int64))
+    keys = store.document_keys(np.fromiter((c.passage_id for c in candidates), dtype=np.int64))
     if cap is None:
         return [c for c, key in zip(candidates, keys.tolist(), strict=True) if key >= 0]
     per_doc: dict[int, int] = {}

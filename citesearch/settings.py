@@ -20,6 +20,7 @@ from indexer.chunker import ChunkerSettings
 from indexer.embedder import DEFAULT_BACKEND, DEFAULT_MODEL, EmbedBackend
 
 if TYPE_CHECKING:
+    from index_store.milvus_store import MilvusConfig
     from indexer.embedder import Embedder
     from indexer.pipeline import BuildOptions
 
@@ -29,6 +30,30 @@ class Settings(BaseSettings):
 
     # Index and model
     index_dir: Path = Field(Path("var/index"), description="Folder holding the versioned index")
+    store: Literal["local", "milvus"] = Field(
+        "local",
+        description="Where the index is served from: local (FAISS + SQLite files in CITESEARCH_INDEX_DIR) or milvus "
+        "(collections in CITESEARCH_MILVUS_URI; `citesearch index` still builds in CITESEARCH_INDEX_DIR, then "
+        "copies the version into Milvus; docs/milvus.md). milvus needs `pip install citesearch[milvus]`",
+    )
+    milvus_uri: str = Field(
+        "",
+        description="Milvus to use with CITESEARCH_STORE=milvus: a path ending in .db (Milvus Lite, in-process, one "
+        "process per folder) or http://host:19530 (a Standalone or Distributed server); empty: "
+        "CITESEARCH_INDEX_DIR/milvus.db",
+    )
+    milvus_token: SecretStr = Field(
+        SecretStr(""), description="Milvus token (user:password or an API key); empty: none"
+    )
+    milvus_collection_prefix: str = Field(
+        "citesearch", description="Prefix of the Milvus collections and of the alias {prefix}_current"
+    )
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Strong",
+        description="Milvus consistency level of every read: Strong (a write acknowledged by any replica is seen by "
+        "the next search everywhere), Bounded (reads may lag writes by a few seconds), Session (a client sees its own "
+        "writes), Eventually (no guarantee); see docs/milvus.md",
+    )
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or local folder")
     embed_backend: EmbedBackend = Field(
         DEFAULT_BACKEND,
@@ -204,6 +229,17 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)  # not JSON: a ValueError, reported as a validation error of this field
         return [origin.strip() for origin in text.split(",") if origin.strip()]
+
+    def milvus_config(self) -> MilvusConfig:
+        """Where the Milvus store lives (imports pymilvus: only call it with CITESEARCH_STORE=milvus)."""
+        from index_store.milvus_store import MilvusConfig
+
+        return MilvusConfig(
+            uri=self.milvus_uri or str(self.index_dir / "milvus.db"),
+            token=self.milvus_token.get_secret_value(),
+            prefix=self.milvus_collection_prefix,
+            consistency=self.milvus_consistency,
+        )
 
     def load_embedder(self) -> Embedder:
         """The configured embedder (model and backend), from the registry in indexer/embedder.py. The one place the

@@ -14,9 +14,11 @@ otherwise it is rebuilt (the embedding cache in the folder still saves re-embedd
 from __future__ import annotations
 
 import csv
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from citesearch.search import Searcher, check_model_matches
 from citesearch.settings import Settings
+from citesearch.store import SearchStore, open_store
 from eval.jsonl import read_objects
 from eval.metrics import BEIR_METRICS, evaluate_rankings
 from eval.ranking import BEST_PASSAGE_RULE, search_documents
@@ -325,11 +328,11 @@ def run_beir(
         query_ids = query_ids[:limit]
     rankings: dict[str, list[str]] = {}
     latencies: list[float] = []
-    with open_index(index_dir) as reader:
-        check_model_matches(reader, embedder)
+    with open_index(index_dir) as reader, _eval_store(settings, index_dir, dataset.name) as store:
+        check_model_matches(store, embedder)
         # The configured fusion, which is also what a fresh build records for the service: a reused index then
         # still follows CITESEARCH_FUSION_* (tuning fusion must not need a rebuild).
-        searcher = Searcher(reader, embedder, settings.fusion_settings())
+        searcher = Searcher(store, embedder, settings.fusion_settings())
         # One search before timing: the first call pays one-off costs (thread pools, lazy loads) no user sees twice.
         search_documents(searcher, "warm-up query", depth=DEPTH, mode=mode)
         undated = 0
@@ -352,6 +355,7 @@ def run_beir(
             used_mode = found.mode
         manifest = reader.manifest
         settings_used = {
+            "store": settings.store,
             "model": manifest.model.name,
             "embed_backend": settings.embed_backend,
             "chunker": manifest.chunker,
@@ -466,3 +470,16 @@ def _run_plain(
     )
     prepared = PreparedIndex(index_dir / "plain", "plain", reused=True, reason="plain baseline (no passage index)")
     return BeirRun(report=report, prepared=prepared, rankings=rankings)
+
+
+@contextmanager
+def _eval_store(settings: Settings, index_dir: Path, dataset: str) -> Iterator[SearchStore]:
+    """The store the evaluation searches: the local index, or (CITESEARCH_STORE=milvus) its copy in Milvus under
+    a prefix of its own per dataset, so evaluating never replaces the index a service serves."""
+    if settings.store == "milvus":
+        suffix = re.sub(r"[^A-Za-z0-9_]", "_", dataset)[:40]
+        settings = settings.model_copy(
+            update={"milvus_collection_prefix": f"{settings.milvus_collection_prefix}_eval_{suffix}"}
+        )
+    with open_store(settings, index_dir, sync_from_local=True) as store:
+        yield store

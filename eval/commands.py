@@ -229,19 +229,19 @@ def cmd_eval_answers(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_eval_questions(args: argparse.Namespace, settings: Settings) -> int:
     from citesearch.search import Searcher, check_model_matches
+    from citesearch.store import open_store
     from eval.questions import PACKAGED_QUESTIONS, load_questions, run_questions
     from eval.report import format_misses, load_report
-    from index_store import open_index
 
     path = Path(args.file) if args.file is not None else PACKAGED_QUESTIONS
     questions = load_questions(path)
     if args.compare is not None:
         load_report(args.compare)
     index_dir = Path(args.index_dir or settings.index_dir)
-    with open_index(index_dir) as reader:  # before loading the model: a missing index fails fast
+    with open_store(settings, index_dir) as store:  # before loading the model: a missing index fails fast
         embedder = settings.load_embedder()
-        check_model_matches(reader, embedder)
-        searcher = Searcher(reader, embedder, settings.fusion_settings())
+        check_model_matches(store, embedder)
+        searcher = Searcher(store, embedder, settings.fusion_settings())
         run = run_questions(searcher, questions, dataset=path.stem, mode=args.mode, show_progress=_show_progress(args))
     return _finish(run.report, args, settings, extra_text=format_misses(run.report.misses))
 

@@ -127,7 +127,7 @@ def label_spans(searcher: Searcher, questions: Sequence[LabelledQuestion]) -> di
     problems: list[str] = []
     spans: dict[str, list[Span]] = {}
     for question in questions:
-        document = searcher.reader.document(question.doc_id)
+        document = searcher.store.document(question.doc_id)
         if document is None:
             problems.append(f"{question.id}: document {question.doc_id!r} is not in index {searcher.index_version}")
             continue
@@ -171,7 +171,7 @@ def run_questions(
         top = result.hits[0].citation if result.hits else None
         outcomes.append(QuestionOutcome(question, first_rank, top, latency_ms))
 
-    manifest = searcher.reader.manifest
+    info = searcher.store.describe()
     report = EvalReport(
         kind="questions",
         dataset=dataset,
@@ -181,15 +181,12 @@ def run_questions(
         latency_ms=LatencySummary.of([o.latency_ms for o in outcomes]),
         queries=len(outcomes),
         index=IndexInfo(
-            index_dir=str(searcher.reader.index_dir),
-            version=manifest.version,
-            documents=int(manifest.counts.get("documents", 0)),
-            passages=int(manifest.counts.get("passages", 0)),
+            index_dir=info.location, version=info.version, documents=info.documents, passages=info.passages
         ),
         settings={
-            "model": manifest.model.name,
-            "chunker": manifest.chunker,
-            "keyword": manifest.extra.get("keyword"),
+            "model": info.model,
+            "chunker": info.chunker,
+            "keyword": info.keyword,
             "fusion": searcher.fusion.to_dict(),
             "mode": used_mode,
             "mode_requested": mode,

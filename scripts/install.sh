@@ -14,8 +14,12 @@ echo "== installing Python packages"
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build; 2.13.0 is the CPU build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-# ray: the optional distributed indexing (citesearch index --ray), installed so that its tests run
-.venv/bin/python -m pip install --quiet -e ".[test,ray]"
+# ray (citesearch index --ray) and milvus (CITESEARCH_STORE=milvus): the optional extras, installed so that
+# their tests run
+.venv/bin/python -m pip install --quiet -e ".[test,ray,milvus]"
+# The Milvus 2.3.5 Standalone server (the PyPI package "milvus", run by eval/milvus_server.py) for the server test of
+# the Milvus store's dense path (tests/test_milvus.py); it predates BM25, which the tests check on Milvus Lite.
+.venv/bin/python -m pip install --quiet "milvus==2.3.5"
 
 if [ "${1:-}" = "--with-browser" ]; then
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then

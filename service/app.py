@@ -57,6 +57,15 @@ def _start_updates(settings: Settings, model: Embedder, holder: IndexHolder) -> 
         return None
 
 
+def _holder(settings: Settings, model: Embedder) -> IndexHolder:
+    """The local index folder's holder, or (CITESEARCH_STORE=milvus) the one that follows the Milvus alias."""
+    if settings.store == "milvus":
+        from service.milvus_holder import MilvusHolder
+
+        return MilvusHolder(settings.milvus_config(), model)
+    return IndexHolder(settings.index_dir, model)
+
+
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
     """Build the app. ``embedder`` skips loading the model (tests pass the one their session already loaded)."""
     settings = settings if settings is not None else Settings()
@@ -71,7 +80,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         # parallel with the others on the other cores.
         if settings.query_batching and not getattr(model, "one_text_per_call", False):
             model = MicroBatchingEmbedder(model)
-        holder = IndexHolder(settings.index_dir, model)
+        holder = _holder(settings, model)
         scorer = SentenceScorer(model, cache_size=settings.sentence_cache_size)
         warmer = SentenceWarmer(holder, scorer)
         if settings.sentence_warmup and settings.sentence_cache_size > 0:
@@ -83,10 +92,13 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         else:  # start anyway: /ready says 503 until a version is published, then the watcher loads it
             log.warning(
                 "no index loaded yet (%s); waiting for one to be published",
-                holder.last_error or f"nothing published in {settings.index_dir}",
+                holder.last_error or f"nothing published in {holder.describe_location()}",
             )
-        live = await asyncio.to_thread(_start_updates, settings, model, holder)
-        app.state.services = Services(settings=settings, embedder=model, holder=holder, scorer=scorer, updates=live)
+        milvus = settings.store == "milvus"
+        live = None if milvus else await asyncio.to_thread(_start_updates, settings, model, holder)
+        app.state.services = Services(
+            settings=settings, embedder=model, holder=holder, scorer=scorer, updates=live, direct_writes=milvus
+        )
         watcher = asyncio.create_task(holder.watch(settings.reload_interval_seconds), name="citesearch-reload")
         try:
             yield

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from citesearch.search import Searcher, check_model_matches
+from citesearch.store import SearchStore
 from index_store import IndexReader, IndexStoreError, ModelInfo, SegmentCache, current_version
 from indexer.embedder import Embedder
 
@@ -33,7 +34,7 @@ class IndexNotReady(Exception):
 
 @dataclass(eq=False, slots=True)
 class _Loaded:
-    reader: IndexReader
+    reader: IndexReader | None  # the local version; None for a store without local files (Milvus)
     searcher: Searcher
     refs: int = 0
     retired: bool = False  # no longer current: close it when the last lease is released
@@ -54,11 +55,23 @@ class Lease:
 
     @property
     def reader(self) -> IndexReader:
-        return self._loaded.reader
+        """The local index version (only when the service serves the local store)."""
+        reader = self._loaded.reader
+        if reader is None:
+            raise IndexNotReady("the service serves a Milvus store, which has no local index version")
+        return reader
+
+    @property
+    def local(self) -> bool:
+        return self._loaded.reader is not None
+
+    @property
+    def store(self) -> SearchStore:
+        return self._loaded.searcher.store
 
     @property
     def index_version(self) -> str:
-        return self._loaded.reader.version
+        return self._loaded.searcher.index_version
 
     def release(self) -> None:
         if not self._released:
@@ -99,7 +112,7 @@ class IndexHolder:
     @property
     def version(self) -> str | None:
         with self._lock:
-            return None if self._current is None else self._current.reader.version
+            return None if self._current is None else self._current.searcher.index_version
 
     @property
     def degraded(self) -> str | None:
@@ -108,7 +121,8 @@ class IndexHolder:
             loaded = self._current
         if loaded is None:
             return None
-        notes = [note for note in (self.last_error, loaded.reader.rebuilt) if note]
+        rebuilt = None if loaded.reader is None else loaded.reader.rebuilt
+        notes = [note for note in (self.last_error, rebuilt) if note]
         return "; ".join(notes) or None
 
     @property
@@ -205,9 +219,20 @@ class IndexHolder:
     @staticmethod
     def _close(loaded: _Loaded) -> None:
         try:
-            loaded.reader.close()
+            close = getattr(loaded.searcher.store, "close", None)
+            if loaded.reader is not None:
+                loaded.reader.close()
+            elif callable(close):
+                close()
         except Exception:  # closing a read-only SQLite handle should not fail; never let it break a request
-            log.exception("closing index version %s failed", loaded.reader.version)
+            log.exception("closing index version %s failed", loaded.searcher.index_version)
+
+    def published_version(self) -> str | None:
+        """The version published now (it may not be loaded yet)."""
+        return current_version(self.index_dir)
+
+    def describe_location(self) -> str:
+        return str(self.index_dir)
 
     async def watch(self, interval: float) -> None:
         """Poll for new versions every ``interval`` seconds until cancelled. Opening runs in a worker thread so a

@@ -59,7 +59,7 @@ class _IndexCollector(Collector):
             if lease is not None:
                 try:
                     version = lease.index_version
-                    counts = dict(lease.reader.manifest.counts)
+                    counts = lease.store.counts
                 finally:
                     lease.release()
         loaded.add_metric([], 1.0 if version is not None else 0.0)

@@ -22,3 +22,5 @@ class Services:
     holder: IndexHolder
     scorer: SentenceScorer
     updates: UpdateService | None = None  # live updates (indexer/live_updates.py): the journal and its writer
+    # CITESEARCH_STORE=milvus: POST/DELETE /documents write straight to Milvus (indexer/milvus_writes.py), no journal
+    direct_writes: bool = False

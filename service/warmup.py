@@ -39,8 +39,8 @@ class SentenceWarmer:
         holder, scorer = self.holder, self.scorer
         try:
             with holder.acquire() as lease:
-                if lease.index_version != version:
-                    return  # already replaced by a newer version, which gets its own warm-up
+                if lease.index_version != version or not lease.local:
+                    return  # replaced by a newer version (which gets its own warm-up), or nothing local to read
                 passages = int(lease.reader.manifest.counts.get("passages", 0))
                 if passages * 2 > scorer.cache_size:  # passages have several sentences: this cannot fit
                     log.info("index %s: %d passages, too many to embed their sentences ahead", version, passages)

@@ -20,7 +20,7 @@ router = APIRouter(tags=["documents"])
 )
 def get_document(doc_id: str, lease: LeaseDep) -> DocumentResponse:
     """The document's exact text (every citation's ``char_start``/``char_end`` index into it) and its parts."""
-    document = lease.reader.document(doc_id) if "\x00" not in doc_id else None
+    document = lease.store.document(doc_id) if "\x00" not in doc_id else None
     if document is None:
         raise ApiError(404, f"no document {doc_id!r} in index {lease.index_version}", field="doc_id")
     parts = sorted(document.units, key=lambda u: u.char_start)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from index_store import current_version
 from service.deps import ServicesDep
 from service.models import HealthResponse, PageConfigResponse, ReadyResponse
 
@@ -26,7 +25,7 @@ def ready(services: ServicesDep, response: Response) -> ReadyResponse:
         return ReadyResponse(
             status="not ready",
             index_version=None,
-            reason=services.holder.last_error or f"no index published in {services.holder.index_dir} yet",
+            reason=services.holder.last_error or f"no index published in {services.holder.describe_location()} yet",
         )
     # Still ready (serving a slightly older or in-memory repaired version beats serving nothing), but it says so.
     degraded = services.holder.degraded
@@ -34,7 +33,7 @@ def ready(services: ServicesDep, response: Response) -> ReadyResponse:
         status="ready",
         index_version=version,
         reason=degraded,
-        published_version=current_version(services.holder.index_dir),
+        published_version=services.holder.published_version(),
         fallback=degraded is not None,
         degraded=degraded,
     )

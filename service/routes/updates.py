@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, Field
 
+from index_store import IndexStoreError
 from indexer.live_updates import (
     Change,
     InvalidDocument,
@@ -31,6 +33,9 @@ from service.index_holder import IndexNotReady
 from service.models import ErrorResponse
 from service.security import require_read, require_write
 from service.state import Services
+
+if TYPE_CHECKING:
+    from index_store.milvus_store import MilvusStore
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["updates"])
@@ -76,6 +81,8 @@ class UpdatesSummary(BaseModel):
 
 def _updates(services: Services) -> UpdateService:
     updates: UpdateService | None = services.updates
+    if updates is None and services.direct_writes:
+        raise ApiError(503, "writes go straight to Milvus on this service: there is no update journal to ask")
     if updates is None:
         raise ApiError(503, "live updates are not running")
     return updates
@@ -129,8 +136,12 @@ def post_documents(
     ],
 ) -> AcceptedResponse:
     """Add or replace documents. Answered 202 once the change is journaled and fsynced; the writer publishes it in
-    a new index version shortly after (poll `GET /updates/{seq}`)."""
-    updates = _updates(services)
+    a new index version shortly after (poll `GET /updates/{seq}`). On the Milvus store: 202 once Milvus
+    acknowledged the write (no journal; `seq` is empty), searchable from then on by every replica."""
+    if services.direct_writes:
+        max_batch = services.settings.max_batch_documents
+    else:
+        max_batch = _updates(services).max_batch_documents
     max_chars = services.settings.max_document_chars
     if isinstance(body, dict) and "documents" in body:
         extra = sorted(set(body) - {"documents"})
@@ -141,10 +152,10 @@ def post_documents(
             raise _invalid("documents", "must be a list of documents")
         if not items:
             raise _invalid("documents", "must hold at least one document")
-        if len(items) > updates.max_batch_documents:
+        if len(items) > max_batch:
             raise _invalid(
                 "documents",
-                f"at most {updates.max_batch_documents} documents per request, got {len(items)}",
+                f"at most {max_batch} documents per request, got {len(items)}",
                 status=413,
             )
         records = [_record(item, f"documents[{i}]", max_chars) for i, item in enumerate(items)]
@@ -157,7 +168,14 @@ def post_documents(
             first[record["id"]] = i
     else:
         records = [_record(body, "", max_chars)]
-    seqs = _accept(updates, [("upsert", r["id"], r) for r in records])
+    if services.direct_writes:
+        from indexer.milvus_writes import upsert_records
+
+        version = _write_direct(
+            services, lambda store: upsert_records(store, records, services.embedder, services.settings)
+        )
+        return AcceptedResponse(seq=[], doc_ids=[r["id"] for r in records], index_version=version)
+    seqs = _accept(_updates(services), [("upsert", r["id"], r) for r in records])
     return AcceptedResponse(seq=seqs, doc_ids=[r["id"] for r in records], index_version=services.holder.version)
 
 
@@ -169,22 +187,51 @@ def post_documents(
     dependencies=[Depends(require_write)],
 )
 def delete_document(doc_id: str, services: ServicesDep) -> AcceptedResponse:
-    """Remove a document. 404 if neither the served index nor a pending change has it; else 202 once journaled."""
-    updates = _updates(services)
+    """Remove a document. 404 if neither the served index nor a pending change has it; else 202 once journaled
+    (on the Milvus store: once Milvus acknowledged the delete)."""
     if "\x00" in doc_id or len(doc_id) > MAX_ID_CHARS:
         raise _invalid("doc_id", f"must be at most {MAX_ID_CHARS} printable characters")
+    if services.direct_writes:
+        from indexer.milvus_writes import delete_document as delete_from_milvus
+
+        found: list[bool] = []
+        version = _write_direct(services, lambda store: found.append(delete_from_milvus(store, doc_id)))
+        if not found[0]:
+            raise _invalid("doc_id", f"no document {doc_id!r} in index {version}", 404)
+        return AcceptedResponse(seq=[], doc_ids=[doc_id], index_version=version)
+    updates = _updates(services)
     latest = updates.journal.latest_for(doc_id)
     known = latest is not None and not latest.published  # a change not yet published decides
     if not known:
         try:
             with services.holder.acquire() as lease:
-                known = lease.reader.document(doc_id) is not None
+                known = lease.store.document(doc_id) is not None
         except IndexNotReady:  # no index loaded yet: only the journal can know the document
             known = False
     if not known:
         raise _invalid("doc_id", f"no document {doc_id!r} in index {services.holder.version} or pending", 404)
     seqs = _accept(updates, [("delete", doc_id, None)])
     return AcceptedResponse(seq=seqs, doc_ids=[doc_id], index_version=services.holder.version)
+
+
+def _write_direct(services: Services, write: Callable[[MilvusStore], object]) -> str:
+    """Run a write against the served Milvus version; returns that version. Milvus unreachable: 503, nothing
+    acknowledged."""
+    from index_store.milvus_store import MilvusStore
+
+    try:
+        with services.holder.acquire() as lease:
+            store = lease.store
+            if not isinstance(store, MilvusStore):  # pragma: no cover - direct writes are on only with Milvus
+                raise ApiError(503, "direct writes need the Milvus store")
+            try:
+                write(store)
+            except IndexStoreError as exc:
+                log.error("Milvus write failed: %s", exc)
+                raise ApiError(503, f"Milvus did not acknowledge the write ({exc}); retry later") from None
+            return lease.index_version
+    except IndexNotReady as exc:
+        raise ApiError(503, f"no index loaded: {exc}") from None
 
 
 def _accept(updates: UpdateService, changes: list[tuple[str, str, dict[str, Any] | None]]) -> list[int]:

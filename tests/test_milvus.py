@@ -1,0 +1,313 @@
+"""The Milvus store (index_store/milvus_store.py) on Milvus Lite: the same searches as the local store, exact
+citations, filters in Milvus, writes straight to Milvus, and two `citesearch serve` processes on one Milvus.
+
+Milvus Lite runs in-process (a path ending in .db) or as a gRPC server (`milvus-lite server`) that several
+processes share. Tests skip when the optional extra is not installed (pip install citesearch[milvus]).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus", reason="the Milvus store needs pip install citesearch[milvus]")
+pytest.importorskip("milvus_lite", reason="Milvus Lite needs pip install citesearch[milvus]")
+
+from citesearch.search import InvalidSearchRequest, Searcher, SearchRequest
+from citesearch.settings import Settings
+from citesearch.store import LocalStore, SearchFilter
+from eval.server_process import free_port
+from index_store import open_index
+from index_store.milvus_store import (
+    MilvusConfig,
+    MilvusStore,
+    ServerInfo,
+    current_stamp,
+    publish_from_reader,
+)
+from tests.servicekit import start_server_process, wait_for
+
+QUERIES = [
+    "what conditions did Aliyev set?",
+    "When did Mirzoyan and Lavrov hold talks in Yerevan?",
+    "What did readers say about Russia?",
+    "Crossroads of Peace initiative",
+]
+
+
+@pytest.fixture(scope="module")
+def milvus_seed(seed_index: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, MilvusStore]]:
+    """The seed index copied into a Milvus Lite database (module-wide: publishing takes seconds)."""
+    config = MilvusConfig(uri=str(tmp_path_factory.mktemp("milvus") / "seeds.db"))
+    with open_index(seed_index[0]) as reader:
+        publish_from_reader(reader, config)
+        store = MilvusStore(config)
+        yield reader, store
+        store.close()
+
+
+def _spans(hits: list[Any]) -> list[tuple[str, int, int]]:
+    return [(h.citation.doc_id, h.citation.char_start, h.citation.char_end) for h in hits]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_milvus_ranks_as_the_local_store(milvus_seed: Any, real_embedder: Any, mode: str) -> None:
+    """Same passages, same order, same scores: dense is exact (FLAT), BM25 is Milvus's own function over the
+    local analyser's terms, scaled to the Lucene form the local index scores."""
+    reader, store = milvus_seed
+    local, milvus = Searcher(reader, real_embedder), Searcher(store, real_embedder)
+    for query in QUERIES:
+        a = local.search(SearchRequest(query, k=5, mode=mode, explain=True))  # type: ignore[arg-type]
+        b = milvus.search(SearchRequest(query, k=5, mode=mode, explain=True))  # type: ignore[arg-type]
+        assert b.hits, query
+        assert _spans(a.hits) == _spans(b.hits), (query, mode)
+        np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], rtol=1e-4, atol=1e-5)
+        for x, y in zip(a.hits, b.hits, strict=True):
+            assert x.explain is not None and y.explain is not None
+            assert y.explain.bm25_score == pytest.approx(x.explain.bm25_score, rel=1e-4, abs=1e-5)
+            assert y.explain.context_score == pytest.approx(x.explain.context_score, rel=1e-4, abs=1e-5)
+        assert b.index_version == store.version != a.index_version
+
+
+@pytest.mark.slow
+def test_milvus_citations_are_exact_and_filters_run_in_milvus(milvus_seed: Any, real_embedder: Any) -> None:
+    reader, store = milvus_seed
+    searcher = Searcher(store, real_embedder)
+    for query in QUERIES:
+        for hit in searcher.search(SearchRequest(query, k=10)).hits:
+            document = store.document(hit.citation.doc_id)
+            assert document is not None
+            assert document.text[hit.citation.char_start : hit.citation.char_end] == hit.text
+            assert document == reader.document(hit.citation.doc_id)  # the chunked JSON reassembles exactly
+    comments = searcher.search(SearchRequest("Russia Armenia", k=10, section="comment"))
+    assert comments.hits and all(h.citation.section == "comment" for h in comments.hits)
+    assert store.resolve(SearchFilter(section="comment")).expression == 'section == "comment"'
+    doc_id = comments.hits[0].citation.doc_id
+    only = searcher.search(SearchRequest("Russia", k=10, doc_id=doc_id, mode="bm25"))
+    assert only.hits and {h.citation.doc_id for h in only.hits} == {doc_id}
+    assert store.document('no"such') is None  # quotes in an id are escaped, not an expression error
+    local_keys = LocalStore(reader).document_keys(np.array([0, 1, 10**9]))
+    milvus_keys = store.document_keys(np.array([0, 1, 10**9]))
+    assert (local_keys[:2] >= 0).all() and milvus_keys[2] == -1 == local_keys[2]
+    assert (milvus_keys[0] == milvus_keys[1]) == (local_keys[0] == local_keys[1])
+
+
+def test_server_versions_before_2_5_have_no_bm25() -> None:
+    assert not ServerInfo("v2.3.5-lite", False).is_lite and ServerInfo("v2.3.5-lite", False).release == (2, 3)
+    assert not ServerInfo("v2.3.5-lite", False).has_inverted_index and ServerInfo("v2.5.4", True).has_inverted_index
+    assert ServerInfo("milvus_lite-3.2.2", True).is_lite
+    with pytest.raises(ValueError, match="consistency"):
+        MilvusConfig(uri="x.db", consistency="Sometimes")
+    with pytest.raises(ValueError, match="prefix"):
+        MilvusConfig(uri="x.db", prefix="bad-prefix")
+    assert MilvusConfig(uri="/tmp/x.db").is_lite and not MilvusConfig(uri="http://127.0.0.1:19530").is_lite
+
+
+@pytest.mark.slow
+def test_a_store_without_bm25_refuses_keyword_modes_clearly(milvus_seed: Any, real_embedder: Any) -> None:
+    """What a Milvus 2.3.5 server gets: dense works, bm25 and hybrid are refused naming the version."""
+    _, store = milvus_seed
+    old = MilvusStore(store.config)
+    old.server, old.bm25 = ServerInfo("v2.3.5", False), False
+    searcher = Searcher(old, real_embedder)
+    assert searcher.search(SearchRequest("Aliyev", k=3, mode="dense")).hits
+    with pytest.raises(InvalidSearchRequest, match=r"Milvus v2\.3\.5 .* no BM25 function .*mode 'dense'"):
+        searcher.search(SearchRequest("Aliyev", k=3, mode="hybrid"))
+    old.close()
+
+
+def _api_settings(tmp_path: Path, uri: str) -> Settings:
+    return Settings(
+        store="milvus",
+        milvus_uri=uri,
+        index_dir=tmp_path / "unused",
+        rate_limit_per_minute=0,
+        api_keys="w:write:secret-write-key",
+        _env_file=None,
+    )
+
+
+@pytest.mark.slow
+def test_api_on_milvus_serves_searches_documents_and_writes(
+    seed_index: Any, real_embedder: Any, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    uri = str(tmp_path / "api.db")
+    config = MilvusConfig(uri=uri)
+    with open_index(seed_index[0]) as reader:
+        publish_from_reader(reader, config)
+    stamp = current_stamp(config)
+    app = create_app(_api_settings(tmp_path, uri), embedder=real_embedder)
+    auth = {"X-API-Key": "secret-write-key"}
+    with TestClient(app) as client:
+        ready = client.get("/ready").json()
+        assert ready["index_version"] == stamp == ready["published_version"]
+        found = client.get("/search", params={"q": "what conditions did Aliyev set?", "k": 3}).json()
+        assert found["index_version"] == stamp and found["results"]
+        for item in found["results"]:
+            citation = item["citation"]
+            document = client.get(f"/documents/{citation['doc_id']}").json()
+            assert document["text"][citation["char_start"] : citation["char_end"]] == item["text"]
+        answer = client.post("/ask", json={"question": "what conditions did Aliyev set?"}).json()
+        assert answer["answer"]
+        for quote in answer["citations"]:
+            text = client.get(f"/documents/{quote['doc_id']}").json()["text"]
+            assert text[quote["char_start"] : quote["char_end"]] == quote["quote"]
+        record = {
+            "id": "posted-1",
+            "title": "Quokka census",
+            "text": "Rangers counted 12,000 quokkas on Rottnest Island this spring, more than ever before.",
+            "metadata": {"published": "2031-05-02"},
+        }
+        accepted = client.post("/documents", json=record, headers=auth)
+        assert accepted.status_code == 202 and accepted.json()["seq"] == []
+        hits = client.get("/search", params={"q": "how many quokkas on Rottnest", "k": 3}).json()["results"]
+        assert hits[0]["citation"]["doc_id"] == "posted-1"
+        assert hits[0]["citation"]["published"] == "2031-05-02"
+        dated = client.get("/search", params={"q": "quokkas", "published_after": "2031-01-01"}).json()["results"]
+        assert [h["citation"]["doc_id"] for h in dated] == ["posted-1"]  # the seeds are older or undated
+        stored = client.get("/documents/posted-1").json()
+        assert stored["text"] == record["text"]
+        assert client.delete("/documents/posted-1", headers=auth).status_code == 202
+        assert client.get("/documents/posted-1").status_code == 404
+        assert client.delete("/documents/posted-1", headers=auth).status_code == 404
+        after = client.get("/search", params={"q": "how many quokkas on Rottnest", "k": 3}).json()["results"]
+        assert all(h["citation"]["doc_id"] != "posted-1" for h in after)
+        assert client.get("/updates").status_code == 503  # no journal: writes go straight to Milvus
+
+
+@pytest.fixture
+def lite_server(tmp_path: Path) -> Iterator[str]:
+    """`milvus-lite server` on a loopback port with a fresh data folder, stopped by its PID."""
+    executable = shutil.which("milvus-lite") or str(Path(sys.executable).parent / "milvus-lite")
+    port = free_port()
+    log = (tmp_path / "milvus-lite.log").open("wb")
+    process = subprocess.Popen(
+        [executable, "server", "--data-dir", str(tmp_path / "milvus-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        from pymilvus import MilvusClient
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"milvus-lite server exited: {(tmp_path / 'milvus-lite.log').read_text()[-2000:]}")
+            try:
+                MilvusClient(uri=uri, timeout=2).close()
+                return True
+            except Exception:  # noqa: BLE001 - not listening yet
+                time.sleep(0.2)
+                return False
+
+        wait_for(up, timeout=60, what="milvus-lite server")
+        yield uri
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_two_serve_processes_on_one_milvus_see_each_others_writes(
+    seed_index: Any, tmp_path: Path, lite_server: str
+) -> None:
+    """Replicas hold no index state: a document posted to one is found through the other, a delete on the other
+    is gone from the first."""
+    config = MilvusConfig(uri=lite_server)
+    with open_index(seed_index[0]) as reader:
+        publish_from_reader(reader, config)
+    env = {
+        "CITESEARCH_STORE": "milvus",
+        "CITESEARCH_MILVUS_URI": lite_server,
+        "CITESEARCH_INDEX_DIR": str(tmp_path / "unused"),
+        "CITESEARCH_API_KEYS": "w:write:secret-write-key",
+        "CITESEARCH_RATE_LIMIT_PER_MINUTE": "0",
+        "CITESEARCH_SENTENCE_WARMUP": "false",
+    }
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "citesearch.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+    first, base_a = start_server_process(command, tmp_path / "a.log", env=env, timeout=180)
+    try:
+        second, base_b = start_server_process(command, tmp_path / "b.log", env=env, timeout=180)
+        try:
+            auth = {"X-API-Key": "secret-write-key"}
+            record = {"id": "replica-doc", "title": "Axolotl", "text": "The axolotl regrows its limbs and heart."}
+            with httpx.Client(timeout=60) as http:
+                version = http.get(f"{base_a}/ready").json()["index_version"]
+                assert http.get(f"{base_b}/ready").json()["index_version"] == version
+                assert http.post(f"{base_a}/documents", json=record, headers=auth).status_code == 202
+                found = http.get(f"{base_b}/search", params={"q": "which animal regrows its heart", "k": 1}).json()
+                assert found["results"][0]["citation"]["doc_id"] == "replica-doc"
+                assert http.get(f"{base_b}/documents/replica-doc").json()["text"] == record["text"]
+                assert http.delete(f"{base_b}/documents/replica-doc", headers=auth).status_code == 202
+                assert http.get(f"{base_a}/documents/replica-doc").status_code == 404
+        finally:
+            second.terminate()
+            second.wait(30)
+    finally:
+        first.terminate()
+        first.wait(30)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_dense_search_on_a_real_milvus_2_3_server(seed_index: Any, real_embedder: Any, tmp_path: Path) -> None:
+    """The dense path against the Standalone server of the PyPI package milvus 2.3.5 (fresh data folder, bound
+    to 127.0.0.1, stopped by its process group): the same passages as the local store; BM25 and hybrid, which
+    need Milvus 2.5, are refused naming the server's version."""
+    from eval.milvus_server import MilvusServerUnavailable, milvus_server_executable, milvus_standalone
+
+    if milvus_server_executable() is None:
+        pytest.skip("the Milvus 2.3.5 server package is not installed (scripts/install.sh installs it)")
+    try:
+        server_context = milvus_standalone(tmp_path / "milvus-2.3", timeout=150)
+        server = server_context.__enter__()
+    except MilvusServerUnavailable as exc:
+        pytest.skip(f"the Milvus 2.3.5 server cannot start on this machine: {exc}")
+    try:
+        config = MilvusConfig(uri=server.uri)
+        with open_index(seed_index[0]) as reader:
+            publish_from_reader(reader, config)
+            store = MilvusStore(config)
+            try:
+                assert store.server.release == (2, 3) and not store.has_keyword
+                local, remote = Searcher(reader, real_embedder), Searcher(store, real_embedder)
+                for query in QUERIES:
+                    a = local.search(SearchRequest(query, k=5, mode="dense"))
+                    b = remote.search(SearchRequest(query, k=5, mode="dense"))
+                    assert _spans(a.hits) == _spans(b.hits), query
+                    for hit in b.hits:
+                        document = store.document(hit.citation.doc_id)
+                        assert document is not None
+                        assert document.text[hit.citation.char_start : hit.citation.char_end] == hit.text
+                comments = remote.search(SearchRequest("Russia", k=5, mode="dense", section="comment"))
+                assert comments.hits and all(h.citation.section == "comment" for h in comments.hits)
+                with pytest.raises(InvalidSearchRequest, match=r"2\.3\.5.*needs Milvus 2\.5"):
+                    remote.search(SearchRequest("Aliyev", k=3))  # hybrid, the default
+            finally:
+                store.close()
+    finally:
+        server_context.__exit__(None, None, None)
