@@ -451,31 +451,42 @@ def rows_from_reader(reader: IndexReader, *, bm25: bool, posted: bool = False, o
     part_vectors = local.part_vectors(layout)
     table = keyword.documents
     settings = keyword.settings
-    passages = list(reader.iter_passages())  # ascending passage id = keyword positions
-    vectors = reader.vectors.vectors_for(np.array([p.passage_id for p in passages], dtype=np.int64))
+    # Live passages only, in ascending id; everything else is addressed by the passages' positions in the reader's
+    # arrays, which on a segmented index also hold deleted passages, and part and document ordinals as the reader
+    # numbers them (per segment), never by enumeration order.
+    passages = list(reader.iter_passages())
+    live_ids = np.array([p.passage_id for p in passages], dtype=np.int64)
+    positions = keyword.positions(live_ids)
+    vectors = reader.vectors.vectors_for(live_ids)
     doc_keys = [key_of(str(d)) for d in table.doc_ids.tolist()]
+    at_position = dict(zip(positions.tolist(), passages, strict=True))
 
     def passage_id(position: int) -> int:
-        p = passages[position]
+        p = at_position[position]
         return key_of(p.doc_id, p.ordinal) | POSTED_ID_BIT if posted else p.passage_id
 
-    # Parts: every unit of every document, in the order the part-level index numbers them (documents by id, units
-    # in document order: PassageStore.iter_parts).
-    part_texts: list[str] = []
-    part_docs: list[str] = []
+    # Parts: each live passage's part, its text the unit of its document that holds the passage.
     stored: dict[str, StoredDocument] = {}
-    for doc_id in reader.document_ids():
-        document = reader.document(doc_id)
+    part_text: dict[int, str] = {}
+    part_doc: dict[int, str] = {}
+    doc_ordinal: dict[str, int] = {}
+    for position, p in zip(positions.tolist(), passages, strict=True):
+        doc_ordinal.setdefault(p.doc_id, int(table.doc_of[position]))
+        ordinal = int(layout.part_of[position])
+        if ordinal in part_text:
+            continue
+        document = stored.get(p.doc_id) or reader.document(p.doc_id)
         assert document is not None
-        stored[doc_id] = document
-        for unit in document.units:
-            part_texts.append(
-                KeywordIndex.text_for(document.title, document.text[unit.char_start : unit.char_end], settings)
-            )
-            part_docs.append(document.doc_id)
+        stored[p.doc_id] = document
+        unit = next(u for u in document.units if u.char_start <= p.char_start < u.char_end)
+        part_text[ordinal] = KeywordIndex.text_for(
+            document.title, document.text[unit.char_start : unit.char_end], settings
+        )
+        part_doc[ordinal] = document.doc_id
+    part_ordinals = sorted(part_text)
 
     def part_key(ordinal: int) -> int:
-        return key_of(part_docs[ordinal], "part", ordinal) | POSTED_ID_BIT if posted else ordinal
+        return key_of(part_doc[ordinal], "part", ordinal) | POSTED_ID_BIT if posted else ordinal
 
     facts = [
         _DocumentFacts(str(table.published[o]), float(table.timestamps[o]), doc_keys[int(table.cluster[o])])
@@ -488,30 +499,30 @@ def rows_from_reader(reader: IndexReader, *, bm25: bool, posted: bool = False, o
         _passage_row(
             p,
             vectors[i],
-            passage_id=passage_id(i),
-            part_id=part_key(int(layout.part_of[i])),
-            lead_id=passage_id(int(layout.lead[int(layout.part_of[i])])),
-            facts=facts[int(table.doc_of[i])],
+            passage_id=passage_id(position),
+            part_id=part_key(int(layout.part_of[position])),
+            lead_id=passage_id(int(layout.lead[int(layout.part_of[position])])),
+            facts=facts[int(table.doc_of[position])],
             keyword_text=None if passage_texts is None else passage_texts[i],
         )
-        for i, p in enumerate(passages)
+        for i, (position, p) in enumerate(zip(positions.tolist(), passages, strict=True))
     ]
-    context_texts = analysed(settings.for_context(), part_texts) if bm25 else None
+    context_texts = analysed(settings.for_context(), [part_text[o] for o in part_ordinals]) if bm25 else None
+    means = part_vectors.means[np.array(part_ordinals, dtype=np.int64)] if part_ordinals else np.zeros((0, 0))
     part_rows = []
-    for ordinal in range(len(part_texts)):
+    for i, ordinal in enumerate(part_ordinals):
         row: dict[str, Any] = {
             "part_id": part_key(ordinal),
-            "doc_key": key_of(part_docs[ordinal]),
-            "mean": part_vectors.means[ordinal].astype(np.float32).tolist(),
+            "doc_key": key_of(part_doc[ordinal]),
+            "mean": np.asarray(means[i], dtype=np.float32).tolist(),
         }
         if context_texts is not None:
-            row["keyword_text"] = context_texts[ordinal]
+            row["keyword_text"] = context_texts[i]
         part_rows.append(row)
     document_rows_: list[dict[str, Any]] = []
-    for ordinal, doc_id in enumerate(table.doc_ids.tolist()):
-        document_rows_ += document_rows(
-            stored[str(doc_id)], cluster=facts[ordinal].cluster, ordinal=ordinal_base + ordinal
-        )
+    for doc_id in sorted(stored):
+        ordinal = doc_ordinal[doc_id]
+        document_rows_ += document_rows(stored[doc_id], cluster=facts[ordinal].cluster, ordinal=ordinal_base + ordinal)
     return ExportedRows(passage_rows, part_rows, document_rows_, table.duplicate_documents)
 
 

@@ -59,6 +59,11 @@ def _spans(hits: list[Any]) -> list[tuple[str, int, int]]:
     return [(h.citation.doc_id, h.citation.char_start, h.citation.char_end) for h in hits]
 
 
+def _by_score(hits: list[Any]) -> list[tuple[float, tuple[str, int, int]]]:
+    """Hits as (score to 4 places, span), sorted: a ranking whose ties may come in any order."""
+    return sorted(zip((round(h.score, 4) for h in hits), _spans(hits), strict=True))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
 def test_milvus_ranks_as_the_local_store(milvus_seed: Any, real_embedder: Any, mode: str) -> None:
@@ -311,3 +316,53 @@ def test_dense_search_on_a_real_milvus_2_3_server(seed_index: Any, real_embedder
                 store.close()
     finally:
         server_context.__exit__(None, None, None)
+
+
+@pytest.mark.slow
+def test_a_segmented_index_with_updates_and_deletes_exports_only_what_is_live(tmp_path: Path) -> None:
+    """A local index of several segments, one document replaced and one deleted, copied into Milvus: Milvus holds
+    the live passages, parts and documents only, and ranks as the local store does (positions and part ordinals
+    of a segmented reader are not enumeration order)."""
+    from indexer.live_updates import document_from_record
+    from indexer.pipeline import BuildOptions, apply_changes
+    from tests.fakes import HashingEmbedder
+    from tests.store_files import segment_names
+
+    embedder = HashingEmbedder()
+    index_dir = tmp_path / "index"
+    words = "river glacier volcano harbour orchard meadow canyon lagoon tundra delta".split()
+    texts = {  # no two alike, so no ties whose order could differ
+        f"d{i}": f"Report {i} on the {words[i]} and the {words[(i * 3) % 10]}. The ferry left at dawn"
+        + " again" * i
+        + ". Readers asked about tolls"
+        + " and fares" * (5 - i)
+        + "."
+        for i in range(6)
+    }
+    for doc_id, text in texts.items():  # one write per document: one segment each
+        record = {"id": doc_id, "title": f"Story {doc_id}", "text": text}
+        apply_changes(index_dir, embedder, upserts=[document_from_record(record)], options=BuildOptions())
+    replaced = {"id": "d2", "title": "Story d2", "text": "The toll bridge opened. Ferries stopped running."}
+    apply_changes(index_dir, embedder, upserts=[document_from_record(replaced)], deletes=["d4"], options=BuildOptions())
+    assert len(segment_names(index_dir)) > 1
+    config = MilvusConfig(uri=str(tmp_path / "segmented.db"))
+    with open_index(index_dir) as reader:
+        publish_from_reader(reader, config)
+        store = MilvusStore(config)
+        try:
+            assert store.document("d4") is None
+            d2 = store.document("d2")
+            assert d2 is not None and d2.text == replaced["text"]
+            local, milvus = Searcher(reader, embedder), Searcher(store, embedder)
+            for query in ("ferry at dawn", "toll bridge opened", "readers asked about tolls"):
+                for mode in ("dense", "bm25", "hybrid"):
+                    a = local.search(SearchRequest(query, k=10, mode=mode))
+                    b = milvus.search(SearchRequest(query, k=10, mode=mode))
+                    # the same hits with the same scores; equal scores may come in either order
+                    assert _by_score(a.hits) == _by_score(b.hits), (query, mode)
+                    assert all(h.citation.doc_id != "d4" for h in b.hits)
+                    np.testing.assert_allclose(
+                        [h.score for h in a.hits], [h.score for h in b.hits], rtol=1e-4, atol=1e-5
+                    )
+        finally:
+            store.close()
