@@ -3,7 +3,8 @@
 Folders are read recursively in sorted order, hidden files and folders left out, so the same folder always gives
 the same documents with the same ids: the path relative to the folder given (a file given directly: its name), or
 the jsonl ``_id``/``id``. A jsonl file holds one document a line (``_id`` or ``id``, ``title``, ``text``, optional
-``url`` and ``metadata``), so a BEIR corpus.jsonl loads as it is. A published date in the record or its metadata
+``url`` and ``metadata``), so a BEIR corpus.jsonl loads as it is; a BEIR dataset folder (``corpus.jsonl`` beside
+``qrels/``) loads as its corpus alone. A published date in the record or its metadata
 (``published``, ``publish_date``, ``date``, …) is stored as ``metadata["published"]`` in ISO 8601.
 
 Bytes are decoded strictly as UTF-8 (a BOM is dropped) and CRLF/CR become LF before any span is taken; the
@@ -192,6 +193,10 @@ def _load_file(path: Path, doc_id: str) -> tuple[list[Document], list[Skipped]]:
         return [], [Skipped(source, str(exc))]
 
 
+BEIR_CORPUS = "corpus.jsonl"
+BEIR_QRELS = "qrels"
+
+
 def _folder_files(root: Path, skipped: list[Skipped]) -> list[tuple[Path, str]]:
     """Supported files under ``root`` with their ids (path relative to ``root``), sorted; hidden ones left out.
     Unsupported files in a folder are ignored silently: folders often hold images or notes next to documents."""
@@ -200,8 +205,14 @@ def _folder_files(root: Path, skipped: list[Skipped]) -> list[tuple[Path, str]]:
         skipped.append(Skipped(_source(Path(exc.filename or root)), f"cannot read folder ({exc.strerror or exc})"))
 
     found: list[tuple[Path, str]] = []
-    for folder, dirs, files in os.walk(root, onerror=unreadable):
+    for folder, dirs, names in os.walk(root, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files = names
+        if BEIR_CORPUS in names and BEIR_QRELS in dirs:
+            # A BEIR dataset folder: its documents are the corpus; queries.jsonl and the qrels are the questions
+            # and answers about it, which indexed as documents would answer the questions with themselves.
+            dirs.clear()
+            files = [BEIR_CORPUS]
         for name in files:
             path = Path(folder) / name
             if not name.startswith(".") and path.suffix.lower() in SUPPORTED_SUFFIXES:

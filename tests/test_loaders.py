@@ -257,3 +257,20 @@ def test_html_main_content_is_extracted_without_boilerplate(tmp_path: Path) -> N
     assert doc.url == "https://example.org/chess"
     _assert_units_exact(result)
     assert "main content" in _reason(result, "/empty.htm")
+
+
+def test_a_beir_dataset_folder_loads_as_its_corpus_alone(tmp_path: Path) -> None:
+    """queries.jsonl, the qrels and a README beside corpus.jsonl are about the corpus, not documents of it."""
+    dataset = tmp_path / "dataset"
+    (dataset / "qrels").mkdir(parents=True)
+    corpus = [{"_id": "d1", "title": "Glaciers", "text": "Glaciers retreat."}, {"_id": "d2", "text": "Rivers flood."}]
+    (dataset / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus), encoding="utf-8")
+    (dataset / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "Do glaciers retreat?"}) + "\n")
+    (dataset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n", encoding="utf-8")
+    (dataset / "README.md").write_text("# A dataset\n\nWhere it came from.\n", encoding="utf-8")
+    loaded = load_documents([dataset])
+    assert sorted(d.doc_id for d in loaded.documents) == ["d1", "d2"]
+    # without the qrels folder it is an ordinary folder: every supported file is read
+    (dataset / "qrels" / "test.tsv").unlink()
+    (dataset / "qrels").rmdir()
+    assert {d.doc_id for d in load_documents([dataset]).documents} == {"d1", "d2", "q1", "README.md"}
