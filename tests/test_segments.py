@@ -461,3 +461,67 @@ def test_a_segment_emptied_by_deletes_merges_to_nothing(tmp_path: Path, corpus: 
     assert with_empty.document(corpus[6].doc_id) is None
     assert with_empty.passages(c.ids[:3].tolist()) == c.passages(c.ids[:3].tolist())
     assert len(with_empty.passages(c.ids[:3].tolist())) == 3
+
+
+def _doc_mask(segment: Segment, doc_ids: set[str]) -> np.ndarray | None:
+    return _mask(segment, doc_ids & {str(d) for d in segment.doc_ids.tolist()})
+
+
+def assert_pooled_equals_unpooled(pooled: SegmentedView, unpooled: SegmentedView) -> None:
+    """Same position space, so every score array must match position for position, and every top 10."""
+    embedder = HashingEmbedder(dim=DIM)
+    live_ids = pooled.passage_ids[pooled.live_mask]
+    for query in QUERIES:
+        np.testing.assert_allclose(pooled.scores(query), unpooled.scores(query), atol=1e-5)
+        got_context, want_context = pooled.context_scores(query), unpooled.context_scores(query)
+        assert got_context is not None and want_context is not None
+        np.testing.assert_allclose(got_context, want_context, atol=1e-5)
+        got, want = pooled.search(query, 10), unpooled.search(query, 10)
+        assert got.ids.tolist() == want.ids.tolist()
+        vector = embedder.encode([query])
+        for allowed in (None, live_ids[::3], live_ids[:5]):
+            got, want = pooled.search_vectors(vector, 10, allowed), unpooled.search_vectors(vector, 10, allowed)
+            assert got.ids.tolist() == want.ids.tolist(), (query, allowed is None)
+            np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+        deleted = set(pooled.passage_ids[~pooled.live_mask].tolist())
+        assert not deleted & set(pooled.search_vectors(vector, 50).ids[0].tolist())
+
+
+def test_a_pooled_view_equals_an_unpooled_one(
+    tmp_path: Path, corpus: list[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index_store.segments.pool as pool_module
+
+    writer = Writer(tmp_path / "segments")
+    segments = [writer.segment(corpus[:16])] + [writer.segment(corpus[i : i + 3]) for i in range(16, 31, 3)]
+    # the first segment counts as big (searched on its own), the five others are pooled
+    monkeypatch.setattr(pool_module, "POOL_MAX_SEGMENT_PASSAGES", len(segments[0]) - 1)
+    gone = {corpus[2].doc_id, corpus[17].doc_id, corpus[25].doc_id}
+    entries = [(s, _doc_mask(s, gone)) for s in segments]
+    pooled, unpooled = SegmentedView(entries), SegmentedView(entries, pool=False)
+    assert pooled.live < pooled.total
+    pooled.warm()
+    assert [len(p.members) for p in pooled.pools] == [5] and pooled.pooled_passages_built == sum(
+        len(s) for s in segments[1:]
+    )
+    assert SegmentedView(entries, pool=False).pools == ()
+    assert_pooled_equals_unpooled(pooled, unpooled)
+    # the next version: one new segment and a later delete; the previous pool is reused, only the new one pooled
+    new = writer.segment(corpus[31:33])
+    gone |= {corpus[20].doc_id}
+    entries = [(s, _doc_mask(s, gone)) for s in [*segments, new]]
+    nxt = SegmentedView(entries, previous=pooled)
+    assert nxt.pooled_passages_built == len(new)
+    assert sorted(len(p.members) for p in nxt.pools) == [1, 5]
+    assert_pooled_equals_unpooled(nxt, SegmentedView(entries, pool=False))
+    # a merge of two pooled segments: the pool holding them is dropped, the rest pooled again
+    merged = merge_segments(tmp_path / "segments" / "m0001", [entries[1], entries[2]])
+    entries = [entries[0], (merged, None), *entries[3:]]
+    after = SegmentedView(entries, previous=nxt)
+    after.warm()
+    members = [m.path for p in after.pools for m in p.members]
+    assert sorted(members) == sorted(s.path for s, _ in entries[1:])  # every small segment in exactly one pool
+    assert any(p.members == (new,) for p in after.pools)  # reused: the new segment was not pooled again
+    assert after.pooled_passages_built == sum(len(s) for s, _ in entries[1:]) - len(new)
+    assert sum(len(p) for p in after.pools) == sum(len(s) for s, _ in entries[1:])
+    assert_pooled_equals_unpooled(after, SegmentedView(entries, pool=False))

@@ -31,6 +31,9 @@ Searching
     ``iter_passages``, ``document_ids``, ``document_hashes``, ``document_keys``, ``part_layout()``,
     ``part_vectors()``, ``warm()``. BM25 uses the live statistics of the whole view, so scores equal a fresh
     single build of the same live passages.
+    Small segments (``POOL_MAX_SEGMENT_PASSAGES``) are searched as pools (``index_store.segments.pool``): build the
+    view of a new version as ``SegmentedView(entries, previous=old_view)`` and ``warm()`` it before swapping it
+    in, so only the new segments are pooled; ``pool=False`` searches every segment on its own (same results).
 
 Merging
     ``merge_segments(path, [(segment, mask), ...], centroids=None) -> Segment``: adjacent segments into one,
@@ -47,6 +50,7 @@ Duplicates
 from index_store.segments.clusters import ClusterIndex, article_text
 from index_store.segments.merge import merge_segments
 from index_store.segments.policy import MergePolicy, SegmentSize, allowed_segment_count, plan_merges, plan_optimize
+from index_store.segments.pool import POOL_MAX_SEGMENT_PASSAGES, Pool
 from index_store.segments.postings import CollectionStats, Postings, QueryAnalyzer
 from index_store.segments.segment import (
     NewDocument,
@@ -61,11 +65,13 @@ from index_store.segments.view import SegmentedView
 
 __all__ = [
     "IVF_MIN_VECTORS",
+    "POOL_MAX_SEGMENT_PASSAGES",
     "Centroids",
     "ClusterIndex",
     "CollectionStats",
     "MergePolicy",
     "NewDocument",
+    "Pool",
     "Postings",
     "QueryAnalyzer",
     "Segment",

@@ -8,9 +8,12 @@ rows with trained centroids) and 49 small ones (1,000 passages each), then measu
 
 * build: the big segment's ``Segment.build`` seconds, and one one-document segment's;
 * view: loading that one new segment plus building the ``SegmentedView`` of 51 segments from the 50 already
-  loaded (what a reader of a new version pays), and ``warm()`` on it (the concatenated arrays, once per version);
-* search p50 with 50 segments against the same passages merged into one (``merge_segments``, timed too): BM25
-  (``scores`` + ``top``), the keyword ranking of hybrid search (BM25 + context), dense top-10;
+  loaded (what a reader of a new version pays) with the previous view's pools reused, and ``warm()`` on it (the
+  concatenated arrays and the pooling of the new segment, once per version); pooling the 49 small segments from
+  scratch;
+* search p50 with 50 segments — pooled (the default) and unpooled (``pool=False``: every segment searched on its
+  own) — against the same passages merged into one (``merge_segments``, timed too): BM25 (``scores`` + ``top``),
+  the keyword ranking of hybrid search (BM25 + context), dense top-10;
 * the BM25 engines compared (the decision in docs/segments.md): postings with global statistics (this package)
   against bm25s's precomputed scores over one index of the same texts, and optionally tantivy.
 
@@ -148,8 +151,11 @@ def clustered_vectors(n: int, dim: int, rng: np.random.Generator, *, topics: int
     return np.asarray(block / np.linalg.norm(block, axis=1, keepdims=True), dtype=np.float32)
 
 
-def _p50_ms(fn: Callable[[int], Any], count: int, warmup: int = 2) -> float:
-    for i in range(warmup):
+def _p50_ms(fn: Callable[[int], Any], count: int) -> float:
+    # one untimed pass over the same queries first: the postings and vectors are memory-mapped, and the first
+    # touch of a page reads it from disk — a serving reader has them hot, and the first signal timed would
+    # otherwise pay for all the others
+    for i in range(count):
         fn(i)
     times = []
     for i in range(count):
@@ -176,19 +182,35 @@ def keyword_queries(words: Sequence[str], count: int, seed: int) -> list[str]:
     ]
 
 
-def _search_figures(view: SegmentedView, queries: list[str], vectors: np.ndarray) -> dict[str, float]:
-    count = len(queries)
+def _search_figures(
+    views: dict[str, SegmentedView], queries: list[str], vectors: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """p50 of each signal on each view, the views taking turns query by query: on a shared machine whose load
+    changes by the second, timing one view after the other compares the load, not the views."""
 
-    def hybrid(i: int) -> Any:
-        bm25 = view.scores(queries[i])
-        context = view.context_scores(queries[i])
-        return view.top(bm25 if context is None else bm25 + context, 10)
+    def signals(view: SegmentedView) -> dict[str, Callable[[int], Any]]:
+        def hybrid(i: int) -> Any:
+            bm25 = view.scores(queries[i])
+            context = view.context_scores(queries[i])
+            return view.top(bm25 if context is None else bm25 + context, 10)
 
-    return {
-        "bm25_p50_ms": _p50_ms(lambda i: view.search(queries[i], 10), count),
-        "keyword_hybrid_p50_ms": _p50_ms(hybrid, count),
-        "dense_p50_ms": _p50_ms(lambda i: view.search_vectors(vectors[i : i + 1], 10), count),
-    }
+        return {
+            "bm25_p50_ms": lambda i: view.search(queries[i], 10),
+            "keyword_hybrid_p50_ms": hybrid,
+            "dense_p50_ms": lambda i: view.search_vectors(vectors[i : i + 1], 10),
+        }
+
+    runs = {name: signals(view) for name, view in views.items()}
+    times: dict[str, dict[str, list[float]]] = {name: {key: [] for key in run} for name, run in runs.items()}
+    for timed in (False, True):  # an untimed pass first (see _p50_ms)
+        for i in range(len(queries)):
+            for name, run in runs.items():
+                for key, fn in run.items():
+                    started = time.perf_counter()
+                    fn(i)
+                    if timed:
+                        times[name][key].append((time.perf_counter() - started) * 1000)
+    return {name: {key: statistics.median(t) for key, t in per.items()} for name, per in times.items()}
 
 
 def bench_segments(
@@ -197,7 +219,7 @@ def bench_segments(
     *,
     dim: int = 384,
     small_segments: int = 49,
-    queries: int = 50,
+    queries: int = 200,
     seed: int = 0,
     tantivy: bool = False,
     baselines: bool = True,
@@ -238,6 +260,15 @@ def bench_segments(
     query_texts = keyword_queries(words, queries, seed)
     query_vectors = clustered_vectors(queries, dim, rng, topics=5_000)
 
+    log(f"{size:,}: searching {small_segments + 1} segments")
+    many = SegmentedView(entries)
+    _, pool_s = _timed(lambda: many.pools)  # every small segment pooled from scratch (no previous version)
+    many.warm()
+    figures["pool_from_scratch_ms"] = pool_s * 1000
+    figures["pooled_passages"] = sum(len(p) for p in many.pools)
+    unpooled = SegmentedView(entries, pool=False)
+    unpooled.warm()
+
     log(f"{size:,}: a one-document segment and the view of the new version")
     one_doc = synthetic_documents(PASSAGES_PER_DOCUMENT, dim=dim, first_id=next_id, seed=seed + 999, words=words)
     new, figures["one_document_segment_build_ms"] = _timed(
@@ -246,21 +277,21 @@ def bench_segments(
     figures["one_document_segment_build_ms"] *= 1000
     new.close()
     loaded, load_s = _timed(lambda: Segment.load(work_dir / "s999", verify=True))
-    view, view_s = _timed(lambda: SegmentedView([*entries, (loaded, None)]))
+    # the reader of the new version: the previous version's pools are reused, only the new segment is pooled
+    view, view_s = _timed(lambda: SegmentedView([*entries, (loaded, None)], previous=many))
     _, warm_s = _timed(view.warm)
     figures.update(new_segment_load_ms=load_s * 1000, view_build_ms=view_s * 1000, view_warm_ms=warm_s * 1000)
-
-    log(f"{size:,}: searching {small_segments + 1} segments")
-    many = SegmentedView(entries)
-    many.warm()
-    figures["many"] = _search_figures(many, query_texts, query_vectors)
+    figures["new_version_pooled_passages"] = view.pooled_passages_built
+    figures["new_version_pools"] = len(view.pools)
     log(f"{size:,}: merging everything into one segment")
     merged, figures["optimize_merge_s"] = _timed(
         lambda: merge_segments(work_dir / "merged", entries, centroids=centroids)
     )
     one = SegmentedView([(merged, None)])
     one.warm()
-    figures["merged"] = _search_figures(one, query_texts, query_vectors)
+    figures.update(
+        _search_figures({"many": many, "many_unpooled": unpooled, "merged": one}, query_texts, query_vectors)
+    )
 
     live_texts = [t for t, keep in zip(texts, many.live_mask.tolist(), strict=True) if keep]
     del texts
@@ -360,9 +391,10 @@ def _print(figures: dict[str, Any]) -> None:
             print(f"  {key}: {value:.2f}")
         else:
             print(f"  {key}: {value}")
-    many, merged = figures["many"], figures["merged"]
-    ratios = {k: many[k] / merged[k] for k in many if merged[k] > 0}
-    print("  50-segment / merged p50: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    merged = figures["merged"]
+    for name, label in (("many", "pooled"), ("many_unpooled", "unpooled")):
+        ratios = {k: figures[name][k] / merged[k] for k in figures[name] if merged[k] > 0}
+        print(f"  50-segment ({label}) / merged p50: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -370,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated passage counts")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--small-segments", type=int, default=49)
-    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--tantivy", action="store_true", help="also measure tantivy (must be importable)")
     parser.add_argument("--no-bm25s", action="store_true", help="leave out the bm25s baseline (minutes at 1M)")
     parser.add_argument("--df-strategy", action="store_true", help="only compare the two ways of counting df")

@@ -182,14 +182,15 @@ def score_segments(
     query_terms: Sequence[str],
     postings: Sequence[Postings],
     deleted: Sequence[np.ndarray | None],
-    offsets: Sequence[int],
+    offsets: Sequence[int | np.ndarray],
     total: int,
     stats: CollectionStats,
     k1: float,
     b: float,
 ) -> np.ndarray:
-    """BM25 of every position of the concatenated segments (``offsets[i]`` is where segment i starts), with the
-    document frequencies of the live positions of all of them; deleted positions score 0."""
+    """BM25 of every position of the concatenated segments (``offsets[i]`` is where segment i starts, or an int64
+    array of the output position of each of its positions: a pool of segments), with the document frequencies of
+    the live positions of all of them; deleted positions score 0."""
     out = np.zeros(total, dtype=np.float32)
     if stats.n == 0:
         return out
@@ -224,7 +225,8 @@ def score_segments(
             segment = postings[s]
             start, end = int(segment.indptr[tid]), int(segment.indptr[tid + 1])
             local = segment.docs[start:end]
-            docs.append(local.astype(np.int64) + offsets[s])
+            where_to = offsets[s]
+            docs.append(where_to[local] if isinstance(where_to, np.ndarray) else local.astype(np.int64) + where_to)
             tf.append(segment.tf[start:end])
             lengths.append(segment.lengths[local])
         if len(docs) == 1:
@@ -236,8 +238,13 @@ def score_segments(
         tfc = all_tf / (k1 * ((1 - b) + b * all_lengths.astype(np.float64) / stats.avgdl) + all_tf)
         out[all_docs] += (idf * tfc).astype(np.float32)
     for s, mask in enumerate(deleted):
-        if mask is not None:
-            out[offsets[s] : offsets[s] + len(postings[s])][mask] = 0.0
+        if mask is None:
+            continue
+        where_to = offsets[s]
+        if isinstance(where_to, np.ndarray):
+            out[where_to[mask]] = 0.0
+        else:
+            out[where_to : where_to + len(postings[s])][mask] = 0.0
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -24,8 +24,10 @@ import numpy as np
 
 from citesearch.part_evidence import PartLayout
 from index_store.keyword import KeywordSettings
+from index_store.segments.pool import Pool, plan_pools, poolable
 from index_store.segments.postings import CollectionStats, Postings, QueryAnalyzer, score_segments
 from index_store.segments.segment import Segment
+from index_store.segments.vectors import SegmentVectors
 from index_store.sqlite_store import StoredDocument, StoredPassage
 from index_store.vectors.base import VectorHits
 
@@ -96,7 +98,17 @@ class SegmentedView:
     ``iter_passages``, ``document_ids``, ``document_hashes``, ``document_keys``, ``part_layout``, ``part_vectors``.
     """
 
-    def __init__(self, segments: Sequence[tuple[Segment, np.ndarray | None]], *, dim: int | None = None) -> None:
+    def __init__(
+        self,
+        segments: Sequence[tuple[Segment, np.ndarray | None]],
+        *,
+        dim: int | None = None,
+        pool: bool = True,
+        previous: SegmentedView | None = None,
+    ) -> None:
+        """``pool``: search the small segments as pools (``index_store.segments.pool``; False searches every
+        segment on its own, same results). ``previous``: the view of the version before, whose pools (when it has
+        built them, e.g. by ``warm()``) are reused for the segments both share; no reference to it is kept."""
         # an empty segment (every document of a write deleted again, or a merge of deleted documents) holds no
         # position: left out, so the segments' first ids stay strictly increasing for ``locate``
         self.states = [SegmentState.of(segment, deleted) for segment, deleted in segments if len(segment)]
@@ -128,6 +140,70 @@ class SegmentedView:
         self.documents = SegmentedDocuments(self)
         self.context = SegmentedContext(self) if self.settings is not None and self.settings.context else None
         self.vectors = SegmentedVectors(self)
+        self._pooling = pool
+        self._inherited_pools = list(previous._sources.pools) if previous is not None and previous._built else []
+        self._sources_cache: _Sources | None = None
+
+    # -- what a query visits: big segments on their own, small ones pooled --------------------------------------------
+    @property
+    def _built(self) -> bool:
+        return self._sources_cache is not None
+
+    @property
+    def _sources(self) -> _Sources:
+        """Built on first use (a query or ``warm()``) and kept for the view's life (a view never changes)."""
+        cached = self._sources_cache
+        if cached is None:
+            with self._cache_lock:
+                if self._sources_cache is None:
+                    self._sources_cache = self._build_sources()
+                cached = self._sources_cache
+        return cached
+
+    @property
+    def pools(self) -> tuple[Pool, ...]:
+        """The pools this view searches its small segments as (built on first use)."""
+        return tuple(self._sources.pools)
+
+    @property
+    def pooled_passages_built(self) -> int:
+        """Passages this view had to pool itself (not reused from ``previous``): what pooling cost this version."""
+        return self._sources.pooled_now
+
+    def _build_sources(self) -> _Sources:
+        context = self.context is not None
+        chosen: list[int] = []
+        if self._pooling and self.settings is not None:
+            chosen = [i for i, segment in enumerate(self.segments) if poolable(segment, context=context)]
+        if len(chosen) < 2:  # a pool of one segment saves nothing
+            chosen = []
+        pools, pooled_now = plan_pools([self.segments[i] for i in chosen], self._inherited_pools, context=context)
+        self._inherited_pools = []  # the previous version's pools not reused are released with it
+        sources = _Sources(pools, pooled_now)
+        in_pool = set(chosen)
+        for i, state in enumerate(self.states):
+            if i in in_pool:
+                continue
+            segment = state.segment
+            sources.passages.append(segment.postings or Postings.empty(), state.deleted, int(self.offsets[i]))
+            sources.parts.append(
+                segment.part_postings or Postings.empty(), state.part_deleted, int(self.part_offsets[i])
+            )
+            sources.vectors.append(_VectorUnit(segment.vectors, state.deleted, np.asarray(segment.ids), state.live))
+        index_of = {str(self.segments[i].path): i for i in chosen}
+        for found in pools:
+            members = [index_of[key] for key in found.keys]
+            states = [self.states[i] for i in members]
+            positions = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in members])
+            parts = np.concatenate([np.arange(self.part_offsets[i], self.part_offsets[i + 1]) for i in members])
+            deleted = _concat_masks([st.deleted for st in states], [len(st.segment) for st in states])
+            part_deleted = _concat_masks([st.part_deleted for st in states], [st.segment.n_parts for st in states])
+            sources.passages.append(found.postings, deleted, positions.astype(np.int64))
+            if found.part_postings is not None:
+                sources.parts.append(found.part_postings, part_deleted, parts.astype(np.int64))
+            live = sum(st.live for st in states)
+            sources.vectors.append(_VectorUnit(SegmentVectors(found.rows, None, {}), deleted, found.ids, live))
+        return sources
 
     # -- the keyword surface -------------------------------------------------------------------------------------
     @property
@@ -157,12 +233,12 @@ class SegmentedView:
         """BM25 of every position with the live statistics of the whole view; deleted positions 0."""
         if self._analyzer is None or self.settings is None:
             return np.zeros(self.total, dtype=np.float32)
-        postings = [s.postings or Postings.empty() for s in self.segments]
+        passages = self._sources.passages
         return score_segments(
             self._analyzer.terms(query),
-            postings,
-            [state.deleted for state in self.states],
-            self.offsets[:-1].tolist(),
+            passages.postings,
+            passages.deleted,
+            passages.offsets,
             self.total,
             self.stats,
             self.settings.k1,
@@ -173,12 +249,12 @@ class SegmentedView:
         """BM25 of every part (view part ordinals) with the live part statistics; deleted parts 0."""
         assert self._part_analyzer is not None and self.settings is not None
         context = self.settings.for_context()
-        postings = [s.part_postings or Postings.empty() for s in self.segments]
+        parts = self._sources.parts
         return score_segments(
             self._part_analyzer.terms(query),
-            postings,
-            [state.part_deleted for state in self.states],
-            self.part_offsets[:-1].tolist(),
+            parts.postings,
+            parts.deleted,
+            parts.offsets,
             int(self.part_offsets[-1]),
             self.part_stats,
             context.k1,
@@ -360,6 +436,58 @@ class SegmentedView:
             _ = self._layout
         for segment in self.segments:
             segment.document_ordinal("")
+        _ = self._sources
+
+
+def _concat_masks(masks: Sequence[np.ndarray | None], sizes: Sequence[int]) -> np.ndarray | None:
+    if all(mask is None for mask in masks):
+        return None
+    return np.concatenate(
+        [np.zeros(size, bool) if mask is None else mask for mask, size in zip(masks, sizes, strict=True)]
+    )
+
+
+@dataclass(slots=True)
+class _KeywordSources:
+    """What ``score_segments`` visits: per source its postings, deleted mask and where its positions go."""
+
+    postings: list[Postings] = field(default_factory=list)
+    deleted: list[np.ndarray | None] = field(default_factory=list)
+    offsets: list[int | np.ndarray] = field(default_factory=list)
+
+    def append(self, postings: Postings, deleted: np.ndarray | None, offset: int | np.ndarray) -> None:
+        self.postings.append(postings)
+        self.deleted.append(deleted)
+        self.offsets.append(offset)
+
+
+@dataclass(frozen=True, slots=True)
+class _VectorUnit:
+    """One dense search: a big segment's vectors, or a pool's stacked rows; ``ids`` ascending, one per row."""
+
+    vectors: SegmentVectors
+    deleted: np.ndarray | None
+    ids: np.ndarray
+    live: int
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of those of the (sorted, unique) ``ids`` this unit holds."""
+        if not len(self.ids) or not len(ids):
+            return np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        found: np.ndarray = at[self.ids[at] == ids]
+        return found
+
+
+@dataclass(slots=True)
+class _Sources:
+    """A view's search plan: its pools and the keyword and vector sources built from them."""
+
+    pools: list[Pool]
+    pooled_now: int
+    passages: _KeywordSources = field(default_factory=_KeywordSources)
+    parts: _KeywordSources = field(default_factory=_KeywordSources)
+    vectors: list[_VectorUnit] = field(default_factory=list)
 
 
 class ConcatRows:
@@ -519,25 +647,24 @@ class SegmentedVectors:
         k = max(1, min(k, view.live))
         all_scores, all_ids = [], []
         allowed = None if allowed_ids is None else np.unique(np.asarray(allowed_ids, dtype=np.int64))
-        for state in view.states:
-            segment = state.segment
-            if state.live == 0:
+        for unit in view._sources.vectors:  # big segments, then pools of small ones
+            if unit.live == 0:
                 continue
             rows = None
             if allowed is not None:
-                rows = segment.positions_of(allowed)
-                rows = rows[rows >= 0]
+                rows = unit.rows_of(allowed)
                 if not len(rows):
                     continue
-            live = None if state.deleted is None else ~state.deleted
-            scores, found = segment.vectors.search(queries, min(k, state.live), live, rows)
+            live = None if unit.deleted is None else ~unit.deleted
+            scores, found = unit.vectors.search(queries, min(k, unit.live), live, rows)
             all_scores.append(scores)
-            all_ids.append(np.where(found >= 0, segment.ids[np.maximum(found, 0)], -1))
+            all_ids.append(np.where(found >= 0, unit.ids[np.maximum(found, 0)], -1))
         if not all_scores:
             return VectorHits(np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1))
         scores = np.concatenate(all_scores, axis=1)
         ids = np.concatenate(all_ids, axis=1)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        # ties broken by ascending id, so the order does not depend on which segment or pool a row sits in
+        order = np.lexsort((ids, -scores), axis=1)[:, :k]
         scores = np.take_along_axis(scores, order, axis=1)
         ids = np.take_along_axis(ids, order, axis=1)
         if scores.shape[1] < k:
