@@ -39,6 +39,9 @@ class SegmentCache:
         self._loading: dict[tuple[str, str], threading.Lock] = {}
         # Per index folder: the duplicate-cluster index of its live documents and the version it describes.
         self._clusters: dict[str, tuple[str, Any]] = {}
+        # Per index folder: the view opened last, whose pools of small segments the next version's view reuses
+        # (index_store.segments.pool); one per folder, so memory holds at most the pools of the newest view.
+        self._views: dict[str, SegmentedView] = {}
 
     def names(self) -> set[str]:
         with self._lock:
@@ -91,16 +94,29 @@ class SegmentCache:
         merged = isinstance(base.build, dict) and "merge" in base.build
         return clusters if version == base.version or (merged and version == base.base_version) else None
 
+    def last_view(self, index_dir: Path) -> SegmentedView | None:
+        """The view a reader of ``index_dir`` opened last through this cache: the next one reuses its pools."""
+        with self._lock:
+            return self._views.get(str(Path(index_dir).resolve()))
+
+    def keep_view(self, index_dir: Path, view: SegmentedView) -> None:
+        with self._lock:
+            self._views[str(Path(index_dir).resolve())] = view
+
     def keep_clusters(self, index_dir: Path, version: str, clusters: Any) -> None:
         with self._lock:
             self._clusters[str(Path(index_dir).resolve())] = (version, clusters)
 
 
-def open_view(segments: Sequence[Segment], masks: Sequence[np.ndarray]) -> SegmentedView:
-    """The searchable view of a version: its segments in id order, each with this version's deleted mask."""
+def open_view(
+    segments: Sequence[Segment], masks: Sequence[np.ndarray], previous: SegmentedView | None = None
+) -> SegmentedView:
+    """The searchable view of a version: its segments in id order, each with this version's deleted mask.
+    ``previous``: the view of an earlier version of the same index, whose pools of small segments this one reuses
+    (only the segments new since then are pooled on first use)."""
     from index_store.segments import SegmentedView
 
-    return SegmentedView(list(zip(segments, masks, strict=True)))
+    return SegmentedView(list(zip(segments, masks, strict=True)), previous=previous)
 
 
 def segment_store_path(index_dir: Path, name: str) -> Path:

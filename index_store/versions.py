@@ -319,7 +319,8 @@ class IndexReader:
                     segment = cache.get(index_dir, ref.name, verify=verify and ref.name not in health.checked)
                 segments.append(segment)
             masks = [read_deletes(index_dir, ref.deletes, ref.passages) for ref in manifest.segments]
-            view = open_view(segments, masks)
+            view = open_view(segments, masks, previous=cache.last_view(index_dir))
+            cache.keep_view(index_dir, view)
         except IndexCorruptError as exc:
             lease.release()
             raise IndexCorruptError(f"{health.describe()}; {exc}") from None

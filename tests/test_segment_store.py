@@ -148,6 +148,26 @@ def test_a_reader_of_the_next_version_reuses_the_loaded_segments(tmp_path: Path)
             assert second.document("doc-50") is not None and first.document("doc-50") is None
 
 
+def test_the_next_versions_reader_pools_only_the_new_segment(tmp_path: Path) -> None:
+    """Readers opened through one cache hand their pools of small segments on: a publish costs the new segment's
+    pooling, not the whole index's (index_store.segments.pool)."""
+    index_dir = tmp_path / "index"
+    for start in (0, 10, 20):
+        _write(index_dir, [_record(i) for i in range(start, start + 10)])
+    cache = SegmentCache()
+    with IndexReader.open(index_dir, cache=cache) as first:
+        first.warm()
+        assert first.view.pooled_passages_built == len(first.keyword)
+        _write(index_dir, [_record(50)], segment_cache=cache)
+        with IndexReader.open(index_dir, cache=cache) as second:
+            second.warm()
+            new_segment = second.view.segments[-1]
+            assert new_segment.name not in {s.name for s in first.view.segments}
+            assert second.view.pooled_passages_built == len(new_segment.ids)
+            found = Searcher(second, HashingEmbedder()).search(SearchRequest("Report 50", k=1, mode="bm25"))
+            assert found.hits[0].citation.doc_id == "doc-50"
+
+
 def _legacy_index(index_dir: Path) -> str:
     """An index as the previous format wrote it: one version folder with its own store, vectors and manifest."""
     version_dir = index_dir / "versions" / "v000001"
