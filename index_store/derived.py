@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from index_store.centroids import CENTROIDS_DIR
 from index_store.errors import IndexCorruptError
 from index_store.keyword import KeywordSettings
 from index_store.layout import DELETES_DIR, SEGMENTS_DIR, VERSIONS_DIR, next_segment_name, segment_dir
@@ -69,6 +70,9 @@ def classify(problem_files: Iterable[str]) -> Damage:
     other: list[str] = []
     for name in problem_files:
         inside = _segment_file(name)
+        if name.startswith(f"{CENTROIDS_DIR}/"):  # IVF centroids: trained again by the next big segment
+            vectors = True
+            continue
         if inside is None:  # a deletes file, the manifest itself, or a problem not tied to one file
             store = True
             continue

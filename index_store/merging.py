@@ -28,6 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
+from index_store.centroids import (
+    QUANTIZERS,
+    IvfSettings,
+    lease_name,
+    load_centroids,
+    quantizer_for,
+    wants_ivf,
+    write_centroids,
+)
+from index_store.centroids import train as train_ivf
 from index_store.errors import IndexStoreError
 from index_store.layout import (
     SEGMENTS_DIR,
@@ -39,7 +49,7 @@ from index_store.layout import (
     write_deletes,
 )
 from index_store.leases import SegmentLease
-from index_store.manifest import Manifest, SegmentRef, file_info
+from index_store.manifest import FileInfo, Manifest, SegmentRef, failed_files, file_info
 from index_store.segment_io import MERGE_LOCK, SEGMENT_JSON, SegmentCache
 from index_store.versions import IndexReader, _next_version_name, current_version, publish_manifest, write_lock
 
@@ -108,7 +118,9 @@ def merge_index(
     before_commit: Callable[[], None] | None = None,
 ) -> MergeReport:
     """One merge pass over the published version: the runs the tiered policy picks (everything with ``optimize``).
-    ``before_commit`` (tests) is called after the merged segments are built, before the commit takes the lock."""
+    ``before_commit`` (tests) is called after the merged segments are built, before the commit takes the lock.
+    A merged segment of at least the recorded IVF threshold of vectors gets an IVF index from the index's stored
+    centroids (trained here, once, when none are stored yet: ``index_store.centroids``)."""
     from index_store.segments.merge import merge_segments
     from index_store.segments.policy import MergePolicy, SegmentSize, plan_merges, plan_optimize
 
@@ -135,9 +147,34 @@ def merge_index(
                 taken_names.add(names[-1])
             # Leased before they exist: a write's pruning between the build and the commit must not take them.
             stack.enter_context(_leased(index_dir, names))
+            ivf = IvfSettings.of(manifest)
+            trained: tuple[str, FileInfo, str] | None = None  # centroids this merge trained: file, checksum, codes
             for (start, end), name in zip(runs, names, strict=True):
                 sources = [(cache.get(index_dir, refs[i].name, verify=False), masks[i]) for i in range(start, end)]
-                merged = merge_segments(segment_dir(index_dir, name), sources)
+                centroids = None
+                live = sum(refs[i].live for i in range(start, end))
+                if wants_ivf(manifest.vector_backend, live, ivf):
+                    wanted = QUANTIZERS.get(manifest.vector_backend)
+                    centroids = load_centroids(index_dir, manifest, ivf)
+                    if centroids is None or (wanted is not None and centroids.quantizer != wanted):
+                        # the first segment this big: train once, store, reuse for every later one
+                        quantizer = quantizer_for(
+                            manifest.vector_backend, manifest.counts.get("passages", 0), manifest.model.dim
+                        )
+                        rows = [(np.asarray(segment.vectors.rows), mask) for segment, mask in sources]
+                        centroids = train_ivf(rows, manifest.counts.get("passages", 0), quantizer)
+                        relative, info = write_centroids(index_dir, centroids, by_merge=True)
+                        stack.enter_context(_leased(index_dir, [lease_name(relative)]))  # no prune before commit
+                        trained = (relative, info, quantizer)
+                        ivf = replace(ivf, centroids=relative, quantizer=quantizer)
+                        manifest = replace(
+                            manifest,
+                            files={**manifest.files, relative: info},
+                            extra={**manifest.extra, "ivf": ivf.to_dict()},
+                        )
+                merged = merge_segments(
+                    segment_dir(index_dir, name), sources, centroids=centroids, ivf_min_vectors=ivf.min_vectors
+                )
                 cache.put(index_dir, merged)
                 built.append((refs[start:end], masks[start:end], name))
             build_seconds = time.perf_counter() - started
@@ -145,7 +182,7 @@ def merge_index(
                 before_commit()
             t0 = time.perf_counter()
             with write_lock(index_dir, lock_timeout):
-                report = _commit(index_dir, manifest, built, cache, keep_versions)
+                report = _commit(index_dir, manifest, built, cache, keep_versions, trained)
             return replace(
                 report,
                 segments_before=len(refs),
@@ -159,6 +196,7 @@ def _commit(
     built: list[tuple[list[SegmentRef], list[np.ndarray], str]],
     cache: SegmentCache,
     keep_versions: int,
+    trained: tuple[str, FileInfo, str] | None = None,
 ) -> MergeReport:
     """Under the write lock: the published version with each merged run replaced by its merged segment, the
     deletions made meanwhile carried over. Publishes it and returns what was done."""
@@ -219,8 +257,22 @@ def _commit(
     if not into:
         return MergeReport(None, detail="every merged run changed meanwhile; left to the next merge")
     named = {f"{SEGMENTS_DIR}/{r.name}/{SEGMENT_JSON}" for r in refs} | {r.deletes for r in refs if r.deletes}
+    extra = dict(now.extra)
+    ivf = IvfSettings.of(now)
+    if trained is not None:
+        # A write may have trained centroids meanwhile: the version keeps those when intact (the merged segment
+        # holds its own copy of the ones it was built with, so either serves every later segment).
+        current = now.files.get(ivf.centroids) if ivf.centroids is not None else None
+        if current is None or failed_files(index_dir, {str(ivf.centroids): current}):
+            relative, info, quantizer = trained
+            ivf = replace(ivf, centroids=relative, quantizer=quantizer)
+            files[relative] = info
+            extra["ivf"] = ivf.to_dict()
+    if ivf.centroids is not None:
+        named.add(ivf.centroids)
     manifest = replace(
         now,
+        extra=extra,
         version=version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         files={key: info for key, info in files.items() if key in named},
