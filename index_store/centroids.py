@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +143,44 @@ def write_centroids(index_dir: Path, centroids: Centroids, *, by_merge: bool = F
     return relative, file_info(final)
 
 
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The centroids a segment about to be written is built with (None: it stays exact), the IVF settings to record
+    after it, and the stored file's checksum when these centroids were trained just now."""
+
+    centroids: Centroids | None
+    settings: IvfSettings
+    trained: FileInfo | None = None
+
+
+def centroids_for(
+    index_dir: Path,
+    manifest: Manifest | None,
+    vector_backend: str,
+    settings: IvfSettings,
+    count: int,
+    *,
+    total: int,
+    dim: int,
+    sources: Callable[[], Sequence[tuple[np.ndarray, np.ndarray | None]]],
+    by_merge: bool = False,
+) -> Planned:
+    """What a segment of ``count`` vectors is built with: nothing below the threshold; else the stored centroids
+    (intact, of the codes an explicit backend asks for), else centroids trained now on ``sources()`` (the live rows
+    of that segment), stored, and recorded in the returned settings for every later big segment."""
+    if not wants_ivf(vector_backend, count, settings):
+        return Planned(None, settings)
+    wanted = QUANTIZERS.get(vector_backend)
+    stored = load_centroids(index_dir, manifest, settings)
+    if stored is not None and (wanted is None or stored.quantizer == wanted):
+        return Planned(stored, settings)
+    quantizer = quantizer_for(vector_backend, total, dim)
+    trained = train(sources(), total, quantizer)
+    relative, info = write_centroids(index_dir, trained, by_merge=by_merge)
+    log.info("IVF centroids trained for a segment of %d vectors (%s codes): %s", count, quantizer, relative)
+    return Planned(trained, replace(settings, centroids=relative, quantizer=quantizer), info)
+
+
 def lease_name(relative: str) -> str:
     """The name a lease holds a centroids file by (its file stem), so pruning leaves a merge's fresh file alone."""
     return Path(relative).stem
@@ -162,6 +200,8 @@ def prune_centroids(index_dir: Path, named: set[str], held: set[str]) -> None:
 __all__ = [
     "CENTROIDS_DIR",
     "IvfSettings",
+    "Planned",
+    "centroids_for",
     "lease_name",
     "load_centroids",
     "prune_centroids",

@@ -24,20 +24,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from index_store.centroids import (
-    QUANTIZERS,
-    IvfSettings,
-    lease_name,
-    load_centroids,
-    quantizer_for,
-    wants_ivf,
-    write_centroids,
-)
-from index_store.centroids import train as train_ivf
+from index_store.centroids import IvfSettings, centroids_for, lease_name, write_centroids
 from index_store.errors import IndexStoreError
 from index_store.layout import (
     SEGMENTS_DIR,
@@ -151,27 +144,27 @@ def merge_index(
             trained: tuple[str, FileInfo, str] | None = None  # centroids this merge trained: file, checksum, codes
             for (start, end), name in zip(runs, names, strict=True):
                 sources = [(cache.get(index_dir, refs[i].name, verify=False), masks[i]) for i in range(start, end)]
-                centroids = None
-                live = sum(refs[i].live for i in range(start, end))
-                if wants_ivf(manifest.vector_backend, live, ivf):
-                    wanted = QUANTIZERS.get(manifest.vector_backend)
-                    centroids = load_centroids(index_dir, manifest, ivf)
-                    if centroids is None or (wanted is not None and centroids.quantizer != wanted):
-                        # the first segment this big: train once, store, reuse for every later one
-                        quantizer = quantizer_for(
-                            manifest.vector_backend, manifest.counts.get("passages", 0), manifest.model.dim
-                        )
-                        rows = [(np.asarray(segment.vectors.rows), mask) for segment, mask in sources]
-                        centroids = train_ivf(rows, manifest.counts.get("passages", 0), quantizer)
-                        relative, info = write_centroids(index_dir, centroids, by_merge=True)
-                        stack.enter_context(_leased(index_dir, [lease_name(relative)]))  # no prune before commit
-                        trained = (relative, info, quantizer)
-                        ivf = replace(ivf, centroids=relative, quantizer=quantizer)
-                        manifest = replace(
-                            manifest,
-                            files={**manifest.files, relative: info},
-                            extra={**manifest.extra, "ivf": ivf.to_dict()},
-                        )
+                planned = centroids_for(
+                    index_dir,
+                    manifest,
+                    manifest.vector_backend,
+                    ivf,
+                    sum(refs[i].live for i in range(start, end)),
+                    total=manifest.counts.get("passages", 0),
+                    dim=manifest.model.dim,
+                    sources=partial(_live_rows, sources),
+                    by_merge=True,
+                )
+                centroids = planned.centroids
+                if planned.trained is not None:  # the first segment this big: trained once, reused from now on
+                    relative = str(planned.settings.centroids)
+                    stack.enter_context(_leased(index_dir, [lease_name(relative)]))  # not pruned before the commit
+                    assert planned.centroids is not None
+                    write_centroids(index_dir, planned.centroids, by_merge=True)  # again if pruned before the lease
+                    trained = (relative, planned.trained, str(planned.settings.quantizer))
+                    ivf = planned.settings
+                    files = {**manifest.files, relative: planned.trained}
+                    manifest = replace(manifest, files=files, extra={**manifest.extra, "ivf": ivf.to_dict()})
                 merged = merge_segments(
                     segment_dir(index_dir, name), sources, centroids=centroids, ivf_min_vectors=ivf.min_vectors
                 )
@@ -283,6 +276,11 @@ def _commit(
     publish_manifest(index_dir, manifest, keep=keep_versions, protect=set(_passed_over(now)))
     log.info("merged %s into %s as %s (%d deletions carried over)", merged_runs, into, version, carried)
     return MergeReport(version, tuple(merged_runs), tuple(into), carried, segments_after=len(refs))
+
+
+def _live_rows(sources: list[tuple[Any, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The vector rows and deleted masks of the segments a merge takes (what its centroids are trained on)."""
+    return [(np.asarray(segment.vectors.rows), mask) for segment, mask in sources]
 
 
 def _passed_over(manifest: Manifest) -> list[str]:

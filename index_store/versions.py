@@ -27,17 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from index_store.centroids import (
-    CENTROIDS_DIR,
-    QUANTIZERS,
-    IvfSettings,
-    load_centroids,
-    prune_centroids,
-    quantizer_for,
-    wants_ivf,
-    write_centroids,
-)
-from index_store.centroids import train as train_ivf
+from index_store.centroids import CENTROIDS_DIR, IvfSettings, centroids_for, prune_centroids
 from index_store.derived import (
     VersionHealth,
     check_rebuildable,
@@ -807,19 +797,20 @@ class IndexWriter:
     def _centroids(self, count: int) -> Any:
         """The index's trained centroids when a segment of ``count`` vectors is to be IVF (None: it stays exact):
         the stored ones, or trained now on this write's vectors — once, then reused by every later big segment."""
-        if not wants_ivf(self.vector_backend, count, self.ivf):
-            return None
-        wanted = QUANTIZERS.get(self.vector_backend)
-        stored = load_centroids(self.index_dir, self.base, self.ivf)
-        if stored is not None and (wanted is None or stored.quantizer == wanted):
-            return stored
-        quantizer = quantizer_for(self.vector_backend, self.counts.get("passages", 0), self.model.dim)
-        rows = np.concatenate([new.vectors for new in self._new.values()])
-        trained = train_ivf([(rows, None)], self.counts.get("passages", 0), quantizer)
-        relative, self._centroids_info = write_centroids(self.index_dir, trained)
-        self.ivf = replace(self.ivf, centroids=relative, quantizer=quantizer)
-        self.written_files.append(relative)
-        return trained
+        planned = centroids_for(
+            self.index_dir,
+            self.base,
+            self.vector_backend,
+            self.ivf,
+            count,
+            total=self.counts.get("passages", 0),
+            dim=self.model.dim,
+            sources=lambda: [(np.concatenate([new.vectors for new in self._new.values()]), None)],
+        )
+        if planned.trained is not None:
+            self.ivf, self._centroids_info = planned.settings, planned.trained
+            self.written_files.append(str(planned.settings.centroids))
+        return planned.centroids
 
     def _ivf_to_record(self, files: dict[str, FileInfo]) -> IvfSettings:
         """The IVF settings the new version records, its centroids file checksummed in ``files``; centroids the

@@ -13,7 +13,7 @@ import numpy as np
 
 from index_store import IndexWriter, open_index
 from index_store.centroids import IvfSettings
-from index_store.check import check_index
+from index_store.check import check_index, repair_index
 from index_store.merging import merge_index
 from index_store.segment_io import SegmentCache
 from tests.test_vectors import MODEL, _brute_force, _Doc, _Passage, _queries, _recall, _structured_vectors
@@ -139,6 +139,9 @@ def test_damaged_centroids_are_reported_and_trained_again(tmp_path: Path) -> Non
     assert newest.state != "ok" and first in newest.detail
     with open_index(tmp_path) as reader:  # searching needs no centroids: each IVF segment holds its own copy
         assert len(reader.search_vectors(POOL[:1], 5).ids[0]) == 5
+    repaired = repair_index(tmp_path)  # the new version no longer names them
+    assert repaired.action == "rebuilt" and _centroids_of(tmp_path) is None
+    assert check_index(tmp_path)[0].state == "ok"
     _publish(tmp_path, {"b": (2100, 2100)})  # the next big segment trains new ones under a new name
     second = _centroids_of(tmp_path)
     assert second is not None and second != first
