@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from index_store.centroids import CENTROIDS_DIR, IvfSettings, load_centroids, wants_ivf
 from index_store.errors import IndexCorruptError
 from index_store.keyword import KeywordSettings
 from index_store.layout import DELETES_DIR, SEGMENTS_DIR, VERSIONS_DIR, next_segment_name, segment_dir
@@ -69,6 +70,9 @@ def classify(problem_files: Iterable[str]) -> Damage:
     other: list[str] = []
     for name in problem_files:
         inside = _segment_file(name)
+        if name.startswith(f"{CENTROIDS_DIR}/"):  # IVF centroids: trained again by the next big segment
+            vectors = True
+            continue
         if inside is None:  # a deletes file, the manifest itself, or a problem not tied to one file
             store = True
             continue
@@ -238,11 +242,21 @@ def rebuild_segments(
     for name in damaged:
         new_name = next_segment_name(index_dir, taken)
         taken.add(new_name)
+        contents = segment_contents(index_dir, name, manifest)
+        ivf = IvfSettings.of(manifest)
+        # A big segment is rebuilt as IVF again when the index's stored centroids are intact (never trained here).
+        centroids = (
+            load_centroids(index_dir, manifest, ivf)
+            if wants_ivf(manifest.vector_backend, sum(len(item[1]) for item in contents), ivf)
+            else None
+        )
         segment = build_segment(
             segment_dir(index_dir, new_name),
-            segment_contents(index_dir, name, manifest),
+            contents,
             dim=manifest.model.dim,
             keyword=_segment_settings(index_dir, name, manifest),
+            centroids=centroids,
+            ivf_min_vectors=ivf.min_vectors,
         )
         if cache is not None:
             cache.put(index_dir, segment)

@@ -9,6 +9,7 @@ Layout of an index folder (format 2)::
     segments/.tmp-<uuid>/            a segment being built (a write or a merge); removed by the next writer
     deletes/s0000000012.v000007.npy  which passages of a segment are deleted as of a version (packed bits)
     leases/<uuid>.lease              the segments a live reader holds (flock'd while it lives)
+    ivf/centroids-<sha>.faiss        trained IVF centroids of the big segments (index_store.centroids)
     cache/embeddings.sqlite          embedding cache shared by all versions
     journal.sqlite                   live updates (indexer.live_updates)
     write.lock                       flock held by the one writer, with its pid

@@ -24,10 +24,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from index_store.centroids import IvfSettings, centroids_for, lease_name, write_centroids
 from index_store.errors import IndexStoreError
 from index_store.layout import (
     SEGMENTS_DIR,
@@ -39,7 +42,7 @@ from index_store.layout import (
     write_deletes,
 )
 from index_store.leases import SegmentLease
-from index_store.manifest import Manifest, SegmentRef, file_info
+from index_store.manifest import FileInfo, Manifest, SegmentRef, failed_files, file_info
 from index_store.segment_io import MERGE_LOCK, SEGMENT_JSON, SegmentCache
 from index_store.versions import IndexReader, _next_version_name, current_version, publish_manifest, write_lock
 
@@ -108,7 +111,9 @@ def merge_index(
     before_commit: Callable[[], None] | None = None,
 ) -> MergeReport:
     """One merge pass over the published version: the runs the tiered policy picks (everything with ``optimize``).
-    ``before_commit`` (tests) is called after the merged segments are built, before the commit takes the lock."""
+    ``before_commit`` (tests) is called after the merged segments are built, before the commit takes the lock.
+    A merged segment of at least the recorded IVF threshold of vectors gets an IVF index from the index's stored
+    centroids (trained here, once, when none are stored yet: ``index_store.centroids``)."""
     from index_store.segments.merge import merge_segments
     from index_store.segments.policy import MergePolicy, SegmentSize, plan_merges, plan_optimize
 
@@ -135,9 +140,34 @@ def merge_index(
                 taken_names.add(names[-1])
             # Leased before they exist: a write's pruning between the build and the commit must not take them.
             stack.enter_context(_leased(index_dir, names))
+            ivf = IvfSettings.of(manifest)
+            trained: tuple[str, FileInfo, str] | None = None  # centroids this merge trained: file, checksum, codes
             for (start, end), name in zip(runs, names, strict=True):
                 sources = [(cache.get(index_dir, refs[i].name, verify=False), masks[i]) for i in range(start, end)]
-                merged = merge_segments(segment_dir(index_dir, name), sources)
+                planned = centroids_for(
+                    index_dir,
+                    manifest,
+                    manifest.vector_backend,
+                    ivf,
+                    sum(refs[i].live for i in range(start, end)),
+                    total=manifest.counts.get("passages", 0),
+                    dim=manifest.model.dim,
+                    sources=partial(_live_rows, sources),
+                    by_merge=True,
+                )
+                centroids = planned.centroids
+                if planned.trained is not None:  # the first segment this big: trained once, reused from now on
+                    relative = str(planned.settings.centroids)
+                    stack.enter_context(_leased(index_dir, [lease_name(relative)]))  # not pruned before the commit
+                    assert planned.centroids is not None
+                    write_centroids(index_dir, planned.centroids, by_merge=True)  # again if pruned before the lease
+                    trained = (relative, planned.trained, str(planned.settings.quantizer))
+                    ivf = planned.settings
+                    files = {**manifest.files, relative: planned.trained}
+                    manifest = replace(manifest, files=files, extra={**manifest.extra, "ivf": ivf.to_dict()})
+                merged = merge_segments(
+                    segment_dir(index_dir, name), sources, centroids=centroids, ivf_min_vectors=ivf.min_vectors
+                )
                 cache.put(index_dir, merged)
                 built.append((refs[start:end], masks[start:end], name))
             build_seconds = time.perf_counter() - started
@@ -145,7 +175,7 @@ def merge_index(
                 before_commit()
             t0 = time.perf_counter()
             with write_lock(index_dir, lock_timeout):
-                report = _commit(index_dir, manifest, built, cache, keep_versions)
+                report = _commit(index_dir, manifest, built, cache, keep_versions, trained)
             return replace(
                 report,
                 segments_before=len(refs),
@@ -159,6 +189,7 @@ def _commit(
     built: list[tuple[list[SegmentRef], list[np.ndarray], str]],
     cache: SegmentCache,
     keep_versions: int,
+    trained: tuple[str, FileInfo, str] | None = None,
 ) -> MergeReport:
     """Under the write lock: the published version with each merged run replaced by its merged segment, the
     deletions made meanwhile carried over. Publishes it and returns what was done."""
@@ -219,8 +250,22 @@ def _commit(
     if not into:
         return MergeReport(None, detail="every merged run changed meanwhile; left to the next merge")
     named = {f"{SEGMENTS_DIR}/{r.name}/{SEGMENT_JSON}" for r in refs} | {r.deletes for r in refs if r.deletes}
+    extra = dict(now.extra)
+    ivf = IvfSettings.of(now)
+    if trained is not None:
+        # A write may have trained centroids meanwhile: the version keeps those when intact (the merged segment
+        # holds its own copy of the ones it was built with, so either serves every later segment).
+        current = now.files.get(ivf.centroids) if ivf.centroids is not None else None
+        if current is None or failed_files(index_dir, {str(ivf.centroids): current}):
+            relative, info, quantizer = trained
+            ivf = replace(ivf, centroids=relative, quantizer=quantizer)
+            files[relative] = info
+            extra["ivf"] = ivf.to_dict()
+    if ivf.centroids is not None:
+        named.add(ivf.centroids)
     manifest = replace(
         now,
+        extra=extra,
         version=version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         files={key: info for key, info in files.items() if key in named},
@@ -231,6 +276,11 @@ def _commit(
     publish_manifest(index_dir, manifest, keep=keep_versions, protect=set(_passed_over(now)))
     log.info("merged %s into %s as %s (%d deletions carried over)", merged_runs, into, version, carried)
     return MergeReport(version, tuple(merged_runs), tuple(into), carried, segments_after=len(refs))
+
+
+def _live_rows(sources: list[tuple[Any, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The vector rows and deleted masks of the segments a merge takes (what its centroids are trained on)."""
+    return [(np.asarray(segment.vectors.rows), mask) for segment, mask in sources]
 
 
 def _passed_over(manifest: Manifest) -> list[str]:

@@ -138,13 +138,19 @@ def build_segment(
     *,
     dim: int,
     keyword: KeywordSettings | None,
+    centroids: Any = None,
+    ivf_min_vectors: int | None = None,
 ) -> Segment:
     """Write the segment of ``documents`` — (document, passage ids, passages, vectors, duplicate-cluster key or
-    None) — at ``path`` (written aside and renamed into place by ``Segment.build``)."""
+    None) — at ``path`` (written aside and renamed into place by ``Segment.build``); with ``centroids``, an IVF
+    index from them when it has at least ``ivf_min_vectors`` vectors (``index_store.centroids``)."""
     from index_store.segments import NewDocument, Segment
 
     items = [NewDocument(doc, ids, passages, vectors, key) for doc, ids, passages, vectors, key in documents]
-    segment: Segment = Segment.build(path, items, dim=dim, settings=keyword)
+    ivf: dict[str, Any] = {} if centroids is None else {"centroids": centroids}
+    if centroids is not None and ivf_min_vectors is not None:
+        ivf["ivf_min_vectors"] = ivf_min_vectors
+    segment: Segment = Segment.build(path, items, dim=dim, settings=keyword, **ivf)
     return segment
 
 

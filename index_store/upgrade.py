@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index_store.centroids import IvfSettings, centroids_for
 from index_store.derived import segment_contents_from_store
 from index_store.errors import IndexNotFoundError, IndexStoreError
 from index_store.keyword import KeywordSettings
@@ -69,11 +70,34 @@ def upgrade_index(index_dir: Path, *, lock_timeout: float = 0.0, keep_versions: 
             else None
         )
         name = next_segment_name(index_dir)
-        segment = build_segment(segment_dir(index_dir, name), contents, dim=old.model.dim, keyword=settings)
+        # A legacy index above the IVF threshold was IVF: its one segment is again, from centroids trained here.
+        count = sum(len(item[1]) for item in contents)
+        planned = centroids_for(
+            index_dir,
+            None,
+            old.vector_backend,
+            IvfSettings(),
+            count,
+            total=count,
+            dim=old.model.dim,
+            sources=lambda: [(np.concatenate([item[3] for item in contents]), None)],
+        )
+        segment = build_segment(
+            segment_dir(index_dir, name),
+            contents,
+            dim=old.model.dim,
+            keyword=settings,
+            centroids=planned.centroids,
+            ivf_min_vectors=planned.settings.min_vectors,
+        )
         key = f"segments/{name}/{SEGMENT_JSON}"
+        files = {key: file_info(index_dir / key)}
+        if planned.trained is not None and planned.settings.centroids is not None:
+            files[planned.settings.centroids] = planned.trained
         version = _next_version_name(index_dir)
         extra = dict(old.extra)
         extra["keyword"] = None if settings is None else {"backend": "segments", **settings.to_dict()}
+        extra["ivf"] = planned.settings.to_dict()
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             version=version,
@@ -83,7 +107,7 @@ def upgrade_index(index_dir: Path, *, lock_timeout: float = 0.0, keep_versions: 
             chunker=old.chunker,
             counts=dict(old.counts),
             corpus_fingerprint=corpus_fingerprint(hashes),
-            files={key: file_info(index_dir / key)},
+            files=files,
             build={"upgrade": {"from": current, "format": LEGACY_FORMAT_VERSION}},
             extra=extra,
             base_version=current,

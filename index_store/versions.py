@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from index_store.centroids import CENTROIDS_DIR, IvfSettings, centroids_for, prune_centroids
 from index_store.derived import (
     VersionHealth,
     check_rebuildable,
@@ -65,10 +66,12 @@ from index_store.manifest import (
     FORMAT_VERSION,
     LEGACY_FORMAT_VERSION,
     MANIFEST_NAME,
+    FileInfo,
     Manifest,
     ModelInfo,
     SegmentRef,
     corpus_fingerprint,
+    failed_files,
     file_info,
     fingerprint_add,
 )
@@ -456,6 +459,7 @@ class IndexWriter:
         passed_over: tuple[str, ...] = (),
         cache: SegmentCache | None = None,
         substitutes: dict[str, str] | None = None,
+        ivf_min_vectors: int | None = None,
     ) -> None:
         self.index_dir = index_dir
         self.model = model
@@ -488,6 +492,10 @@ class IndexWriter:
         self.written_files: list[str] = []  # what this write put on disk (relative to the index folder)
         self._removed: set[str] = set()  # live documents of the base this write deletes or replaces
         self._clusters: Any = None  # the cluster index after this write's documents, kept once published
+        # IVF for big segments (index_store.centroids): the base's threshold and centroids unless told otherwise
+        recorded = IvfSettings.of(base)
+        self.ivf = recorded if ivf_min_vectors is None else replace(recorded, min_vectors=ivf_min_vectors)
+        self._centroids_info: FileInfo | None = None  # the centroids file this write trained, if it did
 
     @property
     def base_chunker(self) -> dict[str, Any] | None:
@@ -511,6 +519,7 @@ class IndexWriter:
         before_switch: Callable[[Path], None] | None = None,
         on_damage: str = "stop",
         cache: SegmentCache | None = None,
+        ivf_min_vectors: int | None = None,
     ) -> Iterator[IndexWriter]:
         """Lock the index and start a new version from the current one (or empty, with ``rebuild``).
 
@@ -522,6 +531,9 @@ class IndexWriter:
         One whose documents cannot be trusted (a segment's store, a deletes file or the manifest damaged) is
         handled by ``on_damage`` (see ``choose_base``); a writer never starts from empty while a version exists,
         unless it replaces every document anyway (``"empty"``).
+
+        ``ivf_min_vectors``: segments with at least this many vectors get an IVF index (None: what the base
+        recorded, by default ``index_store.vectors.EXACT_MAX_VECTORS + 1``); recorded for later writes and merges.
         """
         index_dir = Path(index_dir)
         cache = cache if cache is not None else SegmentCache()
@@ -531,6 +543,11 @@ class IndexWriter:
                 for stale in parent.glob(f"{TMP_PREFIX}*") if parent.is_dir() else ():
                     if not _merge_in_progress(index_dir, stale):
                         shutil.rmtree(stale, ignore_errors=True)
+            for stale in (
+                (index_dir / CENTROIDS_DIR).glob(f"{TMP_PREFIX}*") if (index_dir / CENTROIDS_DIR).is_dir() else ()
+            ):
+                if not _merge_in_progress(index_dir, stale):
+                    stale.unlink(missing_ok=True)
             chosen = None if rebuild else choose_base(index_dir, on_damage=on_damage, cache=cache)
             base = None if chosen is None else chosen.manifest
             if base is not None and (base.model.name, base.model.dim) != (model.name, model.dim):
@@ -555,6 +572,7 @@ class IndexWriter:
                 passed_over=() if chosen is None else tuple(s.split(":", 1)[0] for s in chosen.skipped),
                 cache=cache,
                 substitutes=substitutes,
+                ivf_min_vectors=ivf_min_vectors,
             )
             writer.written_files.extend(f"{SEGMENTS_DIR}/{name}" for name in substitutes.values())
             if chosen is not None:
@@ -709,6 +727,9 @@ class IndexWriter:
             if ref.deletes is not None and ref.deletes not in files:
                 files[ref.deletes] = file_info(self.index_dir / ref.deletes)
         named = {f"{SEGMENTS_DIR}/{r.name}/{SEGMENT_JSON}" for r in refs} | {r.deletes for r in refs if r.deletes}
+        ivf = self._ivf_to_record(files)
+        if ivf.centroids is not None:
+            named.add(ivf.centroids)
         files = {key: info for key, info in files.items() if key in named}
         live = sum(ref.live for ref in refs)
         if live != self.counts.get("passages", 0):
@@ -732,6 +753,7 @@ class IndexWriter:
                 **keyword_extra,
                 **(extra or {}),
                 **({"passed_over": self.passed_over} if self.passed_over else {}),
+                "ivf": ivf.to_dict(),
             },
             base_version=self.base.version if self.base else None,
             segments=tuple(refs),
@@ -766,10 +788,47 @@ class IndexWriter:
             [(new.doc, new.ids, new.passages, new.vectors, keys.get(doc_id)) for doc_id, new in self._new.items()],
             dim=self.model.dim,
             keyword=self.keyword,
+            centroids=self._centroids(sum(len(new.ids) for new in self._new.values())),
+            ivf_min_vectors=self.ivf.min_vectors,
         )
         self.cache.put(self.index_dir, segment)  # built and checked here: the next reader of this process reuses it
         self.written_files.append(f"{SEGMENTS_DIR}/{name}")
         return name
+
+    def _centroids(self, count: int) -> Any:
+        """The index's trained centroids when a segment of ``count`` vectors is to be IVF (None: it stays exact):
+        the stored ones, or trained now on this write's vectors — once, then reused by every later big segment."""
+        planned = centroids_for(
+            self.index_dir,
+            self.base,
+            self.vector_backend,
+            self.ivf,
+            count,
+            total=self.counts.get("passages", 0),
+            dim=self.model.dim,
+            sources=lambda: [(np.concatenate([new.vectors for new in self._new.values()]), None)],
+        )
+        if planned.trained is not None:
+            self.ivf, self._centroids_info = planned.settings, planned.trained
+            self.written_files.append(str(planned.settings.centroids))
+        return planned.centroids
+
+    def _ivf_to_record(self, files: dict[str, FileInfo]) -> IvfSettings:
+        """The IVF settings the new version records, its centroids file checksummed in ``files``; centroids the
+        base named that no longer match their checksum are dropped (the next big segment trains new ones)."""
+        ivf = self.ivf
+        if ivf.centroids is None:
+            return ivf
+        if self._centroids_info is not None:
+            files[ivf.centroids] = self._centroids_info
+            return ivf
+        info = files.get(ivf.centroids)
+        if info is None or failed_files(self.index_dir, {ivf.centroids: info}):
+            log.warning(
+                "IVF centroids %s damaged or missing: no longer named (trained again when needed)", ivf.centroids
+            )
+            return replace(ivf, centroids=None, quantizer=None)
+        return ivf
 
     def _base_view(self) -> SegmentedView:
         """The base version's live documents as this write leaves them (its deletions applied)."""
@@ -940,6 +999,7 @@ def prune(index_dir: Path, *, keep: int, protect: set[str]) -> None:
             shutil.rmtree(index_dir / VERSIONS_DIR / name, ignore_errors=True)
     named_segments: set[str] = set()
     named_deletes: set[str] = set()
+    named_centroids: set[str] = set()
     for name in list_versions(index_dir):
         try:
             manifest = Manifest.read(index_dir / VERSIONS_DIR / name)
@@ -948,6 +1008,8 @@ def prune(index_dir: Path, *, keep: int, protect: set[str]) -> None:
             return
         named_segments.update(ref.name for ref in manifest.segments)
         named_deletes.update(ref.deletes for ref in manifest.segments if ref.deletes)
+        if (centroids := IvfSettings.of(manifest).centroids) is not None:
+            named_centroids.add(centroids)
     held = leased_segments(index_dir)
     for segment in list_segments(index_dir):
         if segment not in named_segments and segment not in held:
@@ -957,6 +1019,7 @@ def prune(index_dir: Path, *, keep: int, protect: set[str]) -> None:
         relative = f"{DELETES_DIR}/{path.name}"
         if relative not in named_deletes and path.name.split(".", 1)[0] not in held:
             path.unlink(missing_ok=True)
+    prune_centroids(index_dir, named_centroids, held)
 
 
 __all__ = [

@@ -72,6 +72,9 @@ class BuildOptions:
     show_progress: bool = False
     lock_timeout: float = 0.0
     vector_backend: str = "auto"  # "auto": exact below index_store.vectors.EXACT_MAX_VECTORS, IVF above
+    # Segments with at least this many vectors get an IVF index from the index's trained centroids (None: what the
+    # index recorded, by default EXACT_MAX_VECTORS + 1, the "auto" rule); recorded for later writes and merges.
+    ivf_min_vectors: int | None = None
     keyword: KeywordSettings | None = field(default_factory=KeywordSettings)  # None: no BM25 (dense search only)
     derived_indexes: tuple[DerivedIndexBuilder, ...] = ()
     # Query-time settings to record in the manifest (e.g. the hybrid fusion), so every reader uses the same ones.
@@ -155,6 +158,7 @@ def apply_changes(
             allow_model_change=replace_all,
             on_damage="empty" if replace_all else options.on_damage,
             cache=options.segment_cache,
+            ivf_min_vectors=options.ivf_min_vectors,
         ) as writer,
     ):
         # Only the documents this write names are looked up (a full re-index needs them all, to remove the rest).
