@@ -157,7 +157,7 @@ def test_the_next_versions_reader_pools_only_the_new_segment(tmp_path: Path) -> 
     cache = SegmentCache()
     with IndexReader.open(index_dir, cache=cache) as first:
         first.warm()
-        assert first.view.pooled_passages_built == len(first.keyword)
+        assert first.view.pooled_passages_built == len(first.view.passage_ids)
         _write(index_dir, [_record(50)], segment_cache=cache)
         with IndexReader.open(index_dir, cache=cache) as second:
             second.warm()
