@@ -91,8 +91,12 @@ def _synthetic_document(doc_id: str, texts: list[str]) -> tuple[_Doc, list[_Pass
 
 
 def _build_base(index_dir: Path, size: int, dim: int, rng: np.random.Generator, embedder: Any) -> list[str]:
-    """``size`` passages as ``BASE_SEGMENTS`` writes of whole documents, vectors synthetic (no model)."""
-    from index_store import IndexWriter, ModelInfo
+    """``size`` passages as ``BASE_SEGMENTS`` writes of whole documents, vectors synthetic (no model).
+
+    The writes share one segment cache, as the service's live-update writer does: without it every write reloads
+    every earlier segment and rebuilds the duplicate-cluster index over all of them, which made the base build
+    quadratic (about 2 min per write at 1M) though it is not what the bench measures."""
+    from index_store import IndexWriter, ModelInfo, SegmentCache
     from indexer.chunker import ChunkerSettings
 
     words = vocabulary()
@@ -101,8 +105,10 @@ def _build_base(index_dir: Path, size: int, dim: int, rng: np.random.Generator, 
     model = ModelInfo(embedder.name, embedder.dim, embedder.max_tokens)
     documents = size // PASSAGES_PER_DOCUMENT
     per_segment = max(1, documents // BASE_SEGMENTS)
+    cache = SegmentCache()
+    chunker = ChunkerSettings().to_dict()
     for start in range(0, documents, per_segment):
-        with IndexWriter.begin(index_dir, model=model, chunker=ChunkerSettings().to_dict(), keep_versions=3) as writer:
+        with IndexWriter.begin(index_dir, model=model, chunker=chunker, keep_versions=3, cache=cache) as writer:
             for d in range(start, min(documents, start + per_segment)):
                 rows = slice(d * PASSAGES_PER_DOCUMENT, (d + 1) * PASSAGES_PER_DOCUMENT)
                 doc, passages = _synthetic_document(f"base-{d}", texts[rows])
