@@ -224,7 +224,10 @@ def test_post_documents_after_a_flipped_bit_keeps_every_document(index_dir: Path
         assert ready["index_version"] == damaged_version and ready["fallback"] and damaged in ready["degraded"]
         seq = client.post("/documents", json={"id": "zebra", "text": "Zebra finches learn songs."}).json()["seq"][0]
         status = _wait_published(client, seq)
-        assert status["served_version"] == status["index_version"] != damaged_version
+        # "published": the version this server searches holds the change. A background merge may already have
+        # published a later version than the write's own, so the two need not be equal; neither is the damaged one.
+        assert damaged_version not in (status["served_version"], status["index_version"])
+        assert str(status["served_version"]) >= str(status["index_version"])
         assert client.get("/ready").json()["fallback"] is False
         for doc_id in sorted(old_ids)[:5]:
             assert client.get(f"/documents/{doc_id}").status_code == 200
