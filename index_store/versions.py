@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -86,6 +86,7 @@ from index_store.segment_io import (
     segment_positions,
     segment_store_path,
 )
+from index_store.shapes import DocumentLike, PassageLike, UnitLike  # noqa: F401 (re-exported)
 from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
 from index_store.vectors import VectorHits, VectorIndex
 
@@ -94,55 +95,6 @@ if TYPE_CHECKING:
     from index_store.segments import SegmentedView
 
 log = logging.getLogger(__name__)
-
-
-# Read-only members (properties), so that the frozen dataclasses of indexer/ satisfy them: a plain attribute in a
-# Protocol means "settable", which a frozen dataclass is not.
-class UnitLike(Protocol):
-    @property
-    def section(self) -> str: ...
-    @property
-    def char_start(self) -> int: ...
-    @property
-    def char_end(self) -> int: ...
-    @property
-    def comment_no(self) -> int | None: ...
-
-
-class DocumentLike(Protocol):
-    @property
-    def doc_id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def url(self) -> str | None: ...
-    @property
-    def metadata(self) -> dict[str, Any]: ...
-    @property
-    def units(self) -> Sequence[UnitLike]: ...
-    @property
-    def content_hash(self) -> str: ...
-
-
-class PassageLike(Protocol):
-    @property
-    def ordinal(self) -> int: ...
-    @property
-    def section(self) -> str: ...
-    @property
-    def comment_no(self) -> int | None: ...
-    @property
-    def char_start(self) -> int: ...
-    @property
-    def char_end(self) -> int: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def content_hash(self) -> str: ...
 
 
 # -- folder helpers ----------------------------------------------------------------------------------------------

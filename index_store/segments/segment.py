@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from datasketch import MinHash
@@ -50,6 +50,7 @@ from index_store.keyword import KeywordIndex, KeywordSettings
 from index_store.manifest import FileInfo, failed_files, file_sha256
 from index_store.segments.postings import Postings
 from index_store.segments.vectors import IVF_MIN_VECTORS, Centroids, SegmentVectors
+from index_store.shapes import DocumentLike, PassageLike, UnitLike
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
 
@@ -73,53 +74,6 @@ _ARRAYS = (
     "minhash",
     "has_signature",
 )
-
-
-class UnitLike(Protocol):
-    @property
-    def section(self) -> str: ...
-    @property
-    def char_start(self) -> int: ...
-    @property
-    def char_end(self) -> int: ...
-    @property
-    def comment_no(self) -> int | None: ...
-
-
-class DocumentLike(Protocol):
-    @property
-    def doc_id(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def url(self) -> str | None: ...
-    @property
-    def metadata(self) -> dict[str, Any]: ...
-    @property
-    def units(self) -> Sequence[UnitLike]: ...
-    @property
-    def content_hash(self) -> str: ...
-
-
-class PassageLike(Protocol):
-    @property
-    def ordinal(self) -> int: ...
-    @property
-    def section(self) -> str: ...
-    @property
-    def comment_no(self) -> int | None: ...
-    @property
-    def char_start(self) -> int: ...
-    @property
-    def char_end(self) -> int: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def content_hash(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
