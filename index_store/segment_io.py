@@ -20,7 +20,7 @@ from index_store.layout import segment_dir
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 
 if TYPE_CHECKING:  # imported where used: index_store.segments imports citesearch, which imports index_store
-    from index_store.segments import Segment, SegmentedView
+    from index_store.segments import Centroids, Segment, SegmentedView
 
 SEGMENT_JSON = "segment.json"  # index_store.segments.segment.META_FILE (a test keeps them equal)
 
@@ -109,14 +109,18 @@ class SegmentCache:
 
 
 def open_view(
-    segments: Sequence[Segment], masks: Sequence[np.ndarray], previous: SegmentedView | None = None
+    segments: Sequence[Segment],
+    masks: Sequence[np.ndarray],
+    previous: SegmentedView | None = None,
+    centroids: Centroids | None = None,
 ) -> SegmentedView:
     """The searchable view of a version: its segments in id order, each with this version's deleted mask.
     ``previous``: the view of an earlier version of the same index, whose pools of small segments this one reuses
-    (only the segments new since then are pooled on first use)."""
+    (only the segments new since then are pooled on first use). ``centroids``: the index's IVF centroids once it is
+    big enough for IVF, so that its pools of small segments probe lists rather than scan every row."""
     from index_store.segments import SegmentedView
 
-    return SegmentedView(list(zip(segments, masks, strict=True)), previous=previous)
+    return SegmentedView(list(zip(segments, masks, strict=True)), previous=previous, centroids=centroids)
 
 
 def segment_store_path(index_dir: Path, name: str) -> Path:

@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from index_store.centroids import CENTROIDS_DIR, IvfSettings, centroids_for, prune_centroids
+from index_store.centroids import (
+    CENTROIDS_DIR,
+    IvfSettings,
+    centroids_for,
+    load_centroids,
+    prune_centroids,
+    quantizer_for,
+    train,
+    write_centroids,
+)
 from index_store.derived import (
     VersionHealth,
     check_rebuildable,
@@ -274,7 +283,9 @@ class IndexReader:
                     segment = cache.get(index_dir, ref.name, verify=verify and ref.name not in health.checked)
                 segments.append(segment)
             masks = [read_deletes(index_dir, ref.deletes, ref.passages) for ref in manifest.segments]
-            view = open_view(segments, masks, previous=cache.last_view(index_dir))
+            view = open_view(
+                segments, masks, previous=cache.last_view(index_dir), centroids=_pool_centroids(index_dir, manifest)
+            )
             cache.keep_view(index_dir, view)
         except IndexCorruptError as exc:
             lease.release()
@@ -669,9 +680,11 @@ class IndexWriter:
             if self.keyword is None
             else {"keyword": {"backend": "segments", **self.keyword.to_dict()}}
         )
+        new_segment = None
         if self._new:
-            segment = self._write_segment()
-            refs.append(SegmentRef(segment, None, sum(len(new.ids) for new in self._new.values()), 0))
+            new_segment = self._write_segment()
+            refs.append(SegmentRef(new_segment, None, sum(len(new.ids) for new in self._new.values()), 0))
+        self._train_index_centroids(refs, new_segment)
         for ref in refs:
             key = f"{SEGMENTS_DIR}/{ref.name}/{SEGMENT_JSON}"
             if key not in files:
@@ -765,6 +778,27 @@ class IndexWriter:
             self.written_files.append(str(planned.settings.centroids))
         return planned.centroids
 
+    def _train_index_centroids(self, refs: list[SegmentRef], new_segment: str | None) -> None:
+        """Centroids for an index that has grown past the IVF threshold through writes each too small to train them
+        (every segment stays exact): trained once, now, on a sample of all live rows, so that from this version on
+        the readers' pools of small segments probe IVF lists, and later big segments and merges reuse them."""
+        live = sum(ref.live for ref in refs)
+        if self.ivf.centroids is not None or self.vector_backend == "faiss" or live < self.ivf.min_vectors:
+            return
+        sources: list[tuple[np.ndarray, np.ndarray | None]] = []
+        for ref in refs:
+            if ref.name == new_segment:
+                sources.append((np.concatenate([new.vectors for new in self._new.values()]), None))
+            else:
+                sources.append((self._segment(ref.name).vectors.rows, self._mask(ref)))
+        quantizer = quantizer_for(self.vector_backend, live, self.model.dim)
+        centroids = train(sources, live, quantizer)
+        relative, info = write_centroids(self.index_dir, centroids)
+        log.info("IVF centroids trained for an index of %d passages (%s codes): %s", live, quantizer, relative)
+        self.ivf = replace(self.ivf, centroids=relative, quantizer=quantizer)
+        self._centroids_info = info
+        self.written_files.append(relative)
+
     def _ivf_to_record(self, files: dict[str, FileInfo]) -> IvfSettings:
         """The IVF settings the new version records, its centroids file checksummed in ``files``; centroids the
         base named that no longer match their checksum are dropped (the next big segment trains new ones)."""
@@ -800,6 +834,15 @@ class _NewDocument:
     ids: list[int]
     passages: list[PassageLike]
     vectors: np.ndarray
+
+
+def _pool_centroids(index_dir: Path, manifest: Manifest) -> Any:
+    """The centroids a version's pools of small segments probe with: its IVF centroids once its live passages reach
+    the IVF threshold (below it every segment, pooled or not, is searched exactly, as a merged index would be)."""
+    settings = IvfSettings.of(manifest)
+    if manifest.vector_backend == "faiss" or sum(ref.live for ref in manifest.segments) < settings.min_vectors:
+        return None
+    return load_centroids(index_dir, manifest, settings)
 
 
 def publish_manifest(

@@ -81,16 +81,29 @@ def _recall_against_exact(index_dir: Path, seed: int) -> tuple[float, set[int], 
 
 def test_a_big_merge_is_ivf_from_stored_centroids_reused_by_the_next(tmp_path: Path) -> None:
     cache = SegmentCache()
-    for i in range(3):  # three small segments: exact
+    for i in range(2):  # two small segments, 1600 vectors in all: exact, no centroids
         _publish(tmp_path, {f"d{i}": (i * 800, 800)}, ivf_min_vectors=THRESHOLD)
     assert set(_kinds(tmp_path).values()) == {"flat"} and _centroids_of(tmp_path) is None
     assert not (tmp_path / "ivf").exists()
+    with open_index(tmp_path) as reader:
+        assert [pool.ivf for pool in reader.view.pools] == [None]  # below the threshold pools scan every row
 
-    merge_index(tmp_path, optimize=True, cache=cache)  # 2400 >= 2000 vectors: IVF, centroids trained once
-    (merged,) = _kinds(tmp_path).items()
-    assert merged[1] == "ivf-flat"  # float lists: far below the 1 GiB of floats that picks 8-bit codes
+    # the third small write takes the index to 2400 >= 2000 vectors: its segment stays exact, but the index's
+    # centroids are trained now (once), and the readers' pools of small segments probe lists built from them
+    _publish(tmp_path, {"d2": (1600, 800)})
+    assert set(_kinds(tmp_path).values()) == {"flat"}
     first = _centroids_of(tmp_path)
     assert first is not None and first.startswith("ivf/centroids-")
+    with open_index(tmp_path) as reader:
+        (pool,) = reader.view.pools
+        assert pool.ivf is not None and pool.ivf.ntotal == 2400 and pool.ivf_params["nprobe"] >= 1
+    recall, _, _ = _recall_against_exact(tmp_path, seed=2)
+    assert recall >= 0.95
+
+    merge_index(tmp_path, optimize=True, cache=cache)  # 2400 >= 2000 vectors: IVF, from the stored centroids
+    (merged,) = _kinds(tmp_path).items()
+    assert merged[1] == "ivf-flat"  # float lists: far below the 1 GiB of floats that picks 8-bit codes
+    assert _centroids_of(tmp_path) == first
     stored = tmp_path / first
     assert first.endswith(hashlib.sha256(stored.read_bytes()).hexdigest()[:16] + ".faiss")
     with open_index(tmp_path) as reader:
@@ -152,3 +165,57 @@ def test_damaged_centroids_are_reported_and_trained_again(tmp_path: Path) -> Non
 def test_flat_backend_never_builds_ivf(tmp_path: Path) -> None:
     _publish(tmp_path, {"a": (0, 2100)}, ivf_min_vectors=THRESHOLD, vector_backend="faiss")
     assert list(_kinds(tmp_path).values()) == ["flat"] and _centroids_of(tmp_path) is None
+
+
+def _list_contents(index: object) -> list[list[int]]:
+    """Each IVF list's labels, sorted (what a list holds, whatever order the rows were added in)."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    lists = ivf.invlists
+    return [
+        sorted(faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).tolist()) if lists.list_size(i) else []
+        for i in range(ivf.nlist)
+    ]
+
+
+def test_ivf_pools_carry_to_the_next_version_and_join_without_reassigning(tmp_path: Path) -> None:
+    from index_store.segments import Pool
+
+    cache = SegmentCache()
+    for i in range(3):  # 2400 vectors in three small segments: the third write trains the index's centroids
+        docs = {f"d{i}a": (i * 800, 400), f"d{i}b": (i * 800 + 400, 400)}
+        _publish(tmp_path, docs, ivf_min_vectors=THRESHOLD, cache=cache)
+    with open_index(tmp_path, cache=cache) as reader:
+        reader.warm()
+        (first,) = reader.view.pools
+        assert first.ivf is not None and first.ivf.ntotal == 2400
+        gone = set(reader.passage_ids(doc_id="d1a").tolist())
+    assert len(gone) == 400
+
+    # a small write that also deletes d1a: the new view reuses the pool (nothing re-assigned) and pools only the new
+    # segment; the deleted rows, still in the pool's lists, are never returned
+    _publish(tmp_path, {"e": (2400, 50)}, deletes=("d1a",), cache=cache)
+    with open_index(tmp_path, cache=cache) as reader:
+        reader.warm()
+        assert reader.view.pooled_passages_built == 50
+        assert first in reader.view.pools and all(pool.ivf is not None for pool in reader.view.pools)
+    recall, found, live = _recall_against_exact(tmp_path, seed=5)
+    assert recall >= 0.95 and len(live) == 2000 + 50
+    assert not found & gone
+
+    # the next small pool joins the 50-passage one (binary-counter rule): their lists are concatenated, and hold
+    # exactly what assigning every row of the joined members again would put in them
+    _publish(tmp_path, {"f": (2450, 40)}, cache=cache)
+    with open_index(tmp_path, cache=cache) as reader:
+        reader.warm()
+        pools = reader.view.pools
+        assert [len(pool) for pool in pools] == [2400, 90] and pools[0] is first
+        assert reader.view.pooled_passages_built == 40 + 90
+        joined = pools[1]
+        centroids = reader.view.centroids
+        assert centroids is not None and joined.ivf is not None
+        again = Pool.of(joined.members, context=joined.part_postings is not None, centroids=centroids)
+        assert _list_contents(joined.ivf) == _list_contents(again.ivf)
+    recall, _, _ = _recall_against_exact(tmp_path, seed=6)
+    assert recall >= 0.95

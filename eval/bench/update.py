@@ -375,7 +375,9 @@ def run_update_bench(
         "clustered vectors and Zipf words as bench scale makes them; 1-doc and 100-doc figures are the median of "
         f"{ONE_DOC_RUNS} and {BATCH_RUNS} runs on the optimized index",
         "search p50: BM25 scores of every position with the view's global statistics + top 50, dense top 50 "
-        "(exact), one query at a time",
+        "(exact below the IVF threshold; above it IVF lists from the index's one set of centroids, probed by the "
+        "pools of small segments and by the optimized segment alike, re-ranked from the float rows), one query at "
+        "a time",
         "merge running: an optimize merge in another thread during the timed writes",
     ]
     return report

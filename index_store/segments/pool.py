@@ -14,18 +14,31 @@ sorted by size, the smallest two are joined while the second smallest is less th
 Exactness: BM25 adds one contribution per (term, position), so the order in which segments are visited does not
 change a score; the pooled postings hold the same (term, tf, length) triples as the members' postings, so pooled
 scores equal unpooled ones bit for bit, and a pooled vector row is the same float row.
+
+IVF pools: once an index holds more vectors than the IVF threshold, its version names trained centroids
+(``index_store.centroids``), and the view hands them to its pools. A pool then also holds an IVF index over its rows
+built from those centroids (each row assigned to its list once, when the pool is built; joining two pools
+concatenates their lists with FAISS ``merge_from``, no re-assignment), with nprobe tuned on a new pool's own rows
+as a big segment tunes its own (a join keeps the larger nprobe of the two). Without it a million passages in small
+segments would be one exact scan of every row per query while the merged index probes lists: the pools make the
+approximation the merged index makes, from the same centroids. Candidates are re-ranked from the float rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import faiss
 import numpy as np
 
 from index_store.segments.postings import Postings
 from index_store.segments.segment import Segment
+from index_store.segments.vectors import Centroids
+from index_store.vectors.ivf_backend import IvfVectorIndex
 
 # Segments with more passages than this are searched on their own: their per-query work dwarfs the fixed cost,
 # and copying them per version would not be cheap. The merge policy's first tiers (2,000 and 20,000 passages)
@@ -53,6 +66,9 @@ class Pool:
     part_postings: Postings | None
     rows: np.ndarray  # (n, dim) float32, the members' vectors stacked
     ids: np.ndarray  # int64 passage ids, ascending (members are in id order and never overlap)
+    ivf: faiss.Index | None = None  # lists over the rows (labels = pool rows), from the view's centroids
+    ivf_params: dict[str, Any] = field(default_factory=dict)  # quantizer, nlist, nprobe (as a big segment's)
+    centroids_key: str | None = None  # which centroids ``ivf`` was built from (None: flat)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -62,7 +78,7 @@ class Pool:
         return tuple(str(segment.path) for segment in self.members)
 
     @classmethod
-    def of(cls, members: Sequence[Segment], *, context: bool) -> Pool:
+    def of(cls, members: Sequence[Segment], *, context: bool, centroids: Centroids | None = None) -> Pool:
         members = tuple(sorted(members, key=lambda s: int(s.ids[0])))
         postings = concat_postings([s.postings for s in members if s.postings is not None])
         part_postings = None
@@ -70,7 +86,50 @@ class Pool:
             part_postings = concat_postings([s.part_postings for s in members if s.part_postings is not None])
         rows = np.concatenate([np.asarray(s.vectors.rows, dtype=np.float32) for s in members])
         ids = np.concatenate([np.asarray(s.ids, dtype=np.int64) for s in members])
-        return cls(members, postings, part_postings, rows, ids)
+        pool = cls(members, postings, part_postings, rows, ids)
+        if centroids is None:
+            return pool
+        ivf = centroids.empty_index()
+        for start in range(0, len(rows), 100_000):
+            block = rows[start : start + 100_000]
+            ivf.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
+        return pool.with_ivf(ivf, centroids)
+
+    @classmethod
+    def join(cls, first: Pool, second: Pool, *, context: bool, centroids: Centroids | None = None) -> Pool:
+        """``first`` and ``second`` (``first``'s ids below ``second``'s) as one pool; their IVF lists, when both were
+        built from ``centroids``, are concatenated rather than assigned again."""
+        if first.ids[0] > second.ids[0]:
+            first, second = second, first
+        key = centroids_key(centroids)
+        if key is None or first.centroids_key != key or second.centroids_key != key:
+            return cls.of([*first.members, *second.members], context=context, centroids=centroids)
+        assert centroids is not None and first.ivf is not None and second.ivf is not None
+        flat = cls.of([*first.members, *second.members], context=context)
+        ivf = faiss.clone_index(first.ivf)
+        ivf.merge_from(faiss.clone_index(second.ivf), len(first))  # second's labels shifted past first's rows
+        # Not tuned again (200 exact queries over the joined rows would cost seconds at a million): the same lists
+        # probed over the union find each half's neighbours as well as in that half, so the larger nprobe holds.
+        nprobe = max(int(first.ivf_params["nprobe"]), int(second.ivf_params["nprobe"]))
+        return flat.with_ivf(ivf, centroids, nprobe=nprobe)
+
+    def with_ivf(self, ivf: faiss.Index, centroids: Centroids, *, nprobe: int | None = None) -> Pool:
+        """This pool with ``ivf`` (filled with its rows, labels = rows) and ``nprobe`` (default: tuned on its rows
+        as a big segment tunes its own)."""
+        params: dict[str, Any] = {"quantizer": centroids.quantizer, "nlist": int(faiss.extract_index_ivf(ivf).nlist)}
+        if nprobe is None:
+            tuner = IvfVectorIndex(np.arange(len(self.rows), dtype=np.int64), self.rows, ivf, dict(params))
+            params.update(tuner._tune_nprobe(np.random.default_rng(0)))
+        else:
+            params["nprobe"] = nprobe
+        return Pool(
+            self.members, self.postings, self.part_postings, self.rows, self.ids, ivf, params, centroids_key(centroids)
+        )
+
+
+def centroids_key(centroids: Centroids | None) -> str | None:
+    """A short fingerprint of ``centroids`` (None for none): pools built from other centroids are not reused."""
+    return None if centroids is None else hashlib.sha256(centroids.data).hexdigest()[:16]
 
 
 def concat_postings(sources: Sequence[Postings]) -> Postings:
@@ -106,14 +165,18 @@ def concat_postings(sources: Sequence[Postings]) -> Postings:
     return Postings.from_arrays(list(lookup), indptr, docs, tf, lengths)  # dict order = term id order
 
 
-def plan_pools(segments: Sequence[Segment], previous: Sequence[Pool], *, context: bool) -> tuple[list[Pool], int]:
+def plan_pools(
+    segments: Sequence[Segment], previous: Sequence[Pool], *, context: bool, centroids: Centroids | None = None
+) -> tuple[list[Pool], int]:
     """The pools of ``segments`` (the poolable segments of a view), reusing ``previous`` pools whose members are all
-    among them; returns the pools and how many passages had to be pooled anew (what this version paid)."""
+    among them (and that were built from the same ``centroids``, or flat when there are none); returns the pools and
+    how many passages had to be pooled anew (what this version paid)."""
     present = {str(s.path): s for s in segments}
     pools: list[Pool] = []
     covered: set[str] = set()
+    built_from = centroids_key(centroids)
     for pool in previous:
-        if pool.part_postings is None and context:
+        if (pool.part_postings is None and context) or pool.centroids_key != built_from:
             continue
         if all(key in present and key not in covered for key in pool.keys):
             pools.append(pool)
@@ -121,12 +184,12 @@ def plan_pools(segments: Sequence[Segment], previous: Sequence[Pool], *, context
     pooled_now = 0
     fresh = [s for key, s in present.items() if key not in covered]
     if fresh:
-        pools.append(Pool.of(fresh, context=context))
+        pools.append(Pool.of(fresh, context=context, centroids=centroids))
         pooled_now += len(pools[-1])
     pools.sort(key=len, reverse=True)
     while len(pools) > 1 and len(pools[-2]) < 2 * len(pools[-1]):
         last, second = pools.pop(), pools.pop()
-        joined = Pool.of([*second.members, *last.members], context=context)
+        joined = Pool.join(second, last, context=context, centroids=centroids)
         pooled_now += len(joined)
         pools.append(joined)
         pools.sort(key=len, reverse=True)

@@ -27,7 +27,7 @@ from index_store.keyword import KeywordSettings
 from index_store.segments.pool import Pool, plan_pools, poolable
 from index_store.segments.postings import CollectionStats, Postings, QueryAnalyzer, score_segments
 from index_store.segments.segment import Segment
-from index_store.segments.vectors import SegmentVectors
+from index_store.segments.vectors import Centroids, SegmentVectors
 from index_store.sqlite_store import StoredDocument, StoredPassage
 from index_store.vectors.base import VectorHits
 
@@ -105,10 +105,13 @@ class SegmentedView:
         dim: int | None = None,
         pool: bool = True,
         previous: SegmentedView | None = None,
+        centroids: Centroids | None = None,
     ) -> None:
         """``pool``: search the small segments as pools (``index_store.segments.pool``; False searches every
         segment on its own, same results). ``previous``: the view of the version before, whose pools (when it has
-        built them, e.g. by ``warm()``) are reused for the segments both share; no reference to it is kept."""
+        built them, e.g. by ``warm()``) are reused for the segments both share; no reference to it is kept.
+        ``centroids``: the index's trained IVF centroids, given once the index is big enough for IVF: pools then
+        probe lists built from them (approximate, as the merged index's IVF is) instead of scanning every row."""
         # an empty segment (every document of a write deleted again, or a merge of deleted documents) holds no
         # position: left out, so the segments' first ids stay strictly increasing for ``locate``
         self.states = [SegmentState.of(segment, deleted) for segment, deleted in segments if len(segment)]
@@ -141,6 +144,7 @@ class SegmentedView:
         self.context = SegmentedContext(self) if self.settings is not None and self.settings.context else None
         self.vectors = SegmentedVectors(self)
         self._pooling = pool
+        self.centroids = centroids
         self._inherited_pools = list(previous._sources.pools) if previous is not None and previous._built else []
         self._sources_cache: _Sources | None = None
 
@@ -177,7 +181,9 @@ class SegmentedView:
             chosen = [i for i, segment in enumerate(self.segments) if poolable(segment, context=context)]
         if len(chosen) < 2:  # a pool of one segment saves nothing
             chosen = []
-        pools, pooled_now = plan_pools([self.segments[i] for i in chosen], self._inherited_pools, context=context)
+        pools, pooled_now = plan_pools(
+            [self.segments[i] for i in chosen], self._inherited_pools, context=context, centroids=self.centroids
+        )
         self._inherited_pools = []  # the previous version's pools not reused are released with it
         sources = _Sources(pools, pooled_now)
         in_pool = set(chosen)
@@ -202,7 +208,8 @@ class SegmentedView:
             if found.part_postings is not None:
                 sources.parts.append(found.part_postings, part_deleted, parts.astype(np.int64))
             live = sum(st.live for st in states)
-            sources.vectors.append(_VectorUnit(SegmentVectors(found.rows, None, {}), deleted, found.ids, live))
+            pooled = SegmentVectors(found.rows, found.ivf, dict(found.ivf_params))
+            sources.vectors.append(_VectorUnit(pooled, deleted, found.ids, live))
         return sources
 
     # -- the keyword surface -------------------------------------------------------------------------------------
