@@ -7,10 +7,7 @@ processes share. Tests skip when the optional extra is not installed (pip instal
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,6 @@ pytest.importorskip("milvus_lite", reason="Milvus Lite needs pip install citesea
 from citesearch.search import InvalidSearchRequest, Searcher, SearchRequest
 from citesearch.settings import Settings
 from citesearch.store import LocalStore, SearchFilter
-from eval.server_process import free_port
 from index_store import open_index
 from index_store.milvus_store import (
     MilvusConfig,
@@ -34,7 +30,8 @@ from index_store.milvus_store import (
     current_stamp,
     publish_from_reader,
 )
-from tests.servicekit import start_server_process, wait_for
+from tests.milvuskit import lite_server as milvus_lite_server
+from tests.servicekit import start_server_process
 
 QUERIES = [
     "what conditions did Aliyev set?",
@@ -197,39 +194,8 @@ def test_api_on_milvus_serves_searches_documents_and_writes(
 @pytest.fixture
 def lite_server(tmp_path: Path) -> Iterator[str]:
     """`milvus-lite server` on a loopback port with a fresh data folder, stopped by its PID."""
-    executable = shutil.which("milvus-lite") or str(Path(sys.executable).parent / "milvus-lite")
-    port = free_port()
-    log = (tmp_path / "milvus-lite.log").open("wb")
-    process = subprocess.Popen(
-        [executable, "server", "--data-dir", str(tmp_path / "milvus-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        from pymilvus import MilvusClient
-
-        def up() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"milvus-lite server exited: {(tmp_path / 'milvus-lite.log').read_text()[-2000:]}")
-            try:
-                MilvusClient(uri=uri, timeout=2).close()
-                return True
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.2)
-                return False
-
-        wait_for(up, timeout=60, what="milvus-lite server")
+    with milvus_lite_server(tmp_path / "milvus-lite") as uri:
         yield uri
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
 
 
 @pytest.mark.subprocess
