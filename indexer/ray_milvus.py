@@ -74,7 +74,10 @@ def row_batches(rows: ExportedRows, size: int) -> list[RowBatch]:
 
 class MilvusWriter:
     """Ray Data actor: one pymilvus client on the pending version; a batch of pickled row lists in, and out, per
-    list, its kind, its row count and this actor's name (host:pid), so the driver can say who wrote what."""
+    list, its kind, its row count and this actor's name (host:pid), so the driver can say who wrote what.
+
+    Milvus refusing a batch comes back as data (``error``), not as an exception: Ray hands the driver an actor's
+    exception only as a wrapped traceback, and the driver should stop with Milvus's own one-line reason."""
 
     def __init__(self, pending: PendingVersion) -> None:
         from index_store.milvus_store import RowWriter
@@ -83,11 +86,18 @@ class MilvusWriter:
         self._name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        from index_store.milvus_store import MilvusStoreError
+
         kinds = [str(kind) for kind in batch["kind"]]
-        counts = [
-            self._writer.write(kind, pickle.loads(blob)) for kind, blob in zip(kinds, batch["payload"], strict=True)
-        ]
-        return {"kind": kinds, "rows": counts, "writer": [self._name] * len(kinds)}
+        counts, errors = [], []
+        for kind, blob in zip(kinds, batch["payload"], strict=True):
+            try:
+                counts.append(self._writer.write(kind, pickle.loads(blob)))
+                errors.append("")
+            except MilvusStoreError as exc:
+                counts.append(0)
+                errors.append(" ".join(str(exc).split())[:500])
+        return {"kind": kinds, "rows": counts, "writer": [self._name] * len(kinds), "error": errors}
 
 
 class _WriteProgress:
@@ -160,37 +170,26 @@ def write_on_ray(
                 )
             done = 0
             for out in written.iter_batches(batch_size=None, batch_format="numpy"):
+                refused = [str(e) for e in out["error"] if e]
+                if refused:  # the first refusal ends the job; the caller drops the version
+                    raise RayIndexingError(
+                        f"writing the rows to Milvus on Ray failed, nothing was published: {refused[0]}"
+                    )
                 for kind, count, writer in zip(out["kind"], out["rows"], out["writer"], strict=True):
                     totals[str(kind)] += int(count)
                     per_writer[str(writer)][str(kind)] += int(count)
                     done += int(count)
                 bar.update(done, len(per_writer))
+        except RayIndexingError:
+            raise
         except Exception as exc:
-            if _is_ray_error(ray, exc) or isinstance(exc, RayIndexingError):
+            if _is_ray_error(ray, exc):
                 raise RayIndexingError(
-                    f"writing the rows to Milvus on Ray failed, nothing was published: {_cause(exc)}"
+                    f"writing the rows to Milvus on Ray failed, nothing was published: {_one_line(exc)}"
                 ) from exc
             raise
         bar.finish(done, len(per_writer))
     return WriteReport(RAY_WRITERS, totals, dict(per_writer), time.perf_counter() - started)
-
-
-def _cause(exc: BaseException) -> str:
-    """The message of the error an actor raised (a MilvusStoreError names the collection and Milvus's reason), not
-    Ray's wrapping of it with the actor's traceback."""
-    from index_store.errors import IndexStoreError
-
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, IndexStoreError) and not type(current).__module__.startswith("ray"):
-            return " ".join(str(current).split())[:500]
-        todo += [getattr(current, "cause", None), current.__cause__, current.__context__]
-    return _one_line(exc)
 
 
 def ray_sink(ray: Any, *, workers: int, local: bool, progress: TextIO | None = None) -> RowSink:
