@@ -152,6 +152,7 @@ def write_on_ray(
     per_writer: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ROW_KINDS, 0))
     if batches:
         items = [{"kind": b.kind, "payload": b.payload} for b in batches]
+        workers = max(1, min(workers, len(items)))  # no actor without a batch to write
         dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), workers * 32)))
         resources: dict[str, Any] = {"num_cpus": 1}
         if local:

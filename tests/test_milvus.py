@@ -25,6 +25,7 @@ from pymilvus import MilvusClient
 from citesearch.search import InvalidSearchRequest, Searcher, SearchRequest
 from citesearch.settings import Settings
 from citesearch.store import LocalStore, SearchFilter
+from eval.milvus_server import milvus_lite_server
 from index_store import milvus_store, open_index
 from index_store.milvus_store import (
     ROW_KINDS,
@@ -40,7 +41,6 @@ from index_store.milvus_store import (
     publish_from_reader,
     publish_version,
 )
-from tests.milvuskit import lite_server as milvus_lite_server
 from tests.servicekit import start_server_process
 
 QUERIES = [
@@ -204,8 +204,8 @@ def test_api_on_milvus_serves_searches_documents_and_writes(
 @pytest.fixture
 def lite_server(tmp_path: Path) -> Iterator[str]:
     """`milvus-lite server` on a loopback port with a fresh data folder, stopped by its PID."""
-    with milvus_lite_server(tmp_path / "milvus-lite") as uri:
-        yield uri
+    with milvus_lite_server(tmp_path / "milvus-lite") as server:
+        yield server.uri
 
 
 @pytest.mark.subprocess

@@ -2,7 +2,7 @@
 from Ray actors, the driver switches the alias, a failed actor publishes nothing, and Milvus Lite stays with the
 driver.
 
-The server is `milvus-lite server` (tests/milvuskit.py): the Milvus Lite engine over gRPC, which several processes
+The server is `milvus-lite server` (eval/milvus_server.py): the Milvus Lite engine over gRPC, which several processes
 share and which has the BM25 function, so the whole search path (dense, BM25, hybrid) runs on what the actors wrote.
 The Ray tests start a local Ray (loopback, 2 workers): ``subprocess`` and ``slow``.
 """
@@ -27,6 +27,7 @@ pytest.importorskip("milvus_lite", reason="Milvus Lite needs pip install citesea
 from pymilvus import MilvusClient
 
 from citesearch.search import Searcher, SearchRequest
+from eval.milvus_server import milvus_lite_server
 from index_store.milvus_store import (
     ROW_KINDS,
     ExportedRows,
@@ -43,7 +44,6 @@ from index_store.milvus_store import (
 )
 from indexer.ray_indexing import RayIndexingError, RayOptions, ray_session
 from indexer.ray_milvus import DRIVER, LITE_DRIVER, RAY_WRITERS, milvus_writers, ray_sink, row_batches
-from tests.milvuskit import lite_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -84,8 +84,8 @@ def test_row_batches_keep_every_row_once_by_kind() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with lite_server(tmp_path_factory.mktemp("milvus-lite")) as uri:
-        yield uri
+    with milvus_lite_server(tmp_path_factory.mktemp("milvus-lite")) as running:
+        yield running.uri
 
 
 def _index(index_dir: Path, uri: str, prefix: str) -> tuple[dict[str, Any], str]:
