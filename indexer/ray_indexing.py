@@ -13,8 +13,8 @@ not on which worker or batch it ran in. An interrupted run publishes nothing: on
 a cache is never wrong, only incomplete.
 
 The cost of this design is that the driver chunks the corpus a second time inside ``apply_changes`` (measured in
-docs/ray.md: 5 % of a SciFact build). Where Milvus is the store, a second job's actors would write the version's
-rows into Milvus themselves (docs/ray.md, "Milvus as the store"); this job would stay as it is.
+docs/ray.md: 5 % of a SciFact build). Where a Milvus server is the store, a second job's actors then write the
+version's rows into Milvus themselves (``indexer.ray_milvus``); this job stays as it is.
 
 Ray is an optional dependency (``pip install 'citesearch[ray]'``) imported only in this module.
 """
