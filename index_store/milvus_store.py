@@ -573,11 +573,13 @@ class WriteReport:
     rows: dict[str, int]
     per_writer: dict[str, dict[str, int]]
     seconds: float
+    pool: int = 0  # Ray actors started for the job (each wrote unless the others took every batch first)
 
     def to_dict(self) -> dict[str, object]:
         total = sum(self.rows.values())
         return {
             "writers": self.writers,
+            "pool": self.pool,
             "actors": len(self.per_writer) if self.writers.startswith("ray") else 0,
             "rows": dict(self.rows),
             "per_writer": {name: dict(kinds) for name, kinds in self.per_writer.items()},
@@ -742,7 +744,7 @@ def publish_version(
         pending = create_version(client, config, dim=reader.manifest.model.dim, keyword=keyword.settings, server=server)
         try:
             written = (sink or insert_from_driver)(pending, rows, batch)
-            writers = {k: v for k, v in written.to_dict().items() if k in ("writers", "actors", "rows")}
+            writers = {k: v for k, v in written.to_dict().items() if k in ("writers", "pool", "actors", "rows")}
             meta = version_meta(reader, pending, server, rows.duplicates, {"writers": writers, **(extra or {})})
             previous = switch_to(client, pending, meta)
         except BaseException:  # Ctrl-C too: the alias still names the old version

@@ -150,10 +150,11 @@ def write_on_ray(
     batches = row_batches(rows, batch)
     totals = dict.fromkeys(ROW_KINDS, 0)
     per_writer: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ROW_KINDS, 0))
+    pool = 0
     if batches:
         items = [{"kind": b.kind, "payload": b.payload} for b in batches]
-        workers = max(1, min(workers, len(items)))  # no actor without a batch to write
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), workers * 32)))
+        pool = max(1, min(workers, len(items)))  # no actor without a batch to write
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), pool * 32)))
         resources: dict[str, Any] = {"num_cpus": 1}
         if local:
             resources["max_restarts"] = 0  # one machine: a dead actor is a bug, not a lost node (ray_indexing too)
@@ -166,7 +167,7 @@ def write_on_ray(
                     fn_constructor_kwargs={"pending": pending},
                     batch_size=1,
                     batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=IN_FLIGHT_PER_ACTOR),
+                    compute=ray.data.ActorPoolStrategy(size=pool, max_tasks_in_flight_per_actor=IN_FLIGHT_PER_ACTOR),
                     **resources,
                 )
             done = 0
@@ -190,7 +191,7 @@ def write_on_ray(
                 ) from exc
             raise
         bar.finish(done, len(per_writer))
-    return WriteReport(RAY_WRITERS, totals, dict(per_writer), time.perf_counter() - started)
+    return WriteReport(RAY_WRITERS, totals, dict(per_writer), time.perf_counter() - started, pool)
 
 
 def ray_sink(ray: Any, *, workers: int, local: bool, progress: TextIO | None = None) -> RowSink:
