@@ -7,11 +7,14 @@ people is readable text; ``--json`` output is one JSON object on stdout for prog
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib
 import json
 import sqlite3
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -82,29 +85,44 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     options = settings.build_options(
         show_progress=(not args.json and sys.stderr.isatty()) or args.progress, lock_timeout=args.wait
     )
-    ray_fill = (
-        None if ray_address is None else _fill_cache_on_ray(args, settings, ray_address, index_dir, loaded, embedder)
-    )
-    report = apply_changes(
-        index_dir,
-        embedder,
-        upserts=loaded.documents,
-        replace_all=not args.add,
-        options=options,
-        skipped=loaded.skipped,
-    )
-    extra: dict[str, object] = {}
-    if ray_fill is not None:
-        from indexer.ray_indexing import credit_ray_embeddings
+    milvus: dict[str, object] = {}
+    with contextlib.ExitStack() as held:
+        # With a Milvus server the rows go to Milvus from Ray actors after the publish: one Ray for both jobs.
+        ray_held, ray_start = None, 0.0
+        if ray_address is not None and settings.store == "milvus" and not settings.milvus_config().is_lite:
+            from indexer.ray_indexing import ray_session
 
-        credit_ray_embeddings(report, ray_fill)
-        extra["ray"] = ray_fill.to_dict()
-    # The tiered merge policy after every write (everything into one segment with --optimize): searches go on on
-    # the version just published meanwhile, and another writer only waits for the merge's short commit.
-    merged = _merge(index_dir, optimize=args.optimize, wait=args.wait)
-    milvus: dict[str, str] = {}
-    if settings.store == "milvus":
-        milvus = _publish_to_milvus(index_dir, settings)
+            started = time.perf_counter()
+            ray_held = held.enter_context(ray_session(_ray_options(settings, ray_address)))
+            ray_start = time.perf_counter() - started
+        ray_fill = (
+            None
+            if ray_address is None
+            else _fill_cache_on_ray(args, settings, ray_address, index_dir, loaded, embedder)
+        )
+        report = apply_changes(
+            index_dir,
+            embedder,
+            upserts=loaded.documents,
+            replace_all=not args.add,
+            options=options,
+            skipped=loaded.skipped,
+        )
+        extra: dict[str, object] = {}
+        if ray_fill is not None:
+            from indexer.ray_indexing import credit_ray_embeddings
+
+            credit_ray_embeddings(report, ray_fill)
+            extra["ray"] = ray_fill.to_dict()
+            if ray_held is not None:  # started here, before the embedding job, which then found it running
+                cast(dict[str, float], cast(dict[str, Any], extra["ray"])["seconds"])["start"] = round(ray_start, 3)
+        # The tiered merge policy after every write (everything into one segment with --optimize): searches go on on
+        # the version just published meanwhile, and another writer only waits for the merge's short commit.
+        merged = _merge(index_dir, optimize=args.optimize, wait=args.wait)
+        if settings.store == "milvus":
+            milvus = _publish_to_milvus(
+                index_dir, settings, ray_held, on_ray=ray_address is not None, local=ray_address == "local", args=args
+            )
     if args.json:
         fields = {"index_dir": str(index_dir), **report.to_dict(), **extra, "merge": merged, **milvus}
         print(json.dumps(fields, ensure_ascii=False))
@@ -119,6 +137,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         print(f"index folder: {index_dir}")
         if milvus:
             print(f"Milvus: serving {milvus['milvus_version']} at {milvus['milvus_uri']} ({milvus['milvus_alias']})")
+            print(f"Milvus rows: {_rows_line(milvus)}")
     return 0
 
 
@@ -145,14 +164,14 @@ def _fill_cache_on_ray(
 ) -> RayFillReport:
     """Chunk and embed on Ray into the embedding cache, so that the publish that follows embeds nothing
     (indexer/ray_indexing.py)."""
-    from indexer.ray_indexing import RayOptions, fill_embedding_cache, progress_stream
+    from indexer.ray_indexing import fill_embedding_cache, progress_stream
 
     return fill_embedding_cache(
         index_dir,
         loaded.documents,
         embedder,
         settings.chunker_settings(),
-        options=RayOptions(address, settings.ray_workers, settings.ray_gpus_per_worker),
+        options=_ray_options(settings, address),
         batch_size=settings.embed_batch_size,
         progress=progress_stream(not args.json or args.progress),
     )
@@ -191,14 +210,57 @@ def _cmd_upgrade(args: argparse.Namespace, index_dir: Path) -> int:
     return 0
 
 
-def _publish_to_milvus(index_dir: Path, settings: Settings) -> dict[str, str]:
-    """Copy the version just published into new Milvus collections and switch the alias to them."""
-    from index_store.milvus_store import publish_from_reader
+def _publish_to_milvus(
+    index_dir: Path,
+    settings: Settings,
+    ray_held: tuple[Any, int] | None,
+    *,
+    on_ray: bool,
+    local: bool,
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    """Copy the version just published into new Milvus collections and switch the alias to them: the rows written
+    by Ray actors when a Ray session is held (a Milvus server), else by this process (indexer/ray_milvus.py)."""
+    from index_store.milvus_store import RowSink, insert_from_driver, publish_version
+    from indexer.ray_milvus import LITE_DRIVER, milvus_writers, ray_sink
 
     config = settings.milvus_config()
+    writers = milvus_writers(config, on_ray=on_ray)
+    sink: RowSink | None = None
+    if ray_held is not None:
+        from indexer.ray_indexing import progress_stream
+
+        ray, workers = ray_held
+        sink = ray_sink(ray, workers=workers, local=local, progress=progress_stream(not args.json or args.progress))
+    elif writers == LITE_DRIVER:
+        print(
+            f"ray: {config.uri} is Milvus Lite, which one process alone can open: the driver writes the rows",
+            file=sys.stderr,
+        )
+        sink = functools.partial(insert_from_driver, label=LITE_DRIVER)
     with open_index(index_dir) as reader:
-        stamp = publish_from_reader(reader, config)
-    return {"milvus_uri": config.uri, "milvus_alias": config.alias, "milvus_version": stamp}
+        published = publish_version(reader, config, sink=sink, batch=settings.milvus_write_batch)
+    return {
+        "milvus_uri": config.uri,
+        "milvus_alias": config.alias,
+        "milvus_version": published.stamp,
+        "milvus_writers": published.write.writers,
+        "milvus_write": published.write.to_dict(),
+    }
+
+
+def _rows_line(milvus: dict[str, object]) -> str:
+    write = cast(dict[str, Any], milvus["milvus_write"])
+    rows = ", ".join(f"{count:,} {kind}" for kind, count in write["rows"].items())
+    rate = f", {write['rows_per_s']:,.0f} rows/s" if write["rows_per_s"] else ""
+    who = f"{write['actors']} Ray actors" if write["actors"] else str(write["writers"])
+    return f"{rows} written by {who} in {write['seconds']:.1f}s{rate}"
+
+
+def _ray_options(settings: Settings, address: str) -> Any:
+    from indexer.ray_indexing import RayOptions
+
+    return RayOptions(address, settings.ray_workers, settings.ray_gpus_per_worker)
 
 
 def _within_size_limit(loaded: LoadResult, max_chars: int) -> LoadResult:

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         "the next search everywhere), Bounded (reads may lag writes by a few seconds), Session (a client sees its own "
         "writes), Eventually (no guarantee); see docs/milvus.md",
     )
+    milvus_write_batch: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Rows per Milvus insert call when a version is published (with `index --ray` and a Milvus "
+        "server: per Ray actor call; docs/ray.md)",
+    )
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or local folder")
     embed_backend: EmbedBackend = Field(
         DEFAULT_BACKEND,

@@ -111,3 +111,46 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # the milvus binary too, should the launcher have left it behind
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(10)
+
+
+def milvus_lite_executable() -> str | None:
+    found = shutil.which("milvus-lite")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "milvus-lite"
+    return str(beside) if beside.exists() else None
+
+
+@contextlib.contextmanager
+def milvus_lite_server(data_dir: Path, *, timeout: float = 60.0) -> Iterator[RunningServer]:
+    """`milvus-lite server`: the Milvus Lite engine (BM25 function included) shared over gRPC by several processes,
+    on a free loopback port with its data in ``data_dir`` (created; must not hold another server's data), started
+    within ``timeout`` seconds and stopped by its PID afterwards."""
+    executable = milvus_lite_executable()
+    if executable is None:
+        raise MilvusServerUnavailable("milvus-lite is not installed: pip install citesearch[milvus]")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = data_dir / "milvus-lite.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [executable, "server", "--data-dir", str(data_dir / "data"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while not _listening(port):
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-1500:]
+                raise MilvusServerUnavailable(f"milvus-lite server exited with {process.returncode}: {tail}")
+            if time.monotonic() > deadline:
+                raise MilvusServerUnavailable(f"milvus-lite server did not listen within {timeout:.0f}s")
+            time.sleep(0.2)
+        _wait_healthy(uri, deadline)
+        yield RunningServer(uri, process.pid, data_dir, log_path)
+    finally:
+        _stop(process)

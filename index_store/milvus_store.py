@@ -30,7 +30,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +59,6 @@ VARCHAR_MAX = 65535  # bytes: Milvus's largest VARCHAR
 CHUNK_CHARS = 16000  # characters per document chunk: at most 4 UTF-8 bytes each, so always under VARCHAR_MAX
 SEARCH_MAX = 16384  # Milvus's largest limit (topk) and a safe size for one ``in [...]`` list
 WRITE_BATCH = 500
-KEEP_VERSIONS = 2  # the served version and the one before it (replicas still switching read it)
 CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
 POSTED_ID_BIT = 1 << 62  # passage and part ids of documents posted to a running service (built ones stay below)
 
@@ -526,70 +525,238 @@ def rows_from_reader(reader: IndexReader, *, bm25: bool, posted: bool = False, o
     return ExportedRows(passage_rows, part_rows, document_rows_, table.duplicate_documents)
 
 
-def _insert(client: MilvusClient, collection: str, rows: Sequence[dict[str, Any]], *, upsert: bool = False) -> None:
-    for start in range(0, len(rows), WRITE_BATCH):
-        batch = list(rows[start : start + WRITE_BATCH])
+def _insert(
+    client: MilvusClient,
+    collection: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    upsert: bool = False,
+    batch: int = WRITE_BATCH,
+) -> None:
+    for start in range(0, len(rows), batch):
+        chunk = list(rows[start : start + batch])
         if upsert:
-            client.upsert(collection, batch)
+            client.upsert(collection, chunk)
         else:
-            client.insert(collection, batch)
+            client.insert(collection, chunk)
+
+
+# -- publishing a version: create, insert (from the driver or from many writers), switch -----------------------------
+ROW_KINDS = ("passages", "parts", "documents")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingVersion:
+    """A version whose collections exist but which no alias names yet: everything a writer needs to insert its rows
+    (picklable, so a Ray actor is built from it). Rows inserted here are served only once ``switch_to`` runs."""
+
+    config: MilvusConfig
+    stamp: str
+    bm25: bool
+
+    def collection(self, kind: str) -> str:
+        if kind not in ROW_KINDS:
+            raise ValueError(f"unknown Milvus row kind {kind!r} (one of {', '.join(ROW_KINDS)})")
+        return f"{self.config.prefix}_{self.stamp}_{kind}"
+
+    @property
+    def names(self) -> _Names:
+        return _Names(self.config.prefix, self.stamp)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    """Who inserted a version's rows: ``writers`` "driver" or "ray", ``per_writer`` rows of each kind by writer
+    (the driver, or each Ray actor's host:pid)."""
+
+    writers: str
+    rows: dict[str, int]
+    per_writer: dict[str, dict[str, int]]
+    seconds: float
+    pool: int = 0  # Ray actors started for the job (each wrote unless the others took every batch first)
+
+    def to_dict(self) -> dict[str, object]:
+        total = sum(self.rows.values())
+        return {
+            "writers": self.writers,
+            "pool": self.pool,
+            "actors": len(self.per_writer) if self.writers.startswith("ray") else 0,
+            "rows": dict(self.rows),
+            "per_writer": {name: dict(kinds) for name, kinds in self.per_writer.items()},
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(total / self.seconds, 1) if self.seconds > 0 else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PublishReport:
+    stamp: str
+    write: WriteReport
+
+
+# What inserts a pending version's rows: the driver itself (``insert_from_driver``) or a job of many writers
+# (indexer/ray_milvus.py). It returns who wrote what; an exception leaves the version unpublished.
+RowSink = Callable[[PendingVersion, ExportedRows, int], WriteReport]
+
+
+def new_stamp() -> str:
+    return datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%f")
+
+
+def create_version(
+    client: MilvusClient, config: MilvusConfig, *, dim: int, keyword: KeywordSettings, server: ServerInfo | None = None
+) -> PendingVersion:
+    """Three new, empty collections for a version, not aliased (so not served)."""
+    server = server or ServerInfo.of(client)
+    pending = PendingVersion(config, new_stamp(), server.has_bm25)
+    _create_collections(client, pending.names, dim, server, keyword, config)
+    return pending
+
+
+def insert_rows(
+    client: MilvusClient,
+    pending: PendingVersion,
+    kind: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    batch: int = WRITE_BATCH,
+) -> int:
+    """Insert rows of one kind (``ROW_KINDS``) into a pending version; returns how many."""
+    _insert(client, pending.collection(kind), rows, batch=batch)
+    return len(rows)
+
+
+class RowWriter:
+    """One client on a pending version, for a writer that is not the driver (a Ray actor): ``write(kind, rows)``."""
+
+    def __init__(self, pending: PendingVersion) -> None:
+        self.pending = pending
+        self.client = connect(pending.config)
+
+    def write(self, kind: str, rows: Sequence[dict[str, Any]]) -> int:
+        try:
+            return insert_rows(self.client, self.pending, kind, rows, batch=max(1, len(rows)))
+        except MilvusException as exc:
+            raise MilvusStoreError(f"Milvus insert into {self.pending.collection(kind)} failed: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def insert_from_driver(
+    pending: PendingVersion, rows: ExportedRows, batch: int, *, label: str = "driver"
+) -> WriteReport:
+    """The single-process insert: this process writes every row over one client."""
+    started = time.perf_counter()
+    client = connect(pending.config)
+    try:
+        counts = {kind: insert_rows(client, pending, kind, getattr(rows, kind), batch=batch) for kind in ROW_KINDS}
+    finally:
+        client.close()
+    return WriteReport(label, counts, {"driver": dict(counts)}, time.perf_counter() - started)
+
+
+def version_meta(
+    reader: IndexReader, pending: PendingVersion, server: ServerInfo, duplicates: int, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    keyword = reader.keyword
+    assert keyword is not None
+    return {
+        "stamp": pending.stamp,
+        "model": asdict(reader.manifest.model),
+        "keyword": keyword.settings.to_dict(),
+        "keyword_recorded": reader.manifest.extra.get("keyword"),
+        "chunker": reader.manifest.chunker,
+        "fusion": reader.manifest.extra.get("fusion"),
+        "bm25": server.has_bm25,
+        "server": server.version,
+        "source_version": reader.version,
+        "source_dir": str(reader.index_dir.resolve()),
+        "corpus_fingerprint": reader.manifest.corpus_fingerprint,
+        "duplicates": duplicates,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def switch_to(client: MilvusClient, pending: PendingVersion, meta: dict[str, Any]) -> str | None:
+    """Complete a version and serve it: the meta row (what ``MilvusStore`` opens a version by), a flush, then the
+    alias switch, atomic in Milvus, which is the commit point. Returns the stamp served until now (None: none)."""
+    names = pending.names
+    _insert(client, names.documents, [_meta_row(meta)])
+    for name in (names.passages, names.parts, names.documents):
+        client.flush(name)  # sealed segments: BM25 statistics cover the whole collection (not a filter)
+    previous = _current_documents(client, pending.config)
+    if previous is None:
+        client.create_alias(names.documents, pending.config.alias)
+    else:
+        client.alter_alias(names.documents, pending.config.alias)  # the switch: atomic in Milvus
+    return None if previous is None else _Names.from_documents(pending.config.prefix, previous).stamp
+
+
+def prune_after(client: MilvusClient, pending: PendingVersion, previous: str | None) -> None:
+    """After a switch: drop the versions older than the new one except the one served until now (replicas still
+    switching read it), which includes any an interrupted run left unaliased. Only logged when it fails: the new
+    version is published either way, and the next publish prunes again."""
+    keep = {pending.stamp} | ({previous} if previous else set())
+    try:
+        _prune(client, pending.config, keep=keep, before=pending.stamp)
+    except MilvusException as exc:
+        log.warning("could not drop old Milvus versions (the next publish tries again): %s", exc)
+
+
+def abandon(client: MilvusClient, pending: PendingVersion) -> None:
+    """Drop a version that will not be published (never a half-written version left behind); a Milvus that cannot
+    be reached now leaves them to the next publish's pruning."""
+    try:
+        for name in (pending.names.passages, pending.names.parts, pending.names.documents):
+            if client.has_collection(name):
+                client.drop_collection(name)
+    except MilvusException as exc:
+        log.warning(
+            "could not drop the unpublished Milvus version %s (the next publish drops it): %s", pending.stamp, exc
+        )
 
 
 def publish_from_reader(reader: IndexReader, config: MilvusConfig, *, extra: dict[str, Any] | None = None) -> str:
     """Copy a local index version into a new set of Milvus collections and switch the alias to it; returns the new
-    version's stamp. The collections served until then stay (``KEEP_VERSIONS``), older ones are dropped."""
+    version's stamp. The version served until then stays (replicas still switching read it), older ones go."""
+    return publish_version(reader, config, extra=extra).stamp
+
+
+def publish_version(
+    reader: IndexReader,
+    config: MilvusConfig,
+    *,
+    sink: RowSink | None = None,
+    batch: int = WRITE_BATCH,
+    extra: dict[str, Any] | None = None,
+) -> PublishReport:
+    """``publish_from_reader`` with the row insert handed to ``sink`` (default: this process). Whatever fails, or
+    an interrupt, before the alias switch drops the new collections and leaves the served version served."""
     client = connect(config)
     try:
-        return _publish(client, reader, config, extra)
+        server = ServerInfo.of(client)
+        keyword = reader.keyword
+        if keyword is None:
+            raise IndexIncompatibleError(f"index {reader.version} has no keyword index; re-index")
+        rows = rows_from_reader(reader, bm25=server.has_bm25)  # before any collection exists: it may refuse
+        pending = create_version(client, config, dim=reader.manifest.model.dim, keyword=keyword.settings, server=server)
+        try:
+            written = (sink or insert_from_driver)(pending, rows, batch)
+            writers = {k: v for k, v in written.to_dict().items() if k in ("writers", "pool", "actors", "rows")}
+            meta = version_meta(reader, pending, server, rows.duplicates, {"writers": writers, **(extra or {})})
+            previous = switch_to(client, pending, meta)
+        except BaseException:  # Ctrl-C too: the alias still names the old version
+            abandon(client, pending)
+            raise
+        prune_after(client, pending, previous)
+        log.info("published Milvus index %s (%d passages) at %s", pending.stamp, len(rows.passages), config.uri)
+        return PublishReport(pending.stamp, written)
     except MilvusException as exc:
         raise MilvusStoreError(f"publishing to Milvus at {config.uri} failed: {exc}") from None
     finally:
         client.close()
-
-
-def _publish(client: MilvusClient, reader: IndexReader, config: MilvusConfig, extra: dict[str, Any] | None) -> str:
-    server = ServerInfo.of(client)
-    stamp = datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%f")
-    names = _Names(config.prefix, stamp)
-    keyword = reader.keyword
-    if keyword is None:
-        raise IndexIncompatibleError(f"index {reader.version} has no keyword index; re-index")
-    rows = rows_from_reader(reader, bm25=server.has_bm25)
-    _create_collections(client, names, reader.manifest.model.dim, server, keyword.settings, config)
-    try:
-        _insert(client, names.passages, rows.passages)
-        _insert(client, names.parts, rows.parts)
-        meta = {
-            "stamp": stamp,
-            "model": asdict(reader.manifest.model),
-            "keyword": keyword.settings.to_dict(),
-            "keyword_recorded": reader.manifest.extra.get("keyword"),
-            "chunker": reader.manifest.chunker,
-            "fusion": reader.manifest.extra.get("fusion"),
-            "bm25": server.has_bm25,
-            "server": server.version,
-            "source_version": reader.version,
-            "source_dir": str(reader.index_dir.resolve()),
-            "corpus_fingerprint": reader.manifest.corpus_fingerprint,
-            "duplicates": rows.duplicates,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            **(extra or {}),
-        }
-        _insert(client, names.documents, [*rows.documents, _meta_row(meta)])
-        for name in (names.passages, names.parts, names.documents):
-            client.flush(name)  # sealed segments: BM25 statistics cover the whole collection (not a filter)
-    except Exception:
-        for name in (names.passages, names.parts, names.documents):
-            client.drop_collection(name)  # never a half-written version; the alias still names the old one
-        raise
-    previous = _current_documents(client, config)
-    if previous is None:
-        client.create_alias(names.documents, config.alias)
-    else:
-        client.alter_alias(names.documents, config.alias)  # the switch: atomic in Milvus
-    _prune(client, config, keep={names.stamp})
-    log.info("published Milvus index %s (%d passages) at %s", stamp, len(rows.passages), config.uri)
-    return stamp
 
 
 def _current_documents(client: MilvusClient, config: MilvusConfig) -> str | None:
@@ -609,10 +776,11 @@ def _versions(client: MilvusClient, config: MilvusConfig) -> list[str]:
     return sorted(m.group(1) for name in client.list_collections() if (m := pattern.match(name)))
 
 
-def _prune(client: MilvusClient, config: MilvusConfig, *, keep: set[str]) -> None:
-    versions = _versions(client, config)
-    for stamp in versions[: max(0, len(versions) - KEEP_VERSIONS)]:
-        if stamp in keep:
+def _prune(client: MilvusClient, config: MilvusConfig, *, keep: set[str], before: str) -> None:
+    """Drop every version of the prefix older than ``before`` except ``keep`` (the new one and the one served until
+    now). Versions newer than ``before`` are another build still writing: left alone."""
+    for stamp in _versions(client, config):
+        if stamp in keep or stamp >= before:
             continue
         names = _Names(config.prefix, stamp)
         for name in (names.passages, names.parts, names.documents):
@@ -1022,13 +1190,28 @@ def posted_ordinal() -> int:
 __all__ = [
     "CONSISTENCY_LEVELS",
     "MAX_PART_PASSAGES",
+    "ROW_KINDS",
+    "WRITE_BATCH",
+    "ExportedRows",
     "MilvusConfig",
     "MilvusStore",
     "MilvusStoreError",
+    "PendingVersion",
+    "PublishReport",
+    "RowSink",
+    "RowWriter",
     "ServerInfo",
+    "WriteReport",
+    "abandon",
+    "create_version",
     "current_stamp",
+    "insert_from_driver",
+    "insert_rows",
     "key_of",
     "posted_ordinal",
+    "prune_after",
     "publish_from_reader",
+    "publish_version",
     "rows_from_reader",
+    "switch_to",
 ]

@@ -13,8 +13,8 @@ not on which worker or batch it ran in. An interrupted run publishes nothing: on
 a cache is never wrong, only incomplete.
 
 The cost of this design is that the driver chunks the corpus a second time inside ``apply_changes`` (measured in
-docs/ray.md: 5 % of a SciFact build). Where Milvus is the store, a second job's actors would write the version's
-rows into Milvus themselves (docs/ray.md, "Milvus as the store"); this job would stay as it is.
+docs/ray.md: 5 % of a SciFact build). Where a Milvus server is the store, a second job's actors then write the
+version's rows into Milvus themselves (``indexer.ray_milvus``); this job stays as it is.
 
 Ray is an optional dependency (``pip install 'citesearch[ray]'``) imported only in this module.
 """
@@ -52,6 +52,7 @@ RAY_CLIENT_PORT = 10001
 CONNECT_TIMEOUT_S = 5.0
 DOCUMENT_BATCH = 16  # documents per actor call: small enough that a few long pages do not hold one actor alone
 PROGRESS_EVERY_S = 5.0
+LOCAL_START_RETRIES = 1
 
 
 class RayIndexingError(ValueError):
@@ -185,10 +186,17 @@ def ray_session(options: RayOptions) -> Iterator[tuple[Any, int]]:
     else:
         _check_reachable(options.address)
         kwargs = {"address": options.address}
-    try:
-        ray.init(**kwargs, **common)
-    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError…: all "no cluster here"
-        raise RayIndexingError(f"cannot start or join Ray at {options.address}: {_one_line(exc)}") from exc
+    for attempt in range(1 + LOCAL_START_RETRIES):
+        try:
+            ray.init(**kwargs, **common)
+            break
+        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError…: all "no cluster here"
+            # A local Ray waits a fixed 30 s for its raylet; on a loaded machine that start sometimes misses it
+            # (measured here: 2 of ~12 starts under a load average of 3–5), and a second start then works.
+            if options.address == LOCAL and attempt < LOCAL_START_RETRIES and "timed out during startup" in str(exc):
+                ray.shutdown()
+                continue
+            raise RayIndexingError(f"cannot start or join Ray at {options.address}: {_one_line(exc)}") from exc
     try:
         if options.address != LOCAL:
             workers = options.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))

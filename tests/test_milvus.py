@@ -7,10 +7,8 @@ processes share. Tests skip when the optional extra is not installed (pip instal
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import pickle
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,19 +20,28 @@ import pytest
 pytest.importorskip("pymilvus", reason="the Milvus store needs pip install citesearch[milvus]")
 pytest.importorskip("milvus_lite", reason="Milvus Lite needs pip install citesearch[milvus]")
 
+from pymilvus import MilvusClient
+
 from citesearch.search import InvalidSearchRequest, Searcher, SearchRequest
 from citesearch.settings import Settings
 from citesearch.store import LocalStore, SearchFilter
-from eval.server_process import free_port
-from index_store import open_index
+from eval.milvus_server import milvus_lite_server
+from index_store import milvus_store, open_index
 from index_store.milvus_store import (
+    ROW_KINDS,
+    ExportedRows,
     MilvusConfig,
     MilvusStore,
+    MilvusStoreError,
+    PendingVersion,
     ServerInfo,
+    WriteReport,
     current_stamp,
+    insert_rows,
     publish_from_reader,
+    publish_version,
 )
-from tests.servicekit import start_server_process, wait_for
+from tests.servicekit import start_server_process
 
 QUERIES = [
     "what conditions did Aliyev set?",
@@ -197,39 +204,8 @@ def test_api_on_milvus_serves_searches_documents_and_writes(
 @pytest.fixture
 def lite_server(tmp_path: Path) -> Iterator[str]:
     """`milvus-lite server` on a loopback port with a fresh data folder, stopped by its PID."""
-    executable = shutil.which("milvus-lite") or str(Path(sys.executable).parent / "milvus-lite")
-    port = free_port()
-    log = (tmp_path / "milvus-lite.log").open("wb")
-    process = subprocess.Popen(
-        [executable, "server", "--data-dir", str(tmp_path / "milvus-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        from pymilvus import MilvusClient
-
-        def up() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"milvus-lite server exited: {(tmp_path / 'milvus-lite.log').read_text()[-2000:]}")
-            try:
-                MilvusClient(uri=uri, timeout=2).close()
-                return True
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.2)
-                return False
-
-        wait_for(up, timeout=60, what="milvus-lite server")
-        yield uri
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+    with milvus_lite_server(tmp_path / "milvus-lite") as server:
+        yield server.uri
 
 
 @pytest.mark.subprocess
@@ -366,3 +342,127 @@ def test_a_segmented_index_with_updates_and_deletes_exports_only_what_is_live(tm
                     )
         finally:
             store.close()
+
+
+# -- the split publish (create, insert, switch) with a recording fake client -----------------------------------------
+class _RecordingClient:
+    """The pymilvus calls a publish makes, recorded in order; collections and the alias kept as plain data."""
+
+    create_schema = MilvusClient.create_schema
+    prepare_index_params = MilvusClient.prepare_index_params
+
+    def __init__(self, collections: set[str], alias: dict[str, str]) -> None:
+        self.collections, self.alias = collections, alias
+        self.calls: list[tuple[str, str]] = []
+        self.rows: dict[str, int] = {}
+
+    def get_server_version(self) -> str:
+        return "milvus_lite-3.2.2"
+
+    def create_collection(self, name: str, **_: Any) -> None:
+        self.calls.append(("create", name))
+        self.collections.add(name)
+
+    def insert(self, name: str, rows: list[dict[str, Any]]) -> None:
+        assert name in self.collections, name
+        self.calls.append(("insert", name))
+        self.rows[name] = self.rows.get(name, 0) + len(rows)
+
+    def flush(self, name: str) -> None:
+        self.calls.append(("flush", name))
+
+    def list_aliases(self) -> dict[str, list[str]]:
+        return {"aliases": list(self.alias)}
+
+    def describe_alias(self, alias: str) -> dict[str, str]:
+        return {"collection_name": self.alias[alias]}
+
+    def create_alias(self, name: str, alias: str) -> None:
+        self.calls.append(("alias", name))
+        self.alias[alias] = name
+
+    alter_alias = create_alias
+
+    def list_collections(self) -> list[str]:
+        return sorted(self.collections)
+
+    def has_collection(self, name: str) -> bool:
+        return name in self.collections
+
+    def drop_collection(self, name: str) -> None:
+        self.calls.append(("drop", name))
+        self.collections.discard(name)
+
+    def close(self) -> None:
+        pass
+
+
+def _version(stamp: str) -> set[str]:
+    return {f"citesearch_{stamp}_{kind}" for kind in ROW_KINDS}
+
+
+OLD, SERVED, ORPHAN, NEWER = (
+    "v20260101T000000000001",
+    "v20260102T000000000001",
+    "v20260103T000000000001",
+    "v29990101T000000000001",
+)
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> _RecordingClient:
+    """A Milvus holding an old version, the served one, one a killed run left unaliased, and a newer one another
+    build is still writing."""
+    client = _RecordingClient(
+        _version(OLD) | _version(SERVED) | _version(ORPHAN) | _version(NEWER),
+        {"citesearch_current": f"citesearch_{SERVED}_documents"},
+    )
+    monkeypatch.setattr(milvus_store, "connect", lambda config: client)
+    return client
+
+
+def test_the_alias_switches_after_every_row_and_the_meta_row(recording: _RecordingClient, fake_index: Path) -> None:
+    config = MilvusConfig(uri="http://127.0.0.1:1")
+    with open_index(fake_index) as reader:
+        published = publish_version(reader, config, batch=7)
+    new = f"citesearch_{published.stamp}_documents"
+    assert recording.alias["citesearch_current"] == new
+    alias_at = recording.calls.index(("alias", new))
+    inserts = [i for i, call in enumerate(recording.calls) if call[0] == "insert"]
+    assert inserts and max(inserts) < alias_at  # nothing is written into a served version
+    assert {("flush", name) for name in _version(published.stamp)} <= set(recording.calls[max(inserts) : alias_at])
+    with open_index(fake_index) as reader:
+        passages = len(list(reader.iter_passages()))
+    assert recording.rows[f"citesearch_{published.stamp}_passages"] == passages == published.write.rows["passages"]
+    assert published.write.writers == "driver" and published.write.per_writer == {"driver": published.write.rows}
+    assert recording.rows[new] == published.write.rows["documents"] + 1  # the meta row, by the driver
+    # The previous version stays for replicas still switching; the older one and the orphan go; a newer build's stay.
+    assert recording.collections == _version(SERVED) | _version(published.stamp) | _version(NEWER)
+
+
+@pytest.mark.parametrize("failure", [MilvusStoreError("insert refused"), KeyboardInterrupt()])
+def test_a_failed_insert_publishes_nothing_and_drops_the_new_version(
+    recording: _RecordingClient, fake_index: Path, failure: BaseException
+) -> None:
+    config = MilvusConfig(uri="http://127.0.0.1:1")
+    seen: list[PendingVersion] = []
+
+    def failing(pending: PendingVersion, rows: ExportedRows, batch: int) -> WriteReport:
+        seen.append(pending)
+        insert_rows(recording, pending, "passages", rows.passages[:3])  # part of the rows are in when it fails
+        raise failure
+
+    with open_index(fake_index) as reader, pytest.raises(type(failure)):
+        publish_version(reader, config, sink=failing)
+    assert not any(call[0] == "alias" for call in recording.calls)
+    assert recording.alias["citesearch_current"] == f"citesearch_{SERVED}_documents"
+    assert not _version(seen[0].stamp) & recording.collections  # dropped, not left half-written
+    assert _version(ORPHAN) <= recording.collections  # nothing published: no pruning either
+
+
+def test_pending_versions_travel_to_writers_and_name_only_their_collections() -> None:
+    pending = PendingVersion(MilvusConfig(uri="http://h:19530", prefix="cs"), "v20260101T000000000001", True)
+    again = pickle.loads(pickle.dumps(pending))
+    assert again == pending and again.collection("parts") == "cs_v20260101T000000000001_parts"
+    with pytest.raises(ValueError, match="unknown Milvus row kind"):
+        pending.collection("meta")
