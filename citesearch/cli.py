@@ -11,6 +11,7 @@ import contextlib
 import functools
 import importlib
 import json
+import os
 import sqlite3
 import sys
 import textwrap
@@ -537,7 +538,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("citesearch: interrupted; the published index is unchanged", file=sys.stderr)
+        if "ray" in sys.modules:
+            _exit_past_ray_threads(130)
         return 130
+
+
+def _exit_past_ray_threads(code: int) -> None:
+    """Exit at once, skipping the interpreter's finalisation. After an interrupt Ray Data's executor threads can still
+    be inside C code (its object store client) when the interpreter tears down, and the process then dies of a
+    segfault (exit -11) instead of the 130 an interrupt promises. Everything that matters is already unwound: the
+    write was abandoned (nothing published), Ray shut down by ``ray_session``, and the SQLite files (the embedding
+    cache) roll back any unfinished transaction on their own."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
