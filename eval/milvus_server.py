@@ -69,16 +69,33 @@ def milvus_standalone(data_dir: Path, *, timeout: float = 120.0) -> Iterator[Run
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    uri = f"http://127.0.0.1:{ports['proxy-port']}"
+    with _serving(process, ports["proxy-port"], data_dir, log_path, timeout, "the Milvus server", poll=0.5) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serving(
+    process: subprocess.Popen[bytes],
+    port: int,
+    data_dir: Path,
+    log_path: Path,
+    timeout: float,
+    what: str,
+    *,
+    poll: float,
+) -> Iterator[RunningServer]:
+    """The started ``process`` once it listens on ``port`` and answers as healthy within ``timeout`` seconds (its
+    log's tail in the error if it exits first); stopped by its PID on the way out, whatever happened."""
+    uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
-        while not _listening(ports["proxy-port"]):
+        while not _listening(port):
             if process.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-1500:]
-                raise MilvusServerUnavailable(f"the Milvus server exited with {process.returncode}: {tail}")
+                raise MilvusServerUnavailable(f"{what} exited with {process.returncode}: {tail}")
             if time.monotonic() > deadline:
-                raise MilvusServerUnavailable(f"the Milvus server did not listen within {timeout:.0f}s")
-            time.sleep(0.5)
+                raise MilvusServerUnavailable(f"{what} did not listen within {timeout:.0f}s")
+            time.sleep(poll)
         _wait_healthy(uri, deadline)
         yield RunningServer(uri, process.pid, data_dir, log_path)
     finally:
@@ -140,17 +157,5 @@ def milvus_lite_server(data_dir: Path, *, timeout: float = 60.0) -> Iterator[Run
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while not _listening(port):
-            if process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-1500:]
-                raise MilvusServerUnavailable(f"milvus-lite server exited with {process.returncode}: {tail}")
-            if time.monotonic() > deadline:
-                raise MilvusServerUnavailable(f"milvus-lite server did not listen within {timeout:.0f}s")
-            time.sleep(0.2)
-        _wait_healthy(uri, deadline)
-        yield RunningServer(uri, process.pid, data_dir, log_path)
-    finally:
-        _stop(process)
+    with _serving(process, port, data_dir, log_path, timeout, "milvus-lite server", poll=0.2) as server:
+        yield server
