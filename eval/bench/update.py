@@ -23,14 +23,16 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eval.bench.common import BenchReport, emit_report, percentiles
 from eval.bench.scale import keyword_queries, synthetic_queries, synthetic_texts, synthetic_vectors, vocabulary
+
+if TYPE_CHECKING:  # imported where used, as the other index_store imports here: the CLI starts without them
+    from index_store.segments.bench import SyntheticDocument, SyntheticPassage
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 PASSAGES_PER_DOCUMENT = 10
@@ -47,47 +49,17 @@ SEGMENTS_P50_RATIO_TARGET = 1.5
 GROWTH_TARGET = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    section: str
-    char_start: int
-    char_end: int
-    comment_no: int | None = None
+def _synthetic_document(doc_id: str, texts: list[str]) -> tuple[SyntheticDocument, list[SyntheticPassage]]:
+    """One article of ``texts`` as passages (the segment bench's synthetic shapes), blank lines between them."""
+    from index_store.segments.bench import SyntheticDocument, SyntheticPassage, SyntheticUnit
 
-
-@dataclass(frozen=True, slots=True)
-class _Passage:
-    ordinal: int
-    char_start: int
-    char_end: int
-    text: str
-    content_hash: str
-    section: str = "article"
-    comment_no: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Doc:
-    doc_id: str
-    title: str
-    text: str
-    content_hash: str
-    source: str = "bench"
-    url: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def units(self) -> tuple[_Unit, ...]:
-        return (_Unit("article", 0, len(self.text)),)
-
-
-def _synthetic_document(doc_id: str, texts: list[str]) -> tuple[_Doc, list[_Passage]]:
     text = "\n\n".join(texts)
     passages, at = [], 0
     for i, part in enumerate(texts):
-        passages.append(_Passage(i, at, at + len(part), part, f"{doc_id}:{i}"))
+        passages.append(SyntheticPassage(i, "article", None, at, at + len(part), part, f"{doc_id}:{i}"))
         at += len(part) + 2
-    return _Doc(doc_id, f"document {doc_id}", text, f"h:{doc_id}"), passages
+    units = (SyntheticUnit("article", 0, len(text)),)
+    return SyntheticDocument(doc_id, f"document {doc_id}", text, units, source="bench"), passages
 
 
 def _build_base(index_dir: Path, size: int, dim: int, rng: np.random.Generator, embedder: Any) -> list[str]:
