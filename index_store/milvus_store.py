@@ -189,17 +189,23 @@ def _passages_schema(client: MilvusClient, dim: int, bm25: bool) -> Any:
     schema.add_field("dated", DataType.BOOL)
     schema.add_field("cluster", DataType.INT64)  # duplicate cluster: the document key of its first document
     if bm25:
-        schema.add_field("keyword_text", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(
-                name="passage_bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["keyword_text"],
-                output_field_names=["sparse"],
-            )
-        )
+        _add_bm25(schema, "passage_bm25")
     return schema
+
+
+def _add_bm25(schema: Any, name: str) -> None:
+    """The full-text side of a collection: the analysed ``keyword_text`` (our analyser's tokens, so Milvus's BM25
+    scores what the local store scores) and Milvus's BM25 function filling the ``sparse`` field from it."""
+    schema.add_field("keyword_text", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(
+        Function(
+            name=name,
+            function_type=FunctionType.BM25,
+            input_field_names=["keyword_text"],
+            output_field_names=["sparse"],
+        )
+    )
 
 
 def _parts_schema(client: MilvusClient, dim: int, bm25: bool) -> Any:
@@ -208,16 +214,7 @@ def _parts_schema(client: MilvusClient, dim: int, bm25: bool) -> Any:
     schema.add_field("doc_key", DataType.INT64)
     schema.add_field("mean", DataType.FLOAT_VECTOR, dim=dim)  # normalised mean of its first passages' vectors
     if bm25:
-        schema.add_field("keyword_text", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True)
-        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_function(
-            Function(
-                name="part_bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["keyword_text"],
-                output_field_names=["sparse"],
-            )
-        )
+        _add_bm25(schema, "part_bm25")
     return schema
 
 
