@@ -37,12 +37,17 @@ class RunningServer:
     log_path: Path
 
 
-def milvus_server_executable() -> str | None:
-    found = shutil.which("milvus-server")
+def _console_script(name: str) -> str | None:
+    """A package's console script: on PATH, or beside this interpreter (a virtualenv not activated)."""
+    found = shutil.which(name)
     if found:
         return found
-    beside = Path(sys.executable).parent / "milvus-server"
+    beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else None
+
+
+def milvus_server_executable() -> str | None:
+    return _console_script("milvus-server")
 
 
 def _listening(port: int) -> bool:
@@ -131,11 +136,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def milvus_lite_executable() -> str | None:
-    found = shutil.which("milvus-lite")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "milvus-lite"
-    return str(beside) if beside.exists() else None
+    return _console_script("milvus-lite")
 
 
 @contextlib.contextmanager
