@@ -239,6 +239,18 @@ def _scalar_index(server: ServerInfo, field: str) -> str:
     return "Trie" if field in ("doc_id", "section") else "STL_SORT"
 
 
+def _add_bm25_index(index: Any, k1: float, b: float) -> None:
+    """The BM25 index over a collection's ``sparse`` field, with our k1 and b (the local store's, so scores match)."""
+    index.add_index(
+        "sparse",
+        index_type="SPARSE_INVERTED_INDEX",
+        metric_type="BM25",
+        # Nested: pymilvus 3 flattens a plain params dict into top-level keys, which Milvus Lite ignores (it reads
+        # the "params" JSON, as the servers also accept).
+        params={"params": {"bm25_k1": k1, "bm25_b": b}},
+    )
+
+
 def _create_collections(
     client: MilvusClient, names: _Names, dim: int, server: ServerInfo, keyword: KeywordSettings, config: MilvusConfig
 ) -> None:
@@ -254,14 +266,7 @@ def _create_collections(
     for name in ("doc_id", "section", "doc_key", "part_id", "cluster", "published_ts"):
         index.add_index(name, index_type=_scalar_index(server, name))
     if bm25:
-        index.add_index(
-            "sparse",
-            index_type="SPARSE_INVERTED_INDEX",
-            metric_type="BM25",
-            # Nested: pymilvus 3 flattens a plain params dict into top-level keys, which Milvus Lite ignores (it
-            # reads the "params" JSON, as the servers also accept).
-            params={"params": {"bm25_k1": keyword.k1, "bm25_b": keyword.b}},
-        )
+        _add_bm25_index(index, keyword.k1, keyword.b)
     client.create_collection(
         names.passages,
         schema=_passages_schema(client, dim, bm25),
@@ -272,12 +277,7 @@ def _create_collections(
     index.add_index("mean", index_type="FLAT", metric_type="IP")
     index.add_index("doc_key", index_type=_scalar_index(server, "doc_key"))
     if bm25:
-        index.add_index(
-            "sparse",
-            index_type="SPARSE_INVERTED_INDEX",
-            metric_type="BM25",
-            params={"params": {"bm25_k1": keyword.context_k1, "bm25_b": keyword.context_b}},
-        )
+        _add_bm25_index(index, keyword.context_k1, keyword.context_b)
     client.create_collection(
         names.parts, schema=_parts_schema(client, dim, bm25), index_params=index, consistency_level=config.consistency
     )
