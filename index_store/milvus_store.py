@@ -106,11 +106,19 @@ class MilvusConfig:
         return f"{self.prefix}_current"
 
 
+# pymilvus pings every 10 s even on an idle connection; a server with gRPC's default ping policy (`milvus-lite
+# server`; a proxy may do the same) counts those as strikes and closes the connection after ~30 s of idleness
+# ("too_many_pings" GOAWAY), and the reconnect can then fail. Pings only while a call is in flight: an idle
+# connection a proxy drops is simply re-established by gRPC on the next call.
+IDLE_SAFE_GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": 0}
+
+
 def connect(config: MilvusConfig) -> MilvusClient:
     if config.is_lite:
         Path(config.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {} if config.is_lite else {"grpc_options": IDLE_SAFE_GRPC_OPTIONS}
     try:
-        return MilvusClient(uri=config.uri, token=config.token or "", timeout=30)
+        return MilvusClient(uri=config.uri, token=config.token or "", timeout=30, **options)
     except MilvusException as exc:
         raise MilvusStoreError(f"cannot connect to Milvus at {config.uri}: {exc}") from None
 
