@@ -89,11 +89,7 @@ class Pool:
         pool = cls(members, postings, part_postings, rows, ids)
         if centroids is None:
             return pool
-        ivf = centroids.empty_index()
-        for start in range(0, len(rows), 100_000):
-            block = rows[start : start + 100_000]
-            ivf.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
-        return pool.with_ivf(ivf, centroids)
+        return pool.with_ivf(centroids.filled(rows), centroids)
 
     @classmethod
     def join(cls, first: Pool, second: Pool, *, context: bool, centroids: Centroids | None = None) -> Pool:

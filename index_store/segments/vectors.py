@@ -51,6 +51,15 @@ class Centroids:
     def empty_index(self) -> faiss.Index:
         return faiss.deserialize_index(np.frombuffer(self.data, dtype=np.uint8))
 
+    def filled(self, rows: np.ndarray) -> faiss.Index:
+        """A copy of the centroids' index with ``rows`` added, each labelled by its row number (in blocks, so that
+        FAISS's assignment buffers stay bounded for big segments)."""
+        ivf = self.empty_index()
+        for start in range(0, len(rows), 100_000):
+            block = np.ascontiguousarray(rows[start : start + 100_000], dtype=np.float32)
+            ivf.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
+        return ivf
+
     @property
     def nlist(self) -> int:
         return int(faiss.extract_index_ivf(self.empty_index()).nlist)
@@ -115,10 +124,7 @@ class SegmentVectors:
         files = [folder / VECTORS_FILE]
         if centroids is None or len(rows) < min_vectors:
             return files, "flat"
-        ivf = centroids.empty_index()
-        for start in range(0, len(rows), 100_000):
-            block = rows[start : start + 100_000]
-            ivf.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
+        ivf = centroids.filled(rows)
         params: dict[str, Any] = {"quantizer": centroids.quantizer, "nlist": int(faiss.extract_index_ivf(ivf).nlist)}
         # nprobe tuned on the segment's own rows, as ivf_backend tunes a whole index (the same code)
         tuner = IvfVectorIndex(np.arange(len(rows), dtype=np.int64), rows, ivf, dict(params))
