@@ -110,9 +110,13 @@ def _serving(
 def _wait_healthy(uri: str, deadline: float) -> None:
     from pymilvus import MilvusClient
 
+    from index_store.milvus_store import IDLE_SAFE_GRPC_OPTIONS
+
     while True:
         try:
-            client = MilvusClient(uri=uri, timeout=5)
+            # the same idle-safe pings as citesearch's own connections: pymilvus keeps this channel for the process's
+            # later clients of the same address, and an idle pinging one is closed by a milvus-lite server
+            client = MilvusClient(uri=uri, timeout=5, grpc_options=IDLE_SAFE_GRPC_OPTIONS)
             client.list_collections()
             client.close()
             return
