@@ -14,7 +14,8 @@ candidate (a dense candidate's BM25 score is looked up, a BM25 candidate's cosin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -23,12 +24,42 @@ FusionMethod = Literal["convex", "rrf"]
 FUSION_METHODS: tuple[FusionMethod, ...] = get_args(FusionMethod)
 Normalization = Literal["zscore", "minmax"]
 NORMALIZATIONS: tuple[Normalization, ...] = get_args(Normalization)
+# Which weights a convex fusion uses: "auto" picks "short" or "long" by the index's document length (below);
+# "custom" keeps the weights as given.
+FusionProfile = Literal["auto", "short", "long", "custom"]
+FUSION_PROFILES: tuple[FusionProfile, ...] = get_args(FusionProfile)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileWeights:
+    """The convex weights of one profile: dense, bm25, context, lead, part mean (``FusionSettings``)."""
+
+    dense_weight: float
+    bm25_weight: float
+    context_weight: float
+    lead_weight: float
+    part_mean_weight: float
+
+
+# Chosen by measurement (docs/retrieval.md), each the best point of a grid over the development set of its kind:
+# "short" on SciFact train (abstracts, 2.5 passages a document), "long" on the RealTimeQA news dev set (full
+# articles, 15 passages a document). On long articles the whole-part BM25 carries what the article as a whole
+# says and a single passage's cosine is one window of many, so the keyword side weighs more; on short documents
+# the passage is most of the document and the cosine weighs as much as the part's BM25.
+PROFILE_WEIGHTS: dict[str, ProfileWeights] = {
+    "short": ProfileWeights(0.4, 0.1, 0.4, 0.0, 0.2),
+    "long": ProfileWeights(0.2, 0.5, 0.4, 0.15, 0.1),
+}
+# "auto" takes "long" from this many passages per document on average (about 1000 tokens of text): the geometric
+# middle of the two development sets (2.5 and 15), far from both.
+LONG_DOCUMENT_PASSAGES = 6.0
 
 
 @dataclass(frozen=True, slots=True)
 class FusionSettings:
-    """How hybrid mode combines the signals. Defaults chosen by measurement on both development sets, news
-    (RealTimeQA) and SciFact train, as one setting for both (docs/retrieval.md).
+    """How hybrid mode combines the signals. The default weights are the "short" profile; ``profile`` "auto" (what
+    ``citesearch.settings`` asks for) picks "short" or "long" by the index's document length, each chosen by
+    measurement on its development set (docs/retrieval.md).
 
     ``convex``: ``dense_weight * n(dense) + bm25_weight * n(bm25) + context_weight * n(context) + lead_weight *
     n(lead) + part_mean_weight * n(part_mean)`` where ``n`` is ``normalization`` over the candidates. ``rrf``:
@@ -38,17 +69,22 @@ class FusionSettings:
 
     method: FusionMethod = "convex"
     dense_weight: float = 0.4
-    bm25_weight: float = 0.2
-    context_weight: float = 0.5
+    bm25_weight: float = 0.1
+    context_weight: float = 0.4
     normalization: Normalization = "zscore"
     rrf_k: int = 60  # rrf: the usual damping constant
     # 1000, not 300: news articles hold ~15 passages each, so 300 passages reach too few documents (Recall@100)
     candidates: int = 1000  # how deep each retriever's list goes before fusing
-    lead_weight: float = 0.1  # cosine of the part's first passage (convex only)
+    lead_weight: float = 0.0  # cosine of the document's first passage (convex only)
     part_mean_weight: float = 0.2  # cosine of the part's mean passage vector (convex only)
     # The recency prior, only for requests that ask for it (``recency``): weight and half-life in days
     recency_weight: float = 0.2
     recency_half_life_days: float = 7.0  # chosen on news dev with each question's date as as_of (docs/retrieval.md)
+    # The weights above as given ("custom"), a named profile's, or "auto": the profile the index's document length
+    # calls for, resolved by ``resolved`` when a searcher opens an index; ``chosen`` and ``reason`` say what it took.
+    profile: FusionProfile = "custom"
+    chosen: str | None = None
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in FUSION_METHODS:
@@ -67,6 +103,8 @@ class FusionSettings:
             raise ValueError("recency_weight must be within [0, 1] and recency_half_life_days above 0")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ValueError("rrf_k and candidates must be at least 1")
+        if self.profile not in FUSION_PROFILES:
+            raise ValueError(f"fusion profile must be one of {', '.join(FUSION_PROFILES)}, got {self.profile!r}")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -78,9 +116,34 @@ class FusionSettings:
 
     @classmethod
     def from_dict(cls, recorded: dict[str, object]) -> FusionSettings:
-        """Settings recorded in a manifest; keys this version does not know are ignored (older/newer writers)."""
+        """Settings recorded in a manifest; keys this version does not know are ignored (older/newer writers). A
+        record without a profile (written before profiles) keeps its weights: "custom"."""
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in recorded.items() if key in known})  # type: ignore[arg-type]
+
+    def resolved(self, passages_per_document: float | None) -> FusionSettings:
+        """The settings with the profile's weights filled in. "auto" takes "long" for an index whose documents
+        average at least ``LONG_DOCUMENT_PASSAGES`` passages, else "short" (also for an empty index: nothing to
+        measure). Resolving twice gives the same settings; "custom" is returned as it is."""
+        if self.profile == "custom":
+            return self
+        if self.profile != "auto":
+            chosen, reason = self.profile, f"profile {self.profile} as configured"
+        elif passages_per_document is None:
+            chosen, reason = "short", "auto: the index holds no documents yet"
+        else:
+            chosen = "long" if passages_per_document >= LONG_DOCUMENT_PASSAGES else "short"
+            relation = "at least" if chosen == "long" else "under"
+            reason = (
+                f"auto: documents average {passages_per_document:.1f} passages, {relation} {LONG_DOCUMENT_PASSAGES:g}"
+            )
+        return replace(self, **asdict(PROFILE_WEIGHTS[chosen]), chosen=chosen, reason=reason)
+
+
+def passages_per_document(counts: Mapping[str, int]) -> float | None:
+    """Mean passages per document of an index's ``counts`` (None without documents): what "auto" goes by."""
+    documents = int(counts.get("documents", 0))
+    return int(counts.get("passages", 0)) / documents if documents > 0 else None
 
 
 def min_max(scores: np.ndarray) -> np.ndarray:

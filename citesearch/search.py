@@ -14,7 +14,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from citesearch.fusion import FusionSettings, fuse, ranks_of, z_score
+from citesearch.fusion import FusionSettings, fuse, passages_per_document, ranks_of, z_score
 from citesearch.part_evidence import PartScores
 from citesearch.store import Candidates, KeywordQuery, LocalStore, SearchFilter, SearchStore, Where, as_store
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
@@ -187,7 +187,13 @@ class Searcher:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         recorded = self.store.recorded_fusion
-        self.fusion = fusion or (FusionSettings.from_dict(recorded) if recorded is not None else FusionSettings())
+        chosen = fusion or (
+            FusionSettings.from_dict(recorded) if recorded is not None else FusionSettings(profile="auto")
+        )
+        # An "auto" profile resolves against this index's documents: one rule for the local and the Milvus store.
+        self.fusion = (
+            chosen.resolved(passages_per_document(self.store.counts)) if chosen.profile != "custom" else chosen
+        )
 
     @property
     def reader(self) -> IndexReader:

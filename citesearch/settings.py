@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from citesearch.fusion import FusionMethod, FusionSettings, Normalization
+from citesearch.fusion import FusionMethod, FusionProfile, FusionSettings, Normalization
 from index_store.keyword import KeywordSettings
 from indexer.chunker import ChunkerSettings
 from indexer.embedder import DEFAULT_BACKEND, DEFAULT_MODEL, EmbedBackend
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
     from index_store.milvus_store import MilvusConfig
     from indexer.embedder import Embedder
     from indexer.pipeline import BuildOptions
+
+
+# The settings that are the five convex fusion weights (``fusion_settings``: setting one means "custom").
+FUSION_WEIGHT_FIELDS = (
+    "fusion_dense_weight",
+    "fusion_bm25_weight",
+    "fusion_context_weight",
+    "fusion_lead_weight",
+    "fusion_part_mean_weight",
+)
 
 
 class Settings(BaseSettings):
@@ -106,11 +116,16 @@ class Settings(BaseSettings):
     bm25_context_b: float = Field(0.75, ge=0, le=1, description="BM25 b of the part-level (context) index")
     fusion_method: FusionMethod = Field("convex", description="convex (weighted normalised scores) or rrf")
     fusion_normalization: Normalization = Field("zscore", description="convex: zscore or minmax over the candidates")
+    fusion_profile: FusionProfile = Field(
+        "auto",
+        description="Fusion weights: auto (short or long by the index's passages per document), short, long, or "
+        "custom (the five weights below); setting any weight below makes the default custom",
+    )
     fusion_dense_weight: float = Field(0.4, ge=0, le=1, description="Weight of the dense (cosine) score")
-    fusion_bm25_weight: float = Field(0.2, ge=0, le=1, description="Weight of the passage's BM25 score")
-    fusion_context_weight: float = Field(0.5, ge=0, le=1, description="Weight of the passage's part's BM25 score")
+    fusion_bm25_weight: float = Field(0.1, ge=0, le=1, description="Weight of the passage's BM25 score")
+    fusion_context_weight: float = Field(0.4, ge=0, le=1, description="Weight of the passage's part's BM25 score")
     fusion_lead_weight: float = Field(
-        0.1, ge=0, le=1, description="Weight of the cosine of the passage's part's first passage (its lead)"
+        0.0, ge=0, le=1, description="Weight of the cosine of the passage's document's first passage (its lead)"
     )
     fusion_part_mean_weight: float = Field(
         0.2, ge=0, le=1, description="Weight of the cosine of the passage's part's mean passage vector"
@@ -282,7 +297,11 @@ class Settings(BaseSettings):
         )
 
     def fusion_settings(self) -> FusionSettings:
+        # An operator who sets a weight means those weights, unless they also name a profile.
+        weights_set = any(name in self.model_fields_set for name in FUSION_WEIGHT_FIELDS)
+        profile = self.fusion_profile if "fusion_profile" in self.model_fields_set or not weights_set else "custom"
         return FusionSettings(
+            profile=profile,
             method=self.fusion_method,
             normalization=self.fusion_normalization,
             dense_weight=self.fusion_dense_weight,

@@ -702,6 +702,15 @@ class IndexWriter:
                 f"inconsistent build: {self.counts.get('passages', 0)} passages counted but the segments hold {live}; "
                 "nothing published"
             )
+        counts = {k: v for k, v in self.counts.items() if v or k in ("documents", "passages")}
+        extra_now = {
+            **(self.base.extra if self.base else {}),
+            **keyword_extra,
+            **(extra or {}),
+            **({"passed_over": self.passed_over} if self.passed_over else {}),
+            "ivf": ivf.to_dict(),
+        }
+        extra_now.update(_fusion_choice(extra_now.get("fusion"), counts))
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             version=name,
@@ -709,17 +718,11 @@ class IndexWriter:
             model=self.model,
             vector_backend=self.vector_backend,
             chunker=self.chunker,
-            counts={k: v for k, v in self.counts.items() if v or k in ("documents", "passages")},
+            counts=counts,
             corpus_fingerprint=self.fingerprint,
             files=files,
             build=build or {},
-            extra={
-                **(self.base.extra if self.base else {}),
-                **keyword_extra,
-                **(extra or {}),
-                **({"passed_over": self.passed_over} if self.passed_over else {}),
-                "ivf": ivf.to_dict(),
-            },
+            extra=extra_now,
             base_version=self.base.version if self.base else None,
             segments=tuple(refs),
             next_passage_id=self._next_id,
@@ -843,6 +846,25 @@ def _pool_centroids(index_dir: Path, manifest: Manifest) -> Any:
     if manifest.vector_backend == "faiss" or sum(ref.live for ref in manifest.segments) < settings.min_vectors:
         return None
     return load_centroids(index_dir, manifest, settings)
+
+
+def _fusion_choice(recorded: object, counts: dict[str, int]) -> dict[str, Any]:
+    """What an "auto" (or named) fusion profile takes for this version's documents, and why: recorded for
+    operators beside the fusion settings; searchers resolve the same way from the same counts."""
+    # Imported here: importing the citesearch package at module level would import index_store back, half-loaded.
+    from citesearch.fusion import FusionSettings, passages_per_document
+
+    if not isinstance(recorded, dict):
+        return {}
+    fusion = FusionSettings.from_dict(recorded)
+    if fusion.profile == "custom":
+        return {"fusion_choice": None}
+    chosen = fusion.resolved(passages_per_document(counts))
+    weights = {
+        name: getattr(chosen, name)
+        for name in ("dense_weight", "bm25_weight", "context_weight", "lead_weight", "part_mean_weight")
+    }
+    return {"fusion_choice": {"profile": fusion.profile, "chosen": chosen.chosen, "reason": chosen.reason, **weights}}
 
 
 def publish_manifest(

@@ -15,6 +15,7 @@ from functools import cached_property
 
 import tiktoken
 
+from index_store.shapes import searchable_title
 from indexer.documents import Document, Passage, Unit
 from indexer.embedder import Embedder
 from indexer.sentences import Span, sentence_spans
@@ -107,7 +108,9 @@ class Chunker:
                 char_start=span.start,
                 char_end=span.end,
                 text=doc.text[span.start : span.end],
-                embed_text=embed_text_for(doc.title, doc.text[span.start : span.end], self.settings),
+                embed_text=embed_text_for(
+                    searchable_title(doc.title, doc.metadata), doc.text[span.start : span.end], self.settings
+                ),
             )
             for ordinal, (unit, span) in enumerate(spans)
         ]
@@ -193,7 +196,10 @@ class Chunker:
         pending = list(spans)
         while pending:
             counts = self.embedder.count_tokens(
-                [embed_text_for(doc.title, doc.text[s.start : s.end], self.settings) for _, s in pending]
+                [
+                    embed_text_for(searchable_title(doc.title, doc.metadata), doc.text[s.start : s.end], self.settings)
+                    for _, s in pending
+                ]
             )
             still_too_long: list[tuple[Unit, Span]] = []
             for (unit, span), count in zip(pending, counts, strict=True):

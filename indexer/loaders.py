@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from index_store.shapes import TITLE_GUESSED_KEY
 from indexer.dates import METADATA_KEY as PUBLISHED_KEY
 from indexer.dates import find_published
 from indexer.documents import Document
@@ -88,6 +89,10 @@ def _page_document(
     parsed = parse_page(text, fallback_title=fallback_title, title=title)
     if not parsed.units:
         raise _Skip("no text to index")
+    metadata = dict(metadata or {})
+    metadata.pop(TITLE_GUESSED_KEY, None)  # the key is the loader's own, whatever a record's metadata said
+    if parsed.title_guessed:
+        metadata[TITLE_GUESSED_KEY] = True  # shown, not embedded or indexed (indexer.documents.searchable_title)
     return Document(
         doc_id=doc_id,
         title=parsed.title,
@@ -95,7 +100,7 @@ def _page_document(
         source=source,
         units=parsed.units,
         url=url,
-        metadata=metadata or {},
+        metadata=metadata,
     )
 
 

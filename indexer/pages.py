@@ -72,6 +72,7 @@ class ParsedPage:
     title: str
     units: tuple[Unit, ...]
     chrome_chars: int = 0  # characters of non-blank lines that are in no unit (menus, buttons, forms)
+    title_guessed: bool = False  # the title is a guess (no given title, no marked headline): for display only
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +279,9 @@ def parse_page(text: str, *, fallback_title: str, title: str | None = None) -> P
     units += comment_units
     covered = sum(u.char_end - u.char_start for u in units)
     chrome = max(0, sum(line.end - line.start for line in lines) - covered)
-    return ParsedPage(given or headline or _first_sentence(text, units) or fallback_title, tuple(units), chrome)
+    chosen = given or headline or _first_sentence(text, units) or fallback_title
+    stated = bool(given) or (marker is not None and marker + 1 < len(lines))  # given, or marked as the headline
+    return ParsedPage(chosen, tuple(units), chrome, title_guessed=not stated)
 
 
 def _named_bio(lines: Sequence[_Line], headline: str | None) -> list[_Line] | None:

@@ -55,7 +55,12 @@ def test_jsonl_loader_stores_the_date_in_metadata(tmp_path: Path) -> None:
     ]
     corpus.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     docs = {d.doc_id: d for d in load_documents([corpus]).documents}
-    assert docs["a"].metadata == {"publish_date": "2022/06/12", "role": "gold", "published": "2022-06-12"}
+    assert docs["a"].metadata == {
+        "publish_date": "2022/06/12",
+        "role": "gold",
+        "published": "2022-06-12",
+        "title_guessed": True,  # no title given: the one shown is the text's first sentence
+    }
     assert docs["b"].metadata["published"] == "2021-05-01T10:00:00Z"
     assert "published" not in docs["c"].metadata
 

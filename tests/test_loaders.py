@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from index_store.shapes import searchable_title
 from indexer.errors import IngestError
 from indexer.loaders import LoadResult, Skipped, load_documents
 from tests.conftest import PROJECT_ROOT, SEED_ARTICLE, SEED_PAGE, SEEDS
@@ -177,7 +178,10 @@ def test_beir_corpus_loads_as_is_with_int_like_ids(tmp_path: Path) -> None:
     assert docs[0].text == "Alterations of the architecture."  # the title is kept apart from the text
     assert docs[1].title == "Induction of myelodysplasia."  # an empty title: the first sentence
     assert docs[1].text == "Induction of myelodysplasia.\nSecond line."
-    assert docs[2].url == "https://example.org/x-1" and docs[2].metadata == {}
+    # A title guessed from the text is shown, not embedded or indexed (index_store.shapes.searchable_title).
+    assert docs[1].metadata == {"title_guessed": True} and searchable_title(docs[1].title, docs[1].metadata) == ""
+    assert searchable_title(docs[0].title, docs[0].metadata) == "Microstructural development"
+    assert docs[2].url == "https://example.org/x-1" and docs[2].metadata == {"title_guessed": True}
     for doc in docs:
         assert [(u.section, u.char_start, u.char_end) for u in doc.units] == [("article", 0, len(doc.text))]
 

@@ -36,6 +36,7 @@ from index_store.segments import (
     train_centroids,
     unpack_mask,
 )
+from index_store.shapes import searchable_title
 from index_store.vectors.base import VectorHits
 from indexer.chunker import Chunker
 from indexer.documents import Document
@@ -267,7 +268,11 @@ def test_postings_bm25_equals_bm25s_on_the_seeds(tmp_path: Path, corpus: list[Do
     view = SegmentedView([(segment, None)])
     passages = list(segment.iter_passages())
     index = KeywordIndex.build(
-        ((p.passage_id, KeywordIndex.text_for(p.title, p.text, SETTINGS)) for p in passages), SETTINGS
+        (
+            (p.passage_id, KeywordIndex.text_for(searchable_title(p.title, p.metadata), p.text, SETTINGS))
+            for p in passages
+        ),
+        SETTINGS,
     )
     for query in QUERIES:
         np.testing.assert_allclose(view.scores(query), index.scores(query), atol=1e-5, rtol=0)
