@@ -78,6 +78,8 @@ def test_milvus_ranks_as_the_local_store(milvus_seed: Any, real_embedder: Any, m
     local analyser's terms, scaled to the Lucene form the local index scores."""
     reader, store = milvus_seed
     local, milvus = Searcher(reader, real_embedder), Searcher(store, real_embedder)
+    # The "auto" fusion profile resolves from each store's own counts, to the same weights (the seeds are long).
+    assert local.fusion == milvus.fusion and local.fusion.chosen == "long"
     for query in QUERIES:
         a = local.search(SearchRequest(query, k=5, mode=mode, explain=True))  # type: ignore[arg-type]
         b = milvus.search(SearchRequest(query, k=5, mode=mode, explain=True))  # type: ignore[arg-type]

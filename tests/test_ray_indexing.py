@@ -198,7 +198,9 @@ def test_ray_reindex_reuses_the_embedding_cache(built: dict[str, object]) -> Non
 @pytest.mark.slow
 def test_interrupted_ray_run_publishes_nothing(built: dict[str, object], tmp_path: Path) -> None:
     root = Path(str(built["root"]))
-    corpus = _corpus(tmp_path / "bigger", 60)
+    # Big enough that the run is still embedding when the interrupt comes, even on loaded cores: with 60
+    # documents a CI run had embedded them all and was publishing (which an interrupt lets finish) by then.
+    corpus = _corpus(tmp_path / "bigger", 240)
     index_dir = root / "local"
     with open_index(index_dir) as reader:
         before = reader.version, len(reader.document_ids(limit=1000))

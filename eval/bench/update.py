@@ -17,6 +17,7 @@ words as ``bench scale`` makes them) as 50 segments — what a stream of writes 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -165,11 +166,23 @@ def _change(
 
 
 def _disk_files(index_dir: Path) -> dict[str, int]:
-    return {
-        p.relative_to(index_dir).as_posix(): p.stat().st_size
-        for p in index_dir.rglob("*")
-        if p.is_file() and "cache" not in p.parts and not p.name.endswith((".lock", ".lease"))
-    }
+    """Files of the index and their sizes. A merge may run meanwhile: its work folders (``.tmp-*``) are not what a
+    write wrote, and a file it renames or removes between the listing and the stat is skipped (os.walk ignores a
+    folder that vanished; rglob raised FileNotFoundError: a CI failure)."""
+    from index_store.layout import TMP_PREFIX
+
+    found: dict[str, int] = {}
+    for folder, dirs, names in os.walk(index_dir):
+        dirs[:] = [d for d in dirs if d != "cache" and not d.startswith(TMP_PREFIX)]
+        for name in names:
+            if name.endswith((".lock", ".lease")):
+                continue
+            path = Path(folder) / name
+            try:
+                found[path.relative_to(index_dir).as_posix()] = path.stat().st_size
+            except FileNotFoundError:
+                continue
+    return found
 
 
 def _version_bytes(index_dir: Path, versions: list[str]) -> int:
