@@ -26,8 +26,10 @@ import logging
 import os
 import pickle
 import re
+import signal
 import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -482,11 +484,50 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=workers),
             **resources,
         )
-    bar = _Progress(stream, len(documents))
+    with _sigint_noted() as interrupted:
+        return _consume(rows, _Progress(stream, len(documents)), cache, key, seconds, t0, interrupted)
+
+
+@contextlib.contextmanager
+def _sigint_noted() -> Iterator[threading.Event]:
+    """An event set by every SIGINT while the job runs; the handler before it still runs (by default it raises
+    KeyboardInterrupt). Ray Data's iterator can swallow that KeyboardInterrupt (two CI runs: the interrupt came
+    while batches streamed and the build ran on to publish); the consumer checks the event after every batch."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # signals reach the main thread only; nothing to note here
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        interrupted.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _consume(
+    rows: Any,
+    bar: _Progress,
+    cache: EmbeddingCache,
+    key: str,
+    seconds: dict[str, float],
+    t0: float,
+    interrupted: threading.Event,
+) -> tuple[int, int]:
+    """Store the job's vectors as batches arrive; (passages, embedded). Stops with KeyboardInterrupt once a SIGINT
+    came, whatever the iterator did with it."""
     pending: dict[str, np.ndarray] = {}
     embedded: set[str] = set()
     passages = 0
     for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
+        if interrupted.is_set():
+            raise KeyboardInterrupt
         if "first_batch" not in seconds:
             seconds["first_batch"] = time.perf_counter() - t0
         hashes = [str(h) for h in batch["hash"]]
@@ -507,6 +548,8 @@ def _run_on_ray(
         bar.update(docs_done, passages, len(embedded))
     if pending:
         cache.put_many(key, pending)
+    if interrupted.is_set():  # after the last batch: what arrived is cached (a rerun resumes), nothing publishes
+        raise KeyboardInterrupt
     bar.finish(passages, len(embedded))
     seconds["embed"] = time.perf_counter() - t0
     return passages, len(embedded)
