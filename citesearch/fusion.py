@@ -15,7 +15,7 @@ candidate (a dense candidate's BM25 score is looked up, a BM25 candidate's cosin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -46,6 +46,8 @@ class ProfileWeights:
 # articles, 15 passages a document). On long articles the whole-part BM25 carries what the article as a whole
 # says and a single passage's cosine is one window of many, so the keyword side weighs more; on short documents
 # the passage is most of the document and the cosine weighs as much as the part's BM25.
+# The five convex weights by name: the fields of ``ProfileWeights`` and of ``FusionSettings``.
+WEIGHT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProfileWeights))
 PROFILE_WEIGHTS: dict[str, ProfileWeights] = {
     "short": ProfileWeights(0.4, 0.1, 0.4, 0.0, 0.2),
     "long": ProfileWeights(0.2, 0.5, 0.4, 0.15, 0.1),
@@ -93,7 +95,7 @@ class FusionSettings:
             raise ValueError(
                 f"fusion normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"
             )
-        for name in ("dense_weight", "bm25_weight", "context_weight", "lead_weight", "part_mean_weight"):
+        for name in WEIGHT_NAMES:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")

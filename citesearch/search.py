@@ -191,6 +191,7 @@ class Searcher:
             FusionSettings.from_dict(recorded) if recorded is not None else FusionSettings(profile="auto")
         )
         # An "auto" profile resolves against this index's documents: one rule for the local and the Milvus store.
+        # "custom" needs no counts (on Milvus they are two queries), so they are only asked for a profile.
         self.fusion = (
             chosen.resolved(passages_per_document(self.store.counts)) if chosen.profile != "custom" else chosen
         )

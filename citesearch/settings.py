@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from citesearch.fusion import FusionMethod, FusionProfile, FusionSettings, Normalization
+from citesearch.fusion import WEIGHT_NAMES, FusionMethod, FusionProfile, FusionSettings, Normalization
 from index_store.keyword import KeywordSettings
 from indexer.chunker import ChunkerSettings
 from indexer.embedder import DEFAULT_BACKEND, DEFAULT_MODEL, EmbedBackend
@@ -26,13 +26,7 @@ if TYPE_CHECKING:
 
 
 # The settings that are the five convex fusion weights (``fusion_settings``: setting one means "custom").
-FUSION_WEIGHT_FIELDS = (
-    "fusion_dense_weight",
-    "fusion_bm25_weight",
-    "fusion_context_weight",
-    "fusion_lead_weight",
-    "fusion_part_mean_weight",
-)
+FUSION_WEIGHT_FIELDS = tuple(f"fusion_{name}" for name in WEIGHT_NAMES)
 
 
 class Settings(BaseSettings):

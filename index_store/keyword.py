@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - core dependencies
     raise ImportError("the keyword index needs bm25s and PyStemmer: pip install bm25s PyStemmer") from exc
 
 from index_store.duplicates import DEFAULT_THRESHOLD, SHINGLE_WORDS, duplicate_clusters
+from index_store.shapes import TitledLike, searchable_title
 from index_store.vectors.base import VectorHits
 
 DIR_NAME = "bm25"
@@ -105,6 +106,12 @@ class KeywordIndex:
     @staticmethod
     def text_for(title: str, text: str, settings: KeywordSettings) -> str:
         return f"{title}\n{text}" if settings.include_title and title else text
+
+    @staticmethod
+    def text_of(item: TitledLike, text: str, settings: KeywordSettings) -> str:
+        """``text_for`` with the title a document (or its passage) is indexed under: none when the title is a
+        guess (``index_store.shapes.searchable_title``)."""
+        return KeywordIndex.text_for(searchable_title(item.title, item.metadata), text, settings)
 
     @classmethod
     def build(

@@ -50,7 +50,6 @@ from citesearch.store import Candidates, PassageDocuments, SearchFilter, StoreIn
 from index_store.errors import IndexIncompatibleError, IndexNotFoundError, IndexStoreError
 from index_store.keyword import KeywordIndex, KeywordSettings, _tokenizer
 from index_store.manifest import ModelInfo
-from index_store.shapes import searchable_title
 from index_store.sqlite_store import StoredDocument, StoredPassage, StoredUnit
 from index_store.versions import IndexReader
 
@@ -484,11 +483,7 @@ def rows_from_reader(reader: IndexReader, *, bm25: bool, posted: bool = False, o
         assert document is not None
         stored[p.doc_id] = document
         unit = next(u for u in document.units if u.char_start <= p.char_start < u.char_end)
-        part_text[ordinal] = KeywordIndex.text_for(
-            searchable_title(document.title, document.metadata),
-            document.text[unit.char_start : unit.char_end],
-            settings,
-        )
+        part_text[ordinal] = KeywordIndex.text_of(document, document.text[unit.char_start : unit.char_end], settings)
         part_doc[ordinal] = document.doc_id
     part_ordinals = sorted(part_text)
 
@@ -499,13 +494,7 @@ def rows_from_reader(reader: IndexReader, *, bm25: bool, posted: bool = False, o
         _DocumentFacts(str(table.published[o]), float(table.timestamps[o]), doc_keys[int(table.cluster[o])])
         for o in range(len(table.doc_ids))
     ]
-    passage_texts = (
-        analysed(
-            settings, [KeywordIndex.text_for(searchable_title(p.title, p.metadata), p.text, settings) for p in passages]
-        )
-        if bm25
-        else None
-    )
+    passage_texts = analysed(settings, [KeywordIndex.text_of(p, p.text, settings) for p in passages]) if bm25 else None
     passage_rows = [
         _passage_row(
             p,

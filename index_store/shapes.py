@@ -19,6 +19,15 @@ def searchable_title(title: str, metadata: dict[str, Any] | None) -> str:
     return "" if metadata and metadata.get(TITLE_GUESSED_KEY) else title
 
 
+class TitledLike(Protocol):
+    """A document or a stored passage: its (display) title and its document's metadata."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def metadata(self) -> dict[str, Any] | None: ...
+
+
 # Read-only members (properties), so that the frozen dataclasses of indexer/ satisfy them: a plain attribute in a
 # Protocol means "settable", which a frozen dataclass is not.
 class UnitLike(Protocol):

@@ -852,7 +852,7 @@ def _fusion_choice(recorded: object, counts: dict[str, int]) -> dict[str, Any]:
     """What an "auto" (or named) fusion profile takes for this version's documents, and why: recorded for
     operators beside the fusion settings; searchers resolve the same way from the same counts."""
     # Imported here: importing the citesearch package at module level would import index_store back, half-loaded.
-    from citesearch.fusion import FusionSettings, passages_per_document
+    from citesearch.fusion import WEIGHT_NAMES, FusionSettings, passages_per_document
 
     if not isinstance(recorded, dict):
         return {}
@@ -860,10 +860,7 @@ def _fusion_choice(recorded: object, counts: dict[str, int]) -> dict[str, Any]:
     if fusion.profile == "custom":
         return {"fusion_choice": None}
     chosen = fusion.resolved(passages_per_document(counts))
-    weights = {
-        name: getattr(chosen, name)
-        for name in ("dense_weight", "bm25_weight", "context_weight", "lead_weight", "part_mean_weight")
-    }
+    weights = {name: getattr(chosen, name) for name in WEIGHT_NAMES}
     return {"fusion_choice": {"profile": fusion.profile, "chosen": chosen.chosen, "reason": chosen.reason, **weights}}
 
 

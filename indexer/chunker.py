@@ -108,9 +108,7 @@ class Chunker:
                 char_start=span.start,
                 char_end=span.end,
                 text=doc.text[span.start : span.end],
-                embed_text=embed_text_for(
-                    searchable_title(doc.title, doc.metadata), doc.text[span.start : span.end], self.settings
-                ),
+                embed_text=self._embed_text(doc, span),
             )
             for ordinal, (unit, span) in enumerate(spans)
         ]
@@ -189,18 +187,17 @@ class Chunker:
             first = last + 1
         return pieces
 
+    def _embed_text(self, doc: Document, span: Span) -> str:
+        """What the model sees for this span: the document's searchable title (none for a guess) and the span."""
+        return embed_text_for(searchable_title(doc.title, doc.metadata), doc.text[span.start : span.end], self.settings)
+
     def _fit_model_window(self, doc: Document, spans: list[tuple[Unit, Span]]) -> list[tuple[Unit, Span]]:
         """Split any passage that the model's tokenizer finds longer than its window, until all fit."""
         limit = self.embedder.max_tokens
         fitted: list[tuple[Unit, Span]] = []
         pending = list(spans)
         while pending:
-            counts = self.embedder.count_tokens(
-                [
-                    embed_text_for(searchable_title(doc.title, doc.metadata), doc.text[s.start : s.end], self.settings)
-                    for _, s in pending
-                ]
-            )
+            counts = self.embedder.count_tokens([self._embed_text(doc, s) for _, s in pending])
             still_too_long: list[tuple[Unit, Span]] = []
             for (unit, span), count in zip(pending, counts, strict=True):
                 if count <= limit:

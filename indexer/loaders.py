@@ -92,7 +92,7 @@ def _page_document(
     metadata = dict(metadata or {})
     metadata.pop(TITLE_GUESSED_KEY, None)  # the key is the loader's own, whatever a record's metadata said
     if parsed.title_guessed:
-        metadata[TITLE_GUESSED_KEY] = True  # shown, not embedded or indexed (indexer.documents.searchable_title)
+        metadata[TITLE_GUESSED_KEY] = True  # shown, not embedded or indexed (index_store.shapes.searchable_title)
     return Document(
         doc_id=doc_id,
         title=parsed.title,

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from citesearch.fusion import LONG_DOCUMENT_PASSAGES, PROFILE_WEIGHTS, FusionSettings, passages_per_document
+from citesearch.fusion import (
+    LONG_DOCUMENT_PASSAGES,
+    PROFILE_WEIGHTS,
+    WEIGHT_NAMES,
+    FusionSettings,
+    passages_per_document,
+)
 from citesearch.search import Searcher, SearchRequest
 from citesearch.settings import Settings
 from index_store import open_index
@@ -21,11 +27,9 @@ from indexer.pages import parse_page
 from indexer.pipeline import BuildOptions, apply_changes
 from tests.fakes import HashingEmbedder
 
-WEIGHTS = ("dense_weight", "bm25_weight", "context_weight", "lead_weight", "part_mean_weight")
-
 
 def _weights(fusion: FusionSettings) -> tuple[float, ...]:
-    return tuple(getattr(fusion, name) for name in WEIGHTS)
+    return tuple(getattr(fusion, name) for name in WEIGHT_NAMES)
 
 
 def _profile(name: str) -> tuple[float, ...]:
@@ -104,7 +108,7 @@ def test_an_index_searches_with_the_profile_its_documents_call_for_and_records_w
         recorded = reader.manifest.extra["fusion_choice"]
         assert recorded["chosen"] == chosen and recorded["profile"] == "auto"
         assert f"{per_document:.1f} passages" in recorded["reason"]
-        assert tuple(recorded[name] for name in WEIGHTS) == _profile(chosen)
+        assert tuple(recorded[name] for name in WEIGHT_NAMES) == _profile(chosen)
         result = searcher.search(SearchRequest("zebras rivers", k=3, explain=True))
         assert result.hits  # the resolved weights search
 

@@ -50,7 +50,7 @@ from index_store.keyword import KeywordIndex, KeywordSettings
 from index_store.manifest import FileInfo, failed_files, file_sha256
 from index_store.segments.postings import Postings
 from index_store.segments.vectors import IVF_MIN_VECTORS, Centroids, SegmentVectors
-from index_store.shapes import DocumentLike, PassageLike, UnitLike, searchable_title
+from index_store.shapes import DocumentLike, PassageLike, UnitLike
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
 
@@ -408,11 +408,7 @@ def _write_derived(
         if unit.section == "article":
             article += "\n" + doc.text[unit.char_start : unit.char_end]
         docs[doc.doc_id] = (doc.doc_id, article, published)
-        part_texts.append(
-            KeywordIndex.text_for(
-                searchable_title(doc.title, doc.metadata), doc.text[unit.char_start : unit.char_end], keyword
-            )
-        )
+        part_texts.append(KeywordIndex.text_of(doc, doc.text[unit.char_start : unit.char_end], keyword))
         for pid in members:
             part_of[position[pid]] = ordinal
             doc_of[position[pid]] = d
@@ -461,9 +457,9 @@ def _write_derived(
         "has_signature": rows_of_docs.has_signature,
     }
     if settings is not None:
-        Postings.build(
-            [KeywordIndex.text_for(searchable_title(p.title, p.metadata), p.text, settings) for p in passages], settings
-        ).save(folder / PASSAGE_POSTINGS)
+        Postings.build([KeywordIndex.text_of(p, p.text, settings) for p in passages], settings).save(
+            folder / PASSAGE_POSTINGS
+        )
         if settings.context:
             Postings.build(part_texts, settings.for_context()).save(folder / PART_POSTINGS)
     write_meta(folder, arrays, dim=dim, settings=settings, vector_kind=vector_kind)
