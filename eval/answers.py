@@ -93,7 +93,11 @@ def run_answers(
     loaded = load_documents([dataset.corpus_path])
     prepared = prepare_index(index_dir, dataset.name, loaded.documents, embedder, settings, skipped=loaded.skipped)
     print(f"index {index_dir}: {prepared.reason}", file=sys.stderr)
-    counts = {"answer_contains": 0, "null": 0, **{f"passages_contain@{k}": 0 for k in KS}}
+    # metric -> question id -> 1.0 or 0.0: the shares below are their means, and the intervals and paired tests of
+    # eval.report need them per question
+    per_query: dict[str, dict[str, float]] = {
+        name: {} for name in ("answer_contains", *(f"passages_contain@{k}" for k in KS), "null_rate")
+    }
     latencies: list[float] = []
     misses: list[dict[str, Any]] = []
     best_scores: list[float] = []  # each question's best sentence score: where the answer threshold falls
@@ -113,12 +117,12 @@ def run_answers(
             text = outcome.answer.text
             if outcome.answer.best_score is not None:
                 best_scores.append(outcome.answer.best_score)
-            if text is None:
-                counts["null"] += 1
-            elif contains_answer(text, wanted):
-                counts["answer_contains"] += 1
+            per_query["null_rate"][query_id] = float(text is None)
+            per_query["answer_contains"][query_id] = float(text is not None and contains_answer(text, wanted))
             for k in KS:
-                counts[f"passages_contain@{k}"] += any(contains_answer(h.text, wanted) for h in hits[:k])
+                per_query[f"passages_contain@{k}"][query_id] = float(
+                    any(contains_answer(h.text, wanted) for h in hits[:k])
+                )
             if text is None or not contains_answer(text, wanted):
                 misses.append({"id": query_id, "question": question, "answers": wanted, "answer": text,
                                "best_score": outcome.answer.best_score})  # fmt: skip
@@ -132,14 +136,14 @@ def run_answers(
             prepared.build_seconds,
         )
     total = len(query_ids)
-    metrics = {name: value / total for name, value in counts.items() if name != "null"}
-    metrics["null_rate"] = counts["null"] / total
+    metrics = {name: sum(values.values()) / total for name, values in per_query.items()}
     report = EvalReport(
         kind="answers",
         dataset=dataset.name,
         split=dataset.split,
         mode="hybrid",
         metrics=metrics,
+        per_query=per_query,
         latency_ms=LatencySummary.of(latencies),
         queries=total,
         index=info,

@@ -1,8 +1,10 @@
-"""``citesearch eval`` subcommands (registered by citesearch.cli): ``eval beir``, ``eval questions`` and
-``eval threshold``.
+"""``citesearch eval`` subcommands (registered by citesearch.cli): ``eval beir``, ``eval answers``, ``eval
+questions``, ``eval threshold``, ``eval pages`` and ``eval compare``.
 
-The first two print a table (or, with ``--json``, one JSON object on stdout), write the same report as JSON into the
-reports folder, and with ``--compare REPORT.json`` show the deltas against an earlier run. Progress bars go to
+The first three print a table (or, with ``--json``, one JSON object on stdout) with each metric's 95% interval,
+write the same report as JSON into the reports folder (per-query scores included), and with ``--compare
+REPORT.json`` show the deltas against an earlier run with a paired test; ``eval compare`` does that for two reports
+already written. Progress bars go to
 stderr, only on a terminal unless ``--progress``. Handlers import the model, ranx and the index lazily so that
 ``citesearch --help`` stays fast.
 """
@@ -146,6 +148,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pages.add_argument("--output", type=Path, metavar="FILE.json", help="also write the JSON report to FILE.json")
     pages.set_defaults(handler=cmd_eval_pages)
 
+    compare = kinds.add_parser(
+        "compare",
+        help="compare two eval reports query by query: the deltas, their 95% intervals and paired p-values",
+        description="Read two reports written by eval beir, answers or questions and print each metric before and "
+        "after, the delta, the 95% bootstrap interval of the per-query difference and the p-value of a two-sided "
+        "paired randomization test, over the queries both runs scored. Runs nothing: a baseline and a change, or "
+        "two settings, are compared from their files.",
+    )
+    compare.add_argument("before", type=Path, metavar="BEFORE.json")
+    compare.add_argument("after", type=Path, metavar="AFTER.json")
+    compare.add_argument("--json", action="store_true", help="print the comparison as one JSON object on stdout")
+    compare.set_defaults(handler=cmd_eval_compare)
+
 
 def _show_progress(args: argparse.Namespace) -> bool:
     return bool(args.progress or sys.stderr.isatty())
@@ -202,6 +217,23 @@ def cmd_eval_beir(args: argparse.Namespace, settings: Settings) -> int:
         collapse_duplicates=args.collapse_duplicates,
     )
     return _finish(run.report, args, settings)
+
+
+def cmd_eval_compare(args: argparse.Namespace, settings: Settings) -> int:
+    from eval.report import compare_reports, format_comparison, load_report
+
+    before, after = load_report(args.before), load_report(args.after)
+    comparison = compare_reports(after, before, args.before)
+    if not any(delta.paired for delta in comparison.deltas):
+        comparison.warnings.append(
+            "the two reports share no per-query scores (one predates them, or they differ in kind): deltas only"
+        )
+    if args.json:
+        print(json.dumps({"after": str(args.after), **comparison.to_dict()}, ensure_ascii=False))
+    else:
+        print(f"{args.after} against {args.before}")
+        print(format_comparison(comparison))
+    return 0
 
 
 def cmd_eval_answers(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Report keys, which are also ranx's metric names.
 BEIR_METRICS: tuple[str, ...] = ("ndcg@10", "recall@100", "mrr@10")
@@ -26,6 +26,8 @@ class MetricResult:
     metrics: dict[str, float]
     queries: int  # queries with at least one relevant document (the others cannot be scored)
     queries_without_relevant: int
+    # metric -> query id -> that query's score, for confidence intervals and paired tests (eval.significance)
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def rank_scores(ranking: Sequence[str]) -> dict[str, float]:
@@ -61,14 +63,32 @@ def evaluate_rankings(qrels: Qrels, rankings: DocumentRankings, metrics: Sequenc
         if query_id in judged and ranking
     }
     if not run:  # ranx cannot evaluate an empty run; nothing was found for any query
-        return MetricResult(dict.fromkeys(metrics, 0.0), len(judged), skipped)
+        zeros = {name: dict.fromkeys(judged, 0.0) for name in metrics}
+        return MetricResult(dict.fromkeys(metrics, 0.0), len(judged), skipped, zeros)
+    ranx_run = RanxRun(run)
     with warnings.catch_warnings():
         # numba's "unsafe cast from uint64 to int64" inside ranx: harmless for relevance grades, noisy on stderr
         warnings.simplefilter("ignore")
-        scores = evaluate(RanxQrels(judged), RanxRun(run), list(metrics), make_comparable=True)
+        scores = evaluate(RanxQrels(judged), ranx_run, list(metrics), make_comparable=True)
     if isinstance(scores, float):  # ranx returns a bare float when asked for one metric
         scores = {metrics[0]: scores}
-    return MetricResult({name: float(scores[name]) for name in metrics}, len(judged), skipped)
+    # ranx keeps each query's score in the run it evaluated (make_comparable gave unranked queries an empty run,
+    # scored 0, as in BEIR)
+    per_query = {name: {str(q): float(v) for q, v in ranx_run.scores[name].items()} for name in metrics}
+    return MetricResult({name: float(scores[name]) for name in metrics}, len(judged), skipped, per_query)
+
+
+def success_per_question(
+    first_ranks: Mapping[str, int | None], ks: Sequence[int] = (1, 5), mrr_depth: int = 10
+) -> dict[str, dict[str, float]]:
+    """What each question contributes to ``success_metrics``: metric -> question id -> 0/1 (success) or 1/rank."""
+    per_question: dict[str, dict[str, float]] = {
+        f"success@{k}": {q: float(r is not None and r <= k) for q, r in first_ranks.items()} for k in ks
+    }
+    per_question[f"mrr@{mrr_depth}"] = {
+        q: (1.0 / r if r is not None and r <= mrr_depth else 0.0) for q, r in first_ranks.items()
+    }
+    return per_question
 
 
 def success_metrics(
@@ -78,7 +98,5 @@ def success_metrics(
     answering rank (1-based; None when no hit within the searched depth answers it)."""
     if not first_ranks:
         raise ValueError("no questions to evaluate")
-    count = len(first_ranks)
-    result = {f"success@{k}": sum(1 for r in first_ranks if r is not None and r <= k) / count for k in ks}
-    result[f"mrr@{mrr_depth}"] = sum(1.0 / r for r in first_ranks if r is not None and r <= mrr_depth) / count
-    return result
+    per_question = success_per_question({str(i): r for i, r in enumerate(first_ranks)}, ks, mrr_depth)
+    return {name: sum(values.values()) / len(first_ranks) for name, values in per_question.items()}

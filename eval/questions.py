@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from citesearch.search import Citation, Searcher, SearchRequest
 from eval.jsonl import read_objects
-from eval.metrics import success_metrics
+from eval.metrics import success_metrics, success_per_question
 from eval.report import EvalReport, IndexInfo, LatencySummary
 from indexer.documents import SECTIONS
 
@@ -178,6 +178,7 @@ def run_questions(
         split=None,
         mode=used_mode,
         metrics=success_metrics([o.first_rank for o in outcomes], ks=(1, 5), mrr_depth=DEPTH),
+        per_query=success_per_question({o.question.id: o.first_rank for o in outcomes}, ks=(1, 5), mrr_depth=DEPTH),
         latency_ms=LatencySummary.of([o.latency_ms for o in outcomes]),
         queries=len(outcomes),
         index=IndexInfo(

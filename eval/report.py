@@ -12,12 +12,20 @@ import os
 import platform
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eval.significance import (
+    CONFIDENCE_LEVEL,
+    SIGNIFICANCE_LEVEL,
+    PairedDifference,
+    bootstrap_interval,
+    paired_difference,
+)
 
 REPORT_FORMAT = 1
 
@@ -64,13 +72,27 @@ class EvalReport:
     notes: list[str] = field(default_factory=list)
     misses: list[dict[str, Any]] = field(default_factory=list)  # questions: the ones not answered at rank 1
     format: int = REPORT_FORMAT
+    # metric -> query id -> score: what the means are means of, so that a later run can be compared query by query
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    # metric -> [low, high], the 95% bootstrap interval of its mean over queries (eval.significance); filled from
+    # per_query when a run is scored, read back as written from a report file
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.per_query and not self.intervals:
+            self.intervals = {
+                name: bootstrap_interval(list(values.values())).to_list()
+                for name, values in self.per_query.items()
+                if values
+            }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalReport:
-        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        data = {key: value for key, value in data.items() if key in known}  # --json adds report_path, comparison
         data["latency_ms"] = LatencySummary(**data["latency_ms"])
         data["index"] = IndexInfo(**data["index"])
         return cls(**data)
@@ -135,6 +157,7 @@ class MetricDelta:
     name: str
     before: float | None
     after: float | None
+    paired: PairedDifference | None = None  # when both reports kept per-query scores of this metric
 
     @property
     def delta(self) -> float | None:
@@ -158,7 +181,11 @@ class Comparison:
                 "mode": self.previous_mode,
                 "index_version": self.previous_index_version,
             },
-            "deltas": {d.name: {"before": d.before, "after": d.after, "delta": d.delta} for d in self.deltas},
+            "deltas": {
+                d.name: {"before": d.before, "after": d.after, "delta": d.delta}
+                | ({"paired": d.paired.to_dict()} if d.paired else {})
+                for d in self.deltas
+            },
             "warnings": self.warnings,
         }
 
@@ -182,7 +209,10 @@ def compare_reports(current: EvalReport, previous: EvalReport, against: Path | s
         warnings.append("measured on a different CPU: latency deltas are not comparable")
     before, after = _comparable_values(previous), _comparable_values(current)
     names = list(after) + [name for name in before if name not in after]
-    deltas = [MetricDelta(name, before.get(name), after.get(name)) for name in names]
+    deltas = [MetricDelta(name, before.get(name), after.get(name), _paired(name, previous, current)) for name in names]
+    shared = _shared_queries(previous, current)
+    if shared is not None and shared < max(current.queries, previous.queries):
+        warnings.append(f"the paired test covers the {shared} queries both runs scored")
     return Comparison(
         against=str(against),
         previous_timestamp=previous.timestamp,
@@ -191,6 +221,20 @@ def compare_reports(current: EvalReport, previous: EvalReport, against: Path | s
         deltas=deltas,
         warnings=warnings,
     )
+
+
+def _paired(name: str, previous: EvalReport, current: EvalReport) -> PairedDifference | None:
+    before, after = previous.per_query.get(name), current.per_query.get(name)
+    if not before or not after or not set(before) & set(after):
+        return None
+    return paired_difference(name, before, after)
+
+
+def _shared_queries(previous: EvalReport, current: EvalReport) -> int | None:
+    names = [name for name in current.per_query if name in previous.per_query]
+    if not names:
+        return None
+    return len(set(previous.per_query[names[0]]) & set(current.per_query[names[0]]))
 
 
 # -- text --------------------------------------------------------------------------------------------------------
@@ -219,15 +263,22 @@ def format_report(report: EvalReport) -> str:
         f"{title}: {report.queries} queries, mode {report.mode}, index {index.version} "
         f"({index.documents} documents, {index.passages} passages{how})",
         "",
-        "| metric | value |",
-        "| --- | ---: |",
+        "| metric | value | 95% interval |",
+        "| --- | ---: | ---: |",
     ]
-    lines += [f"| {name} | {value:.4f} |" for name, value in report.metrics.items()]
+    for name, value in report.metrics.items():
+        interval = report.intervals.get(name)
+        shown = f"{interval[0]:.4f} – {interval[1]:.4f}" if interval else "—"
+        lines.append(f"| {name} | {value:.4f} | {shown} |")
     lines += [
-        f"| latency p50 | {report.latency_ms.p50:.1f} ms |",
-        f"| latency p99 | {report.latency_ms.p99:.1f} ms |",
-        f"| latency mean | {report.latency_ms.mean:.1f} ms |",
+        f"| latency p50 | {report.latency_ms.p50:.1f} ms | |",
+        f"| latency p99 | {report.latency_ms.p99:.1f} ms | |",
+        f"| latency mean | {report.latency_ms.mean:.1f} ms | |",
     ]
+    if report.intervals:
+        lines.append(
+            f"intervals: {int(CONFIDENCE_LEVEL * 100)}% bootstrap (BCa) of the mean over the {report.queries} queries"
+        )
     lines += [f"note: {note}" for note in report.notes]
     return "\n".join(lines)
 
@@ -237,11 +288,24 @@ def format_comparison(comparison: Comparison) -> str:
         f"compared with {comparison.against} ({comparison.previous_timestamp}, mode {comparison.previous_mode}, "
         f"index {comparison.previous_index_version})",
         "",
-        "| metric | before | now | delta |",
-        "| --- | ---: | ---: | ---: |",
+        "| metric | before | now | delta | 95% interval of the delta | p (paired) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for d in comparison.deltas:
-        lines.append(f"| {d.name} | {_fmt(d.before, d.name)} | {_fmt(d.after, d.name)} | {_signed(d.delta, d.name)} |")
+        interval, p_value = "", ""
+        if d.paired is not None:
+            interval = f"{d.paired.interval.low:+.4f} – {d.paired.interval.high:+.4f}"
+            p_value = ("< 0.001" if d.paired.p_value < 0.001 else f"{d.paired.p_value:.3f}") + (
+                " *" if d.paired.significant else ""
+            )
+        lines.append(
+            f"| {d.name} | {_fmt(d.before, d.name)} | {_fmt(d.after, d.name)} | {_signed(d.delta, d.name)} "
+            f"| {interval} | {p_value} |"
+        )
+    if any(d.paired is not None for d in comparison.deltas):
+        lines.append(
+            f"p: two-sided paired randomization test over the queries both runs scored; * below {SIGNIFICANCE_LEVEL}"
+        )
     lines += [f"warning: {w}" for w in comparison.warnings]
     return "\n".join(lines)
 
