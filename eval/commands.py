@@ -4,9 +4,8 @@ questions``, ``eval threshold``, ``eval pages`` and ``eval compare``.
 The first three print a table (or, with ``--json``, one JSON object on stdout) with each metric's 95% interval,
 write the same report as JSON into the reports folder (per-query scores included), and with ``--compare
 REPORT.json`` show the deltas against an earlier run with a paired test; ``eval compare`` does that for two reports
-already written. Progress bars go to
-stderr, only on a terminal unless ``--progress``. Handlers import the model, ranx and the index lazily so that
-``citesearch --help`` stays fast.
+already written. Progress bars go to stderr, only on a terminal unless ``--progress``. Handlers import the model,
+ranx, scipy and the index lazily so that ``citesearch --help`` stays fast.
 """
 
 from __future__ import annotations
