@@ -386,7 +386,15 @@ def fill_embedding_cache(
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     key = embedding_cache_key(embedder)
-    with ray_session(options) as (ray, workers), EmbeddingCache(index_dir / "cache" / "embeddings.sqlite") as cache:
+    # SIGINT is noted from before Ray starts: an interrupt during ray.init or the job's set-up must stop the build
+    # too, whatever Ray's start-up code did with the KeyboardInterrupt (a CI run was interrupted there, went on and
+    # published)
+    with (
+        _sigint_noted() as interrupted,
+        ray_session(options) as (ray, workers),
+        EmbeddingCache(index_dir / "cache" / "embeddings.sqlite") as cache,
+    ):
+        _stop_if(interrupted)
         seconds["start"] = time.perf_counter() - started
         t0 = time.perf_counter()
         known = known_digests(cache.model_hashes(key))
@@ -397,7 +405,7 @@ def fill_embedding_cache(
         spec = WorkerModel(model=embedder.name, backend=backend, chunker=chunker, threads=threads, device=device)
         try:
             passages, embedded = _run_on_ray(
-                ray, documents, spec, known, workers, batch_size, options, cache, key, progress, seconds
+                ray, documents, spec, known, workers, batch_size, options, cache, key, progress, seconds, interrupted
             )
         except RayIndexingError:
             raise
@@ -407,6 +415,7 @@ def fill_embedding_cache(
             raise
         if options.address == LOCAL:
             seconds["ray_processes_cpu"] = descendants_cpu(os.getpid(), skip="MapWorker")
+    _stop_if(interrupted)  # one that came while Ray shut down
     seconds["total"] = time.perf_counter() - started
     return RayFillReport(
         address=options.address,
@@ -459,6 +468,7 @@ def _run_on_ray(
     key: str,
     stream: TextIO | None,
     seconds: dict[str, float],
+    interrupted: threading.Event,
 ) -> tuple[int, int]:
     """One Ray Data job over ``documents``; vectors go into ``cache`` as they arrive. Returns (passages, embedded)."""
     t0 = time.perf_counter()
@@ -484,15 +494,16 @@ def _run_on_ray(
             compute=ray.data.ActorPoolStrategy(size=workers),
             **resources,
         )
-    with _sigint_noted() as interrupted:
-        return _consume(rows, _Progress(stream, len(documents)), cache, key, seconds, t0, interrupted)
+    _stop_if(interrupted)
+    return _consume(rows, _Progress(stream, len(documents)), cache, key, seconds, t0, interrupted)
 
 
 @contextlib.contextmanager
 def _sigint_noted() -> Iterator[threading.Event]:
-    """An event set by every SIGINT while the job runs; the handler before it still runs (by default it raises
-    KeyboardInterrupt). Ray Data's iterator can swallow that KeyboardInterrupt (two CI runs: the interrupt came
-    while batches streamed and the build ran on to publish); the consumer checks the event after every batch."""
+    """An event set by every SIGINT while Ray runs; the handler before it still runs (by default it raises
+    KeyboardInterrupt). Ray's start-up and Ray Data's iterator can swallow that KeyboardInterrupt (CI runs were
+    interrupted and went on to publish), so the build checks the event after Ray starts, before the job and after
+    every batch (``_stop_if``)."""
     interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield interrupted  # signals reach the main thread only; nothing to note here
@@ -511,6 +522,11 @@ def _sigint_noted() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _stop_if(interrupted: threading.Event) -> None:
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+
+
 def _consume(
     rows: Any,
     bar: _Progress,
@@ -526,8 +542,7 @@ def _consume(
     embedded: set[str] = set()
     passages = 0
     for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
-        if interrupted.is_set():
-            raise KeyboardInterrupt
+        _stop_if(interrupted)
         if "first_batch" not in seconds:
             seconds["first_batch"] = time.perf_counter() - t0
         hashes = [str(h) for h in batch["hash"]]
@@ -548,8 +563,7 @@ def _consume(
         bar.update(docs_done, passages, len(embedded))
     if pending:
         cache.put_many(key, pending)
-    if interrupted.is_set():  # after the last batch: what arrived is cached (a rerun resumes), nothing publishes
-        raise KeyboardInterrupt
+    _stop_if(interrupted)  # after the last batch: what arrived is cached (a rerun resumes), nothing publishes
     bar.finish(passages, len(embedded))
     seconds["embed"] = time.perf_counter() - t0
     return passages, len(embedded)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,39 @@ def test_flag_and_setting_choose_the_address() -> None:
     assert resolve_address("", "head:6379") == "head:6379"  # a bare --ray takes the setting
     assert resolve_address("other:1", "head:6379") == "other:1"  # --ray ADDRESS wins
     assert resolve_address(None, "local") == LOCAL  # the setting alone turns Ray on
+
+
+def test_an_interrupt_that_ray_start_up_swallows_still_stops_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGINT while Ray starts raises KeyboardInterrupt inside Ray's own code, which may swallow it (a CI run went
+    on to publish). The build notes every SIGINT from before Ray starts and stops anyway, before any job runs."""
+    import contextlib
+    import types
+
+    from indexer import ray_indexing
+
+    jobs: list[object] = []
+
+    @contextlib.contextmanager
+    def start_up_that_swallows(options: object) -> Iterator[tuple[object, int]]:
+        with contextlib.suppress(KeyboardInterrupt):  # what Ray's start-up did with the interrupt
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C during ray.init does
+        yield types.SimpleNamespace(cluster_resources=lambda: {"CPU": 1}), 1
+
+    monkeypatch.setattr(ray_indexing, "ray_session", start_up_that_swallows)
+
+    def job(*args: object) -> tuple[int, int]:
+        jobs.append(args)
+        return 0, 0
+
+    monkeypatch.setattr(ray_indexing, "_run_on_ray", job)
+    embedder = types.SimpleNamespace(name="model", backend="onnx-int8")
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        ray_indexing.fill_embedding_cache(tmp_path, [], embedder, ray_indexing.ChunkerSettings())
+    assert jobs == []  # stopped before the job
+    assert signal.getsignal(signal.SIGINT) is handler  # and the handler before it is back
 
 
 def test_build_report_credits_what_ray_embedded() -> None:
