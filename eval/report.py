@@ -95,6 +95,12 @@ class EvalReport:
         data = {key: value for key, value in data.items() if key in known}  # --json adds report_path, comparison
         data["latency_ms"] = LatencySummary(**data["latency_ms"])
         data["index"] = IndexInfo(**data["index"])
+        per_query = data.get("per_query", {})
+        if not isinstance(per_query, dict) or not all(
+            isinstance(scores, dict) and all(isinstance(v, int | float) for v in scores.values())
+            for scores in per_query.values()
+        ):
+            raise TypeError("per_query must map each metric to {query id: score}")
         return cls(**data)
 
 

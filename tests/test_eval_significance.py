@@ -126,6 +126,10 @@ def test_reports_carry_intervals_and_per_query_scores_through_a_file(tmp_path: P
     printed = tmp_path / "printed.json"
     printed.write_text(json.dumps(report.to_dict() | {"report_path": None, "comparison": {}}), encoding="utf-8")
     assert load_report(printed).metrics == report.metrics
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(report.to_dict() | {"per_query": {"ndcg@10": [0.5, 0.7]}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"not a citesearch eval report .*per_query must map"):
+        load_report(damaged)
 
 
 def test_a_report_without_per_query_scores_still_loads_and_compares(tmp_path: Path) -> None:
