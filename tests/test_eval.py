@@ -28,6 +28,8 @@ from eval.questions import (
 )
 from eval.ranking import best_passage_ranking
 from eval.report import LatencySummary, compare_reports, format_comparison, load_report, write_report
+from eval.tune import default_grid
+from eval.tune import main as tune_main
 from index_store import current_version, list_versions, open_index
 from indexer.documents import Document, Unit
 from indexer.pipeline import BuildOptions, apply_changes
@@ -320,6 +322,37 @@ def test_beir_end_to_end_reuses_the_index_and_compares(
     assert "| mrr@10 | 1.0000 | 1.0000 | +0.0000 |" in out
     written = list((tmp_path / "r2").glob("beir-tiny-test-dense-*.json"))
     assert len(written) == 1 and load_report(written[0]).metrics.keys() == report.metrics.keys()
+
+
+def test_tune_replays_the_default_as_eval_beir_scores_it_and_cross_validates(
+    tiny_beir: Path,
+    tmp_path: Path,
+    real_embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = Settings(_env_file=None)
+    hybrid = run_beir(load_beir_dataset(tiny_beir, "test"), real_embedder, settings, index_dir=tmp_path / "idx")
+    monkeypatch.setattr(Settings, "load_embedder", lambda self: real_embedder)
+    assert tune_main([str(tiny_beir), "--split", "test", "--index-dir", str(tmp_path / "idx"), "--folds", "2"]) == 0
+    captured = capsys.readouterr()
+    output = json.loads(captured.out)
+    default = output["best"][0]
+    assert default["fusion"] == "default" and default["settings"]["chosen"] == "short"  # one passage a document
+    # The offline replay of the default ranks exactly as the real search path did
+    assert default["ndcg@10"] == pytest.approx(hybrid.report.metrics["ndcg@10"])
+    with open_index(tmp_path / "idx") as reader:
+        resolved = Searcher(reader, real_embedder, settings.fusion_settings()).fusion
+    assert output["grid_points"] == len(default_grid(resolved))
+    validated = output["cross_validation"]
+    assert validated["folds"] == 2 and sum(c["held_out_queries"] for c in validated["choices"]) == 5
+    assert validated["baseline_kept"] == sum(c["chosen"] == 0 for c in validated["choices"])
+    assert validated["in_sample_best_mean"] >= max(validated["held_out_mean"], validated["baseline_mean"]) - 1e-9
+    assert "cross-validated over 2 folds: choosing by this grid gives nDCG@10" in captured.err
+    # Too many folds for the queries is refused before the grid runs, in one line
+    with pytest.raises(SystemExit) as refused:
+        tune_main([str(tiny_beir), "--split", "test", "--index-dir", str(tmp_path / "idx"), "--folds", "6"])
+    assert refused.value.code == 2 and "6 folds need at least 6 queries, got 5" in capsys.readouterr().err
 
 
 @pytest.mark.subprocess
