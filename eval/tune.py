@@ -32,7 +32,7 @@ from eval.beir import load_beir_dataset
 from eval.crossval import assign_folds, cross_validate, group_by_pattern
 from eval.metrics import evaluate_rankings
 from eval.significance import paired_difference
-from index_store import open_index
+from index_store import current_version, open_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         group_of = group_by_pattern(args.fold_groups) if args.fold_groups else None
     except re.error as error:
         parser.error(f"--fold-groups {args.fold_groups!r} is not a regular expression: {error}")
-    dataset = load_beir_dataset(args.dataset, args.split)
+    try:
+        dataset = load_beir_dataset(args.dataset, args.split)
+    except ValueError as error:  # a missing or malformed dataset: one line, as the citesearch CLI gives it
+        print(f"eval.tune: error: {error}", file=sys.stderr)
+        return 1
     if args.folds:
         try:  # before minutes of grid, not after: too few queries or groups for the folds
             assign_folds(list(dataset.queries), args.folds, group_of=group_of)
@@ -175,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
     settings = Settings()
 
+    if current_version(args.index_dir) is None:
+        print(f"eval.tune: error: no index in {args.index_dir}; build it with citesearch eval beir", file=sys.stderr)
+        return 1
     embedder = settings.load_embedder()
     with open_index(args.index_dir) as reader:
         keyword = reader.keyword

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from citesearch.fusion import WEIGHT_NAMES, FusionSettings
 from eval.crossval import assign_folds, cross_validate, group_by_pattern
 from eval.tune import default_grid, steps_around
 from eval.tune import main as tune_main
+from tests.test_eval import _write_tiny_beir
 
 
 def _scores(values: np.ndarray) -> dict[str, float]:
@@ -56,6 +59,17 @@ def test_tune_refuses_bad_fold_options_in_one_line(capsys: pytest.CaptureFixture
             tune_main(["no-such-dataset", *argv])
         err = capsys.readouterr().err
         assert refused.value.code == 2 and expected in err and err.strip().splitlines()[-1].count(expected) == 1
+    # A dataset or an index that is not there: one line and exit 1, not a traceback
+    assert tune_main(["no-such-dataset"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eval.tune: error: dataset folder no-such-dataset does not exist") and err.count("\n") == 1
+
+
+def test_tune_names_a_missing_index_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = _write_tiny_beir(tmp_path / "tiny")
+    assert tune_main([str(dataset), "--split", "test", "--index-dir", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"eval.tune: error: no index in {tmp_path / 'none'}; build it with citesearch eval beir\n"
 
 
 def test_a_setting_better_on_every_query_is_chosen_in_every_fold() -> None:
