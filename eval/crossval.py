@@ -38,6 +38,7 @@ class CrossValidated:
     metric: str
     folds: tuple[FoldChoice, ...]
     held_out: dict[str, float]  # query id -> score of the candidate chosen without that query
+    interval: Interval  # of the held-out mean: a 10,000-resample bootstrap, so computed once, when validated
     in_sample_best: int  # the candidate the whole set picks
     in_sample_best_mean: float
     baseline: int  # the candidate the choice is compared with (the default)
@@ -47,10 +48,6 @@ class CrossValidated:
     @property
     def mean(self) -> float:
         return float(np.mean(list(self.held_out.values())))
-
-    @property
-    def interval(self) -> Interval:
-        return bootstrap_interval(list(self.held_out.values()))
 
     @property
     def baseline_kept(self) -> int:
@@ -164,6 +161,7 @@ def cross_validate(
         metric=metric,
         folds=tuple(choices),
         held_out=held_out_scores,
+        interval=bootstrap_interval(held_out.tolist()),
         in_sample_best=best,
         in_sample_best_mean=float(means[best]),
         baseline=baseline,
