@@ -11,11 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eval.report import machine_info
+
+if TYPE_CHECKING:
+    from citesearch.settings import Settings
 
 
 @dataclass(slots=True)
@@ -134,10 +137,25 @@ def current_rss_mb() -> float:
     return 0.0
 
 
-def emit_report(report: BenchReport, args: argparse.Namespace, reports_dir: Path) -> int:
-    """Write the report files and print the report (Markdown, or one JSON object with ``--json``); exit 0 even when
-    a target is missed — a missed target is a finding, not a failure of the command."""
-    json_path, md_path = write_bench_report(report, reports_dir)
+def add_report_options(parser: argparse.ArgumentParser, progress: str | None = None) -> None:
+    """The options every benchmark takes for its output (``--json``, ``--reports-dir``), and ``--progress`` with
+    this help where the benchmark shows progress."""
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
+    )
+    if progress is not None:
+        parser.add_argument("--progress", action="store_true", help=progress)
+
+
+def emit_report(report: BenchReport, args: argparse.Namespace, settings: Settings) -> int:
+    """Write the report files (to ``--reports-dir``, else the configured reports folder) and print the report
+    (Markdown, or one JSON object with ``--json``); exit 0 even when a target is missed — a missed target is a
+    finding, not a failure of the command."""
+    json_path, md_path = write_bench_report(report, Path(args.reports_dir or settings.reports_dir))
     if args.json:
         print(json.dumps({**report.to_dict(), "report_files": [str(json_path), str(md_path)]}, default=_jsonable))
     else:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from eval.bench.common import BenchReport, emit_report, peak_rss_mb, stopwatch
+from eval.bench.common import BenchReport, add_report_options, emit_report, peak_rss_mb, stopwatch
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -393,7 +393,7 @@ def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
             limit=args.limit,
             max_queries=RAY_BENCH_QUERIES,
         )
-        return finish(ray_report, args, settings)
+        return emit_report(ray_report, args, settings)
     embedder = settings.load_embedder()
     report = run_index_bench(
         args.dataset_dir,
@@ -403,11 +403,11 @@ def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
         index_dir=args.index_dir,
         show_progress=args.progress or sys.stderr.isatty(),
     )
-    return finish(report, args, settings)
+    return emit_report(report, args, settings)
 
 
 def finish(report: BenchReport, args: argparse.Namespace, settings: Settings) -> int:
-    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
+    return emit_report(report, args, settings)
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -426,14 +426,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="new or empty folder to build into, kept afterwards (default: a temporary folder)",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument(
-        "--reports-dir",
-        type=Path,
-        metavar="DIR",
-        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
-    )
-    parser.add_argument("--progress", action="store_true", help="progress bars on stderr even when not a terminal")
+    add_report_options(parser, progress="progress bars on stderr even when not a terminal")
     parser.add_argument(
         "--ray",
         nargs="?",

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.bench.common import BenchReport, emit_report, percentiles, positive_int, stopwatch
+from eval.bench.common import BenchReport, add_report_options, emit_report, percentiles, positive_int, stopwatch
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -335,7 +335,7 @@ def run_peer(
 
 def cmd_bench_peer(args: argparse.Namespace, settings: Settings) -> int:
     report = run_peer(args, settings)
-    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
+    return emit_report(report, args, settings)
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -351,13 +351,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         "--split", help="qrels split to evaluate (default: test if the dataset has it, else its first split)"
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help=LIMIT_RULE.split(": ", 1)[1])
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument(
-        "--reports-dir",
-        type=Path,
-        metavar="DIR",
-        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
-    )
+    add_report_options(parser)
     parser.add_argument(
         "--bench-venv",
         type=Path,

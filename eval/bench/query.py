@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from eval.bench.common import BenchReport, percentiles, positive_int
+from eval.bench.common import BenchReport, add_report_options, emit_report, percentiles, positive_int
 from eval.server_process import ServerError, free_port, stop_server, wait_until_ready
 
 if TYPE_CHECKING:
@@ -600,8 +600,6 @@ def _concurrency_list(text: str) -> list[int]:
 
 
 def cmd_bench_query(args: argparse.Namespace, settings: Settings) -> int:
-    from eval.bench.index import finish
-
     index_dir = Path(args.index_dir or settings.index_dir)
     try:
         report = run_query_bench(
@@ -618,7 +616,7 @@ def cmd_bench_query(args: argparse.Namespace, settings: Settings) -> int:
     except ServerError as exc:
         print(f"citesearch: error: {exc}", file=sys.stderr)
         return 1
-    return finish(report, args, settings)
+    return emit_report(report, args, settings)
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -673,11 +671,5 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         metavar="1,2",
         help="run the HTTP load against `citesearch serve --workers N` for each N, side by side (default 1)",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument(
-        "--reports-dir",
-        type=Path,
-        metavar="DIR",
-        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
-    )
+    add_report_options(parser)
     parser.set_defaults(handler=cmd_bench_query)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from eval.bench.common import BenchReport, emit_report, peak_rss_mb, positive_int, stopwatch
+from eval.bench.common import BenchReport, add_report_options, emit_report, peak_rss_mb, positive_int, stopwatch
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -296,7 +296,7 @@ def cmd_compare_indexes(args: argparse.Namespace, settings: Settings) -> int:
             at_most=True,
         )
         report.notes.append(f"{rankings.queries} queries searched in both, {time.perf_counter() - started:.1f}s")
-    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
+    return emit_report(report, args, settings)
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -313,6 +313,5 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="train", help="qrels split whose queries are searched (default train)")
     parser.add_argument("--max-queries", type=positive_int, metavar="N", help="only the first N queries")
     parser.add_argument("--k", type=positive_int, default=10, help="depth compared (default 10)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument("--reports-dir", type=Path, metavar="DIR", help="where to write the report")
+    add_report_options(parser)
     parser.set_defaults(handler=cmd_compare_indexes)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.bench.common import BenchReport, emit_report, percentiles
+from eval.bench.common import BenchReport, add_report_options, emit_report, percentiles
 
 DEFAULT_SIZES = (100_000, 1_000_000)
 PASSAGES_PER_TOPIC = 200
@@ -497,7 +497,7 @@ def cmd_bench_scale(args: argparse.Namespace, settings: Any) -> int:
         search_threads=args.search_threads or None,
         show_progress=args.progress or sys.stderr.isatty(),
     )
-    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
+    return emit_report(report, args, settings)
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -547,12 +547,5 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="folder for the temporary indexes (default: the system temporary folder)",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument(
-        "--reports-dir",
-        type=Path,
-        metavar="DIR",
-        help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
-    )
-    parser.add_argument("--progress", action="store_true", help="progress bar on stderr even when not a terminal")
+    add_report_options(parser, progress="progress bar on stderr even when not a terminal")
     parser.set_defaults(handler=cmd_bench_scale)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eval.bench.common import BenchReport, emit_report, percentiles
+from eval.bench.common import BenchReport, add_report_options, emit_report, percentiles
 from eval.bench.scale import keyword_queries, synthetic_queries, synthetic_texts, synthetic_vectors, vocabulary
 
 if TYPE_CHECKING:  # imported where used, as the other index_store imports here: the CLI starts without them
@@ -388,7 +388,7 @@ def cmd_bench_update(args: argparse.Namespace, settings: Any) -> int:
         work_dir=args.work_dir,
         show_progress=args.progress or sys.stderr.isatty(),
     )
-    return emit_report(report, args, Path(args.reports_dir or settings.reports_dir))
+    return emit_report(report, args, settings)
 
 
 def add_parser(kinds: argparse._SubParsersAction) -> None:
@@ -403,7 +403,5 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--dim", type=int, default=384, help="vector dimensions (default: 384)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--work-dir", type=Path, metavar="DIR", help="folder for the temporary indexes")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    parser.add_argument("--reports-dir", type=Path, metavar="DIR", help="where to write the report")
-    parser.add_argument("--progress", action="store_true", help="progress lines on stderr even when not a terminal")
+    add_report_options(parser, progress="progress lines on stderr even when not a terminal")
     parser.set_defaults(handler=cmd_bench_update)
