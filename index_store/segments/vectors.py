@@ -26,10 +26,10 @@ import numpy as np
 from index_store.vectors.ivf_backend import (
     MIN_NLIST,
     RERANK_FACTOR,
-    TRAIN_PER_LIST,
     IvfVectorIndex,
     _exact_rows,
     nlist_for,
+    trained_ivf,
 )
 
 VECTORS_FILE = "vectors.f32.npy"
@@ -77,21 +77,9 @@ class Centroids:
 def train_centroids(vectors: np.ndarray, expected_total: int, quantizer: str = "sq8", seed: int = 0) -> Centroids:
     """Train IVF centroids for an index expected to hold ``expected_total`` vectors, on (a sample of) ``vectors``;
     the same settings as ``ivf_backend`` (about sqrt(n) spherical k-means lists, 10 iterations)."""
-    n, dim = vectors.shape
+    n = len(vectors)
     nlist = min(nlist_for(expected_total), max(MIN_NLIST, n // 39), max(1, n // 39))
-    coarse = faiss.IndexFlatIP(dim)
-    if quantizer == "sq8":
-        ivf = faiss.IndexIVFScalarQuantizer(
-            coarse, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-    else:
-        ivf = faiss.IndexIVFFlat(coarse, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.cp.seed = seed
-    ivf.cp.niter = 10
-    ivf.cp.spherical = True
-    rng = np.random.default_rng(seed)
-    sample = vectors[np.sort(rng.choice(n, size=min(n, nlist * TRAIN_PER_LIST), replace=False))]
-    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+    ivf = trained_ivf(vectors, nlist, quantizer, np.random.default_rng(seed), seed)
     data = faiss.serialize_index(ivf)
     return Centroids(bytes(np.asarray(data, dtype=np.uint8)), quantizer)
 

@@ -66,6 +66,28 @@ def nlist_for(n: int) -> int:
     return int(min(MAX_NLIST, max(MIN_NLIST, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
 
 
+def trained_ivf(
+    vectors: np.ndarray | RowFile, nlist: int, quantizer: str, rng: np.random.Generator, seed: int
+) -> faiss.Index:
+    """An empty inner-product IVF index ("sq8": 8-bit scalar-quantised codes, else flat) whose ``nlist`` centroids are
+    trained by spherical k-means (10 iterations) on at most ``TRAIN_PER_LIST`` vectors per list, sampled with ``rng``.
+    One recipe for a whole index (``IvfVectorIndex``) and for the centroids segments share (``train_centroids``)."""
+    n, dim = vectors.shape
+    coarse = faiss.IndexFlatIP(dim)
+    if quantizer == "sq8":
+        ivf = faiss.IndexIVFScalarQuantizer(
+            coarse, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+    else:
+        ivf = faiss.IndexIVFFlat(coarse, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = seed
+    ivf.cp.niter = 10
+    ivf.cp.spherical = True
+    sample = vectors[np.sort(rng.choice(n, size=min(n, nlist * TRAIN_PER_LIST), replace=False))]
+    ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return ivf
+
+
 class IvfVectorIndex:
     """Exact float vectors addressed by id plus an IVF index over them; ``quantizer`` is "flat" or "sq8"."""
 
@@ -100,21 +122,10 @@ class IvfVectorIndex:
         return index
 
     def _build(self, seed: int = 0) -> None:
-        n, dim = self.vectors.shape
+        n = len(self.ids)
         nlist = min(nlist_for(n), max(1, n // 39))
-        coarse = faiss.IndexFlatIP(dim)
-        if self.params.get("quantizer", "flat") == "sq8":
-            ivf = faiss.IndexIVFScalarQuantizer(
-                coarse, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-            )
-        else:
-            ivf = faiss.IndexIVFFlat(coarse, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        ivf.cp.seed = seed
-        ivf.cp.niter = 10
-        ivf.cp.spherical = True
         rng = np.random.default_rng(seed)
-        sample = self.vectors[np.sort(rng.choice(n, size=min(n, nlist * TRAIN_PER_LIST), replace=False))]
-        ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+        ivf = trained_ivf(self.vectors, nlist, self.params.get("quantizer", "flat"), rng, seed)
         for start in range(0, n, 100_000):
             block = np.ascontiguousarray(self.vectors[start : start + 100_000], dtype=np.float32)
             ivf.add_with_ids(block, np.arange(start, start + len(block), dtype=np.int64))
