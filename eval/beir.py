@@ -17,7 +17,7 @@ import csv
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -391,6 +391,7 @@ def run_beir(
         notes.append(f"{scored.queries_without_relevant} queries have no relevant document; not scored")
     if loaded.skipped:
         notes.append(f"{len(loaded.skipped)} corpus lines could not be loaded and were skipped")
+    notes += _unreachable_notes(qrels, [document.doc_id for document in loaded.documents])
     if prepared.build:
         settings_used["build"] = prepared.build
     if recency:
@@ -409,6 +410,26 @@ def run_beir(
         notes=notes,
     )
     return BeirRun(report=report, prepared=prepared, rankings=rankings)
+
+
+def unreachable_relevant(qrels: Mapping[str, Mapping[str, int]], corpus_ids: Collection[str]) -> list[str]:
+    """Judged-relevant documents (grade above 0) that are not in the corpus as loaded, sorted. No ranking can find
+    them, yet each counts in its query's ideal ranking, as in BEIR: a corpus line that failed to load, or qrels that
+    belong to another version of the corpus, lower every figure without any fault of the ranking."""
+    return sorted(
+        {doc_id for judged in qrels.values() for doc_id, grade in judged.items() if grade > 0} - set(corpus_ids)
+    )
+
+
+def _unreachable_notes(qrels: Mapping[str, Mapping[str, int]], corpus_ids: Collection[str]) -> list[str]:
+    missing = unreachable_relevant(qrels, corpus_ids)
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+    return [
+        f"{len(missing)} judged-relevant {'document is' if len(missing) == 1 else 'documents are'} not in the corpus "
+        f"as loaded ({shown}): no ranking can find them, and they still count against every metric, as in BEIR"
+    ]
 
 
 def _without_identical(ranking: list[str], query_id: str, ignore: bool) -> list[str]:
@@ -447,10 +468,12 @@ def _run_plain(
         ranked = corpus.rank(query, embedder.encode([query]), baseline, DEPTH + 1)  # type: ignore[arg-type]
         latencies.append((time.perf_counter() - t0) * 1000)
         rankings[query_id] = _without_identical(ranked, query_id, ignore_identical_ids)
-    scored = evaluate_rankings({q: dataset.qrels[q] for q in query_ids}, rankings, BEIR_METRICS)
+    qrels = {query_id: dataset.qrels[query_id] for query_id in query_ids}
+    scored = evaluate_rankings(qrels, rankings, BEIR_METRICS)
     notes = [f"baseline {baseline}: {PLAIN_RULE}"]
     if limit is not None and limit < len(dataset.queries):
         notes.append(f"--limit {limit}: only the first {len(query_ids)} of {len(dataset.queries)} queries")
+    notes += _unreachable_notes(qrels, corpus.doc_ids)
     report = EvalReport(
         kind="beir",
         dataset=dataset.name,

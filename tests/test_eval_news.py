@@ -9,7 +9,7 @@ import pytest
 
 from citesearch.settings import Settings
 from eval.answers import contains_answer, read_answers, run_answers
-from eval.beir import load_beir_dataset, run_beir
+from eval.beir import load_beir_dataset, run_beir, unreachable_relevant
 from tests.fakes import HashingEmbedder
 
 CORPUS = {
@@ -60,6 +60,29 @@ def test_identical_ids_are_dropped_by_default_and_recorded(news_like: tuple[Path
     assert dropped.report.settings["ignore_identical_ids"] is True
     assert kept.report.settings["ignore_identical_ids"] is False
     assert dropped.report.metrics["mrr@10"] > kept.report.metrics["mrr@10"]
+
+
+def test_unreachable_relevant_are_the_judged_relevant_ids_missing_from_the_corpus() -> None:
+    qrels = {"q1": {"d1": 1, "gone": 2, "unjudged": 0}, "q2": {"d2": 1, "also-gone": 1}}
+    assert unreachable_relevant(qrels, ["d1", "d2"]) == ["also-gone", "gone"]  # grade 0 is not relevant: not named
+    assert unreachable_relevant(qrels, ["d1", "d2", "gone", "also-gone"]) == []
+
+
+def test_relevant_documents_missing_from_the_corpus_are_named_and_still_counted(
+    news_like: tuple[Path, Settings],
+) -> None:
+    data, settings = news_like
+    lines = ["query-id\tcorpus-id\tscore", "q-bees\td-bees\t1", "q-moon\td-tides\t1", "q-moon\td-gone\t1"]
+    (data / "qrels" / "partial.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial = load_beir_dataset(data, "partial")
+    for baseline in (None, "plain-bm25"):
+        run = run_beir(partial, HashingEmbedder(), settings, mode="bm25", baseline=baseline)
+        named = [note for note in run.report.notes if "not in the corpus" in note]
+        assert len(named) == 1 and named[0].startswith("1 judged-relevant document is not") and "(d-gone)" in named[0]
+        # Counted as BEIR counts it: the tides article is found, the missing one cannot be.
+        assert run.report.per_query["recall@100"]["q-moon"] == 0.5
+    complete = run_beir(load_beir_dataset(data, "test"), HashingEmbedder(), settings, mode="bm25")
+    assert not [note for note in complete.report.notes if "not in the corpus" in note]
 
 
 def test_plain_baseline_ranks_whole_documents(news_like: tuple[Path, Settings]) -> None:
