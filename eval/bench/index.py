@@ -406,10 +406,6 @@ def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
     return emit_report(report, args, settings)
 
 
-def finish(report: BenchReport, args: argparse.Namespace, settings: Settings) -> int:
-    return emit_report(report, args, settings)
-
-
 def add_parser(kinds: argparse._SubParsersAction) -> None:
     parser = kinds.add_parser(
         "index",
