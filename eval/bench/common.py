@@ -137,9 +137,9 @@ def current_rss_mb() -> float:
     return 0.0
 
 
-def add_report_options(parser: argparse.ArgumentParser, progress: str | None = None) -> None:
-    """The options every benchmark takes for its output (``--json``, ``--reports-dir``), and ``--progress`` with
-    this help where the benchmark shows progress."""
+def add_report_options(parser: argparse.ArgumentParser, progress_help: str | None = None) -> None:
+    """The options every benchmark takes for its output (``--json``, ``--reports-dir``), and ``--progress`` (with
+    ``progress_help``) where the benchmark shows progress."""
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     parser.add_argument(
         "--reports-dir",
@@ -147,8 +147,8 @@ def add_report_options(parser: argparse.ArgumentParser, progress: str | None = N
         metavar="DIR",
         help="where to write the report (default: $CITESEARCH_REPORTS_DIR or reports/)",
     )
-    if progress is not None:
-        parser.add_argument("--progress", action="store_true", help=progress)
+    if progress_help is not None:
+        parser.add_argument("--progress", action="store_true", help=progress_help)
 
 
 def emit_report(report: BenchReport, args: argparse.Namespace, settings: Settings) -> int:

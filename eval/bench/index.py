@@ -422,7 +422,7 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="new or empty folder to build into, kept afterwards (default: a temporary folder)",
     )
-    add_report_options(parser, progress="progress bars on stderr even when not a terminal")
+    add_report_options(parser, progress_help="progress bars on stderr even when not a terminal")
     parser.add_argument(
         "--ray",
         nargs="?",

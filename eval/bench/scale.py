@@ -547,5 +547,5 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="folder for the temporary indexes (default: the system temporary folder)",
     )
-    add_report_options(parser, progress="progress bar on stderr even when not a terminal")
+    add_report_options(parser, progress_help="progress bar on stderr even when not a terminal")
     parser.set_defaults(handler=cmd_bench_scale)

@@ -403,5 +403,5 @@ def add_parser(kinds: argparse._SubParsersAction) -> None:
     parser.add_argument("--dim", type=int, default=384, help="vector dimensions (default: 384)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--work-dir", type=Path, metavar="DIR", help="folder for the temporary indexes")
-    add_report_options(parser, progress="progress lines on stderr even when not a terminal")
+    add_report_options(parser, progress_help="progress lines on stderr even when not a terminal")
     parser.set_defaults(handler=cmd_bench_update)
