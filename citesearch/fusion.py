@@ -82,6 +82,10 @@ class FusionSettings:
     # The recency prior, only for requests that ask for it (``recency``): weight and half-life in days
     recency_weight: float = 0.2
     recency_half_life_days: float = 7.0  # chosen on news dev with each question's date as as_of (docs/retrieval.md)
+    # Late interaction (citesearch.late_interaction): rerank the passages of the top ``rerank_depth`` documents by
+    # fused score + ``rerank_weight`` x z(MaxSim). Off (0) unless asked for: it encodes those passages per query.
+    rerank_depth: int = 0
+    rerank_weight: float = 1.0
     # The weights above as given ("custom"), a named profile's, or "auto": the profile the index's document length
     # calls for, resolved by ``resolved`` when a searcher opens an index; ``chosen`` and ``reason`` say what it took.
     profile: FusionProfile = "custom"
@@ -103,6 +107,8 @@ class FusionSettings:
             raise ValueError("at least one of dense_weight, bm25_weight, context_weight must be above 0")
         if not 0.0 <= self.recency_weight <= 1.0 or self.recency_half_life_days <= 0:
             raise ValueError("recency_weight must be within [0, 1] and recency_half_life_days above 0")
+        if self.rerank_depth < 0 or self.rerank_weight < 0:
+            raise ValueError("rerank_depth and rerank_weight must be at least 0")
         if self.rrf_k < 1 or self.candidates < 1:
             raise ValueError("rrf_k and candidates must be at least 1")
         if self.profile not in FUSION_PROFILES:

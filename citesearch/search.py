@@ -15,9 +15,12 @@ from typing import Literal, get_args
 import numpy as np
 
 from citesearch.fusion import FusionSettings, fuse, passages_per_document, ranks_of, z_score
+from citesearch.late_interaction import TokenEmbedder, maxsim, reranked_order, top_document_passages
 from citesearch.part_evidence import PartScores
 from citesearch.store import Candidates, KeywordQuery, LocalStore, SearchFilter, SearchStore, Where, as_store
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
+from index_store.shapes import searchable_title
+from indexer.chunker import ChunkerSettings, embed_text_for
 from indexer.dates import parse_bound
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
@@ -93,6 +96,7 @@ class Explanation:
     lead_score: float | None = None  # cosine of the first passage of the passage's part
     part_mean_score: float | None = None  # cosine of the mean passage vector of the passage's part
     recency_score: float | None = None  # the recency prior of the passage's document (0..1), when asked for
+    late_interaction_score: float | None = None  # MaxSim over token vectors, for a passage the rerank scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,7 @@ class ScoredCandidate:
     lead_score: float | None = None
     part_mean_score: float | None = None
     recency_score: float | None = None
+    late_interaction_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,11 @@ class Searcher:
         self.fusion = (
             chosen.resolved(passages_per_document(self.store.counts)) if chosen.profile != "custom" else chosen
         )
+        if self.fusion.rerank_depth and not isinstance(embedder, TokenEmbedder):
+            raise ValueError(
+                f"fusion rerank_depth {self.fusion.rerank_depth} needs token vectors, which the embedder "
+                f"{type(embedder).__name__} does not give; set CITESEARCH_FUSION_RERANK_DEPTH=0"
+            )
 
     @property
     def reader(self) -> IndexReader:
@@ -392,7 +402,11 @@ class Searcher:
             # One more convex term, on the same z-score scale as the others (citesearch.fusion).
             fused = fused + self.fusion.recency_weight * z_score(recency)
         dense_ranks, bm25_ranks = ranks_of(dense), ranks_of(bm25)
-        order = np.argsort(-fused, kind="stable")
+        late: dict[int, float] = {}
+        if self.fusion.rerank_depth and len(union):
+            fused, order, late = self._late_interaction(union, fused, request.query)
+        else:
+            order = np.argsort(-fused, kind="stable")
         return [
             ScoredCandidate(
                 int(union[i]),
@@ -405,9 +419,29 @@ class Searcher:
                 None if lead is None else float(lead[i]),
                 None if mean is None else float(mean[i]),
                 None if recency is None else float(recency[i]),
+                late.get(int(i)),
             )
             for i in order
         ]
+
+    def _late_interaction(
+        self, union: np.ndarray, fused: np.ndarray, query: str
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+        """The fused scores and order after the late-interaction rerank of the top documents' passages, and the
+        MaxSim of each reranked candidate (by position in ``union``)."""
+        assert isinstance(self.embedder, TokenEmbedder)  # checked when the searcher was built
+        if self.store.has_dates:
+            documents: np.ndarray = self.store.passage_documents(union).ordinal
+        else:  # no document table (an index without a keyword side): the rows say which document each one is in
+            documents = np.array([p.doc_id for p in self.store.passages(union.tolist())], dtype=object)
+        selected = top_document_passages(fused, documents, self.fusion.rerank_depth)
+        stored = self.store.passages(union[selected].tolist())
+        chunking = ChunkerSettings()  # the title goes in front of the text, as the passages were embedded
+        texts = [embed_text_for(searchable_title(p.title, p.metadata), p.text, chunking) for p in stored]
+        query_tokens, *passage_tokens = self.embedder.encode_tokens([query, *texts])
+        late = maxsim(query_tokens, passage_tokens)
+        scores, order = reranked_order(fused, selected, late, self.fusion.rerank_weight)
+        return scores, order, dict(zip(selected.tolist(), late.tolist(), strict=True))
 
     def _recency(self, ids: np.ndarray, request: SearchRequest) -> np.ndarray | None:
         """The recency prior of each passage's document: 1 at ``as_of``, halving every ``recency_half_life_days``
@@ -480,6 +514,7 @@ class Searcher:
                     lead_score=candidate.lead_score,
                     part_mean_score=candidate.part_mean_score,
                     recency_score=candidate.recency_score,
+                    late_interaction_score=candidate.late_interaction_score,
                 )
             hits.append(
                 Hit(

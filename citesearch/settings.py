@@ -131,6 +131,16 @@ class Settings(BaseSettings):
         7.0, gt=0, description="Recency prior: a document's prior halves for every this many days before as_of"
     )
     fusion_candidates: int = Field(1000, ge=1, le=10000, description="Depth of each ranking before fusing")
+    fusion_rerank_depth: int = Field(
+        0,
+        ge=0,
+        le=200,
+        description="Late interaction: rerank the passages of this many top documents by MaxSim over the model's "
+        "token vectors (hybrid mode; 0: off). Costs a model call per reranked passage per query (docs/retrieval.md)",
+    )
+    fusion_rerank_weight: float = Field(
+        1.0, ge=0, le=10, description="Late interaction: weight of the MaxSim z-score added to the fused score"
+    )
 
     # Evaluation (eval/): where benchmark indexes are built (one folder per dataset) and reports are written
     eval_dir: Path = Field(Path("var/eval"), description="Folder holding one index per evaluated dataset")
@@ -306,6 +316,8 @@ class Settings(BaseSettings):
             recency_weight=self.recency_weight,
             recency_half_life_days=self.recency_half_life_days,
             candidates=self.fusion_candidates,
+            rerank_depth=self.fusion_rerank_depth,
+            rerank_weight=self.fusion_rerank_weight,
         )
 
     def chunker_settings(self) -> ChunkerSettings:

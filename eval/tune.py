@@ -19,6 +19,7 @@ import itertools
 import json
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,12 @@ import numpy as np
 from citesearch.fusion import NORMALIZATIONS, WEIGHT_NAMES, FusionSettings, fuse, keyword_score
 from citesearch.search import Searcher
 from citesearch.settings import Settings
-from eval.beir import load_beir_dataset
+from eval.beir import BeirDataset, load_beir_dataset
 from eval.crossval import assign_folds, cross_validate, group_by_pattern
 from eval.metrics import evaluate_rankings
 from eval.significance import paired_difference
-from index_store import current_version, open_index
+from index_store import IndexReader, current_version, open_index
+from indexer.embedder import Embedder
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,13 @@ def top_positive(scores: np.ndarray, depth: int) -> np.ndarray:
 
 def replay(scores: QueryScores, settings: FusionSettings, doc_of: np.ndarray) -> list[str]:
     """The document ranking ``Searcher`` gives in hybrid mode with these settings."""
+    union, fused = fused_candidates(scores, settings)
+    return doc_ranking(fused, doc_of[union])
+
+
+def fused_candidates(scores: QueryScores, settings: FusionSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate passages ``Searcher`` fuses in hybrid mode (positions in the index's passage order) and their
+    fused scores."""
     depth = min(settings.candidates, len(scores.dense))
     dense_top = np.argpartition(-scores.dense, depth - 1)[:depth]
     context = scores.context if settings.context_weight > 0 else None
@@ -79,7 +88,7 @@ def replay(scores: QueryScores, settings: FusionSettings, doc_of: np.ndarray) ->
         lead,
         part_mean,
     )
-    return doc_ranking(fused, doc_of[union])
+    return union, fused
 
 
 def all_part_scores(searcher: Searcher, query_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -89,6 +98,31 @@ def all_part_scores(searcher: Searcher, query_vector: np.ndarray) -> tuple[np.nd
         return None
     parts = searcher.part_scores(keyword.passage_ids, query_vector)
     return None if parts is None else (parts.lead, parts.mean)
+
+
+def query_signals(
+    reader: IndexReader, embedder: Embedder, settings: Settings, queries: Mapping[str, str]
+) -> tuple[dict[str, QueryScores], FusionSettings]:
+    """Every query's score of every passage (keyword-index order) under each signal, and the fusion the configured
+    profile resolves to for this index, as a search would."""
+    keyword = reader.keyword
+    assert keyword is not None
+    ids = keyword.passage_ids
+    query_ids = list(queries)
+    query_vectors = embedder.encode([queries[q] for q in query_ids], batch_size=64)
+    dense_all = query_vectors @ reader.vectors.vectors_for(ids).T
+    searcher = Searcher(reader, embedder, settings.fusion_settings())
+    per_query: dict[str, QueryScores] = {}
+    for i, q in enumerate(query_ids):
+        parts = all_part_scores(searcher, query_vectors[i : i + 1])
+        per_query[q] = QueryScores(
+            dense_all[i],
+            keyword.scores(queries[q]),
+            keyword.context_scores(queries[q]),
+            None if parts is None else parts[0],
+            None if parts is None else parts[1],
+        )
+    return per_query, searcher.fusion
 
 
 GRID_STEP = 0.1  # one step either side of each default weight
@@ -143,11 +177,30 @@ def default_grid(centre: FusionSettings) -> list[FusionSettings]:
     return grid
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def replay_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every offline replay takes: a BEIR dataset folder, its split and the index built for it."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--split", default="train")
     parser.add_argument("--index-dir", type=Path, default=Path("var/eval/scifact"))
+    return parser
+
+
+def load_replay_dataset(tool: str, args: argparse.Namespace) -> BeirDataset | None:
+    """The dataset split, or None after one line naming what is missing: the dataset, or the index built for it."""
+    try:
+        dataset = load_beir_dataset(args.dataset, args.split)
+    except ValueError as error:  # a missing or malformed dataset: one line, as the citesearch CLI gives it
+        print(f"{tool}: error: {error}", file=sys.stderr)
+        return None
+    if current_version(args.index_dir) is None:
+        print(f"{tool}: error: no index in {args.index_dir}; build it with citesearch eval beir", file=sys.stderr)
+        return None
+    return dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = replay_parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--folds",
         type=int,
@@ -167,10 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         group_of = group_by_pattern(args.fold_groups) if args.fold_groups else None
     except re.error as error:
         parser.error(f"--fold-groups {args.fold_groups!r} is not a regular expression: {error}")
-    try:
-        dataset = load_beir_dataset(args.dataset, args.split)
-    except ValueError as error:  # a missing or malformed dataset: one line, as the citesearch CLI gives it
-        print(f"eval.tune: error: {error}", file=sys.stderr)
+    dataset = load_replay_dataset("eval.tune", args)
+    if dataset is None:
         return 1
     if args.folds:
         try:  # before minutes of grid, not after: too few queries or groups for the folds
@@ -178,33 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
     settings = Settings()
-
-    if current_version(args.index_dir) is None:
-        print(f"eval.tune: error: no index in {args.index_dir}; build it with citesearch eval beir", file=sys.stderr)
-        return 1
     embedder = settings.load_embedder()
     with open_index(args.index_dir) as reader:
         keyword = reader.keyword
         if keyword is None:
             print(f"{args.index_dir} has no keyword index; rebuild it with citesearch eval beir", file=sys.stderr)
             return 1
-        ids = keyword.passage_ids
-        doc_of = np.array([p.doc_id for p in reader.passages(ids.tolist())], dtype=object)
-        query_ids = list(dataset.queries)
-        query_vectors = embedder.encode([dataset.queries[q] for q in query_ids], batch_size=64)
-        dense_all = query_vectors @ reader.vectors.vectors_for(ids).T
-        searcher = Searcher(reader, embedder, settings.fusion_settings())
-        per_query: dict[str, QueryScores] = {}
-        for i, q in enumerate(query_ids):
-            parts = all_part_scores(searcher, query_vectors[i : i + 1])
-            per_query[q] = QueryScores(
-                dense_all[i],
-                keyword.scores(dataset.queries[q]),
-                keyword.context_scores(dataset.queries[q]),
-                None if parts is None else parts[0],
-                None if parts is None else parts[1],
-            )
-        default_fusion = searcher.fusion  # the configured profile, resolved for this index as a search would
+        doc_of = np.array([p.doc_id for p in reader.passages(keyword.passage_ids.tolist())], dtype=object)
+        per_query, default_fusion = query_signals(reader, embedder, settings, dataset.queries)
     default = evaluate_rankings(dataset.qrels, {q: replay(s, default_fusion, doc_of) for q, s in per_query.items()})
     results: list[dict[str, Any]] = [{"fusion": "default", "settings": default_fusion.to_dict(), **default.metrics}]
     scored: list[tuple[dict[str, Any], dict[str, float]]] = []

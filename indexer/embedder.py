@@ -178,6 +178,15 @@ class SentenceTransformerEmbedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's contextual token vectors (tokens x dim, unit rows, special tokens included): what the model
+        mean-pools into the text's vector. For late interaction (MaxSim; eval/late_interaction.py)."""
+        if self._onnx is not None:
+            return self._onnx.encode_tokens(texts)
+        outputs: Any = self._model.encode(list(texts), output_value="token_embeddings", convert_to_numpy=False)
+        vectors = [output.float().numpy() for output in outputs]
+        return [v / np.linalg.norm(v, axis=1, keepdims=True) for v in vectors]
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []

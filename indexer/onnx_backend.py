@@ -37,6 +37,10 @@ CACHE_ENV = "CITESEARCH_ONNX_CACHE"
 OPSET = 17
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
+# The same model up to the transformer's output, before pooling: one vector per token (late interaction, MaxSim).
+SENTENCE_OUTPUT = "sentence_embedding"
+TOKENS_OUTPUT = "token_embeddings"
+_FILES = {SENTENCE_OUTPUT: (FP32_FILE, INT8_FILE), TOKENS_OUTPUT: ("tokens.onnx", "tokens_int8.onnx")}
 INFO_FILE = "export.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -86,8 +90,9 @@ def model_cache_dir(model_dir: Path, cache_dir: Path | str | None = None) -> Pat
     return cache_root(cache_dir) / f"{name}-{model_fingerprint(model_dir)}"
 
 
-def _export_fp32(st_model: Any, target: Path) -> None:
-    """Trace ``st_model`` (tokenised input -> normalised sentence embedding) into ``target``."""
+def _export_fp32(st_model: Any, target: Path, output: str = SENTENCE_OUTPUT) -> None:
+    """Trace ``st_model`` (tokenised input -> normalised sentence embedding, or the token vectors before pooling)
+    into ``target``."""
     import torch
 
     class _Pipeline(torch.nn.Module):
@@ -97,7 +102,7 @@ def _export_fp32(st_model: Any, target: Path) -> None:
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
             features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            return self.model(features)["sentence_embedding"]
+            return self.model(features)[output]
 
     transformer = st_model[0].auto_model
     previous = getattr(transformer.config, "_attn_implementation", None)
@@ -109,7 +114,7 @@ def _export_fp32(st_model: Any, target: Path) -> None:
     args = tuple(torch.as_tensor(dummy[name]) for name in _INPUTS)
     wrapper = _Pipeline(st_model).eval()
     axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
-    axes["sentence_embedding"] = {0: "batch"}
+    axes[output] = {0: "batch", 1: "tokens"} if output == TOKENS_OUTPUT else {0: "batch"}
     try:
         # The tracer's warnings are about Python branches and index ops that the parity tests cover; not user news.
         with torch.inference_mode(), warnings.catch_warnings():
@@ -119,7 +124,7 @@ def _export_fp32(st_model: Any, target: Path) -> None:
                 args,
                 str(target),
                 input_names=list(_INPUTS),
-                output_names=["sentence_embedding"],
+                output_names=[output],
                 dynamic_axes=axes,
                 opset_version=OPSET,
                 dynamo=False,
@@ -143,11 +148,20 @@ def _preprocess(st_model: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def ensure_exported(st_model: Any, model_dir: Path, *, quantized: bool, cache_dir: Path | str | None = None) -> Path:
-    """Path of the ONNX file for this model (int8 or fp32), exporting it into the cache folder first if needed."""
+def ensure_exported(
+    st_model: Any,
+    model_dir: Path,
+    *,
+    quantized: bool,
+    cache_dir: Path | str | None = None,
+    output: str = SENTENCE_OUTPUT,
+) -> Path:
+    """Path of the ONNX file for this model (int8 or fp32; its sentence vectors or its token vectors), exporting it
+    into the cache folder first if needed."""
     _require_onnx()
     folder = model_cache_dir(model_dir, cache_dir)
-    fp32, int8 = folder / FP32_FILE, folder / INT8_FILE
+    fp32_name, int8_name = _FILES[output]
+    fp32, int8 = folder / fp32_name, folder / int8_name
     wanted = int8 if quantized else fp32
     if wanted.is_file():
         return wanted
@@ -165,10 +179,10 @@ def ensure_exported(st_model: Any, model_dir: Path, *, quantized: bool, cache_di
         tmp_dir = Path(tmp)
         if not fp32.is_file():
             try:
-                _export_fp32(st_model, tmp_dir / FP32_FILE)
+                _export_fp32(st_model, tmp_dir / fp32_name, output)
             except Exception as exc:
                 raise OnnxBackendError(f"cannot export {model_dir} to ONNX ({type(exc).__name__}: {exc})") from exc
-            os.replace(tmp_dir / FP32_FILE, fp32)
+            os.replace(tmp_dir / fp32_name, fp32)
         if quantized:
             try:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -178,12 +192,12 @@ def ensure_exported(st_model: Any, model_dir: Path, *, quantized: bool, cache_di
             level = root.level
             root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing tip on the root logger
             try:
-                quantize_dynamic(str(fp32), str(tmp_dir / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True)
+                quantize_dynamic(str(fp32), str(tmp_dir / int8_name), weight_type=QuantType.QInt8, per_channel=True)
             except Exception as exc:
                 raise OnnxBackendError(f"cannot quantize {fp32} to int8 ({type(exc).__name__}: {exc})") from exc
             finally:
                 root.setLevel(level)
-            os.replace(tmp_dir / INT8_FILE, int8)
+            os.replace(tmp_dir / int8_name, int8)
     info = {"model_dir": str(model_dir), "opset": OPSET, "files": sorted(p.name for p in folder.glob("*.onnx"))}
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return wanted
@@ -226,6 +240,10 @@ class OnnxEncoder:
         threads: int | None = None,
     ) -> None:
         self.path = ensure_exported(st_model, Path(model_dir), quantized=quantized, cache_dir=cache_dir)
+        self._model_dir = Path(model_dir)
+        self._cache_dir = cache_dir
+        self._tokens: Any = None  # the token-vector session, exported and loaded on first use (encode_tokens)
+        self._tokens_lock = threading.Lock()
         self.quantized = quantized
         self.workers = threads or _cores()
         self._st_model = st_model
@@ -239,7 +257,8 @@ class OnnxEncoder:
         and the service lets each request encode its own (``indexer.batching``, ``service.app``)."""
         return self.quantized
 
-    def _session(self, threads: int | None) -> Any:
+    def _session(self, threads: int | None, path: Path | None = None) -> Any:
+        path = path or self.path
         ort = _require_onnx()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -247,11 +266,10 @@ class OnnxEncoder:
         if threads:
             options.intra_op_num_threads = threads
         try:
-            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise OnnxBackendError(
-                f"cannot load {self.path} ({type(exc).__name__}: {exc}); delete the folder {self.path.parent} "
-                "to export it again"
+                f"cannot load {path} ({type(exc).__name__}: {exc}); delete the folder {path.parent} to export it again"
             ) from exc
 
     def _run(self, session: Any, texts: Sequence[str]) -> np.ndarray:
@@ -275,6 +293,35 @@ class OnnxEncoder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's token vectors (tokens x dim, unit rows, special tokens included): the transformer's output
+        before pooling, from a second export of the same model. One text per call, fp32 and int8 alike, so there is
+        no padding to trim and a text's vectors depend on it alone; spread over one worker per core."""
+        with self._tokens_lock:
+            if self._tokens is None:
+                path = ensure_exported(
+                    self._st_model,
+                    self._model_dir,
+                    quantized=self.quantized,
+                    cache_dir=self._cache_dir,
+                    output=TOKENS_OUTPUT,
+                )
+                self._tokens = self._session(1, path)
+        session = self._tokens
+
+        def encode_one(text: str) -> np.ndarray:
+            vectors: np.ndarray = self._run(session, [text])[0]
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            np.divide(vectors, norms, out=vectors, where=norms > 0)
+            return vectors
+
+        if len(texts) <= 1 or self.workers <= 1:
+            return [encode_one(t) for t in texts]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="citesearch-onnx") as pool:
+            return list(pool.map(encode_one, texts))
 
     def _one_by_one(self, texts: Sequence[str], bar: Any) -> np.ndarray:
         first = self._run(self._small, texts[:1])

@@ -22,6 +22,7 @@ pytest.importorskip("milvus_lite", reason="Milvus Lite needs pip install citesea
 
 from pymilvus import MilvusClient
 
+from citesearch.fusion import FusionSettings
 from citesearch.search import InvalidSearchRequest, Searcher, SearchRequest
 from citesearch.settings import Settings
 from citesearch.store import LocalStore, SearchFilter
@@ -72,12 +73,14 @@ def _by_score(hits: list[Any]) -> list[tuple[float, tuple[str, int, int]]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
-def test_milvus_ranks_as_the_local_store(milvus_seed: Any, real_embedder: Any, mode: str) -> None:
+@pytest.mark.parametrize(("mode", "rerank_depth"), [("dense", 0), ("bm25", 0), ("hybrid", 0), ("hybrid", 4)])
+def test_milvus_ranks_as_the_local_store(milvus_seed: Any, real_embedder: Any, mode: str, rerank_depth: int) -> None:
     """Same passages, same order, same scores: dense is exact (FLAT), BM25 is Milvus's own function over the
-    local analyser's terms, scaled to the Lucene form the local index scores."""
+    local analyser's terms, scaled to the Lucene form the local index scores; the late-interaction rerank reads the
+    same rows from either store."""
     reader, store = milvus_seed
-    local, milvus = Searcher(reader, real_embedder), Searcher(store, real_embedder)
+    fusion = FusionSettings(profile="auto", rerank_depth=rerank_depth) if rerank_depth else None  # None: recorded
+    local, milvus = Searcher(reader, real_embedder, fusion), Searcher(store, real_embedder, fusion)
     # The "auto" fusion profile resolves from each store's own counts, to the same weights (the seeds are long).
     assert local.fusion == milvus.fusion and local.fusion.chosen == "long"
     for query in QUERIES:
@@ -90,6 +93,11 @@ def test_milvus_ranks_as_the_local_store(milvus_seed: Any, real_embedder: Any, m
             assert x.explain is not None and y.explain is not None
             assert y.explain.bm25_score == pytest.approx(x.explain.bm25_score, rel=1e-4, abs=1e-5)
             assert y.explain.context_score == pytest.approx(x.explain.context_score, rel=1e-4, abs=1e-5)
+            assert (x.explain.late_interaction_score is None) == (y.explain.late_interaction_score is None)
+            if rerank_depth:
+                assert y.explain.late_interaction_score == pytest.approx(x.explain.late_interaction_score, abs=1e-5)
+        if rerank_depth:
+            assert a.hits[0].explain is not None and a.hits[0].explain.late_interaction_score is not None
         assert b.index_version == store.version != a.index_version
 
 

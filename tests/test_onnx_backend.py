@@ -73,6 +73,32 @@ def test_onnx_vectors_match_torch(
     assert cosines.min() > bound, f"{backend}: per-text cosine with torch {cosines.round(5).tolist()}"
 
 
+@pytest.mark.parametrize(("backend", "bound"), [("onnx", 0.999), ("onnx-int8", 0.97)])
+def test_onnx_token_vectors_match_torch_token_by_token(
+    torch_embedder: SentenceTransformerEmbedder,
+    encoders: dict[str, onnx_backend.OnnxEncoder],
+    onnx_cache: Path,
+    model_dir: Path,
+    backend: str,
+    bound: float,
+) -> None:
+    """The second export (the transformer's output before pooling) gives torch's token vectors, one row per token."""
+    expected = torch_embedder.encode_tokens(TEXTS)
+    got = encoders[backend].encode_tokens(TEXTS)
+    assert len(got) == len(TEXTS)
+    for text, vectors, reference in zip(TEXTS, got, expected, strict=True):
+        assert vectors.shape == reference.shape, text  # no padding rows: one text per call
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        assert _cosines(vectors, reference).min() > bound, f"{backend}: {text!r}"
+    # Their mean points where the sentence vector does: the same model, up to its pooling layer (which averages
+    # the raw rows, not the unit ones, hence the looser bound)
+    pooled = np.stack([v.mean(axis=0) for v in got])
+    assert _cosines(pooled, encoders[backend].encode(TEXTS)).min() > 0.95
+    folder = onnx_backend.model_cache_dir(model_dir, onnx_cache)
+    assert (folder / ("tokens_int8.onnx" if backend == "onnx-int8" else "tokens.onnx")).is_file()
+    assert encoders[backend].encode_tokens([]) == []
+
+
 def test_batching_does_not_change_vectors(encoders: dict[str, onnx_backend.OnnxEncoder]) -> None:
     one_by_one = np.vstack([encoders["onnx"].encode([text]) for text in TEXTS])
     batched = encoders["onnx"].encode(TEXTS, batch_size=32)

@@ -1,0 +1,71 @@
+"""The offline late-interaction measurement (eval/late_interaction.py): a real run on the tiny BEIR set whose baseline
+is the figure ``eval beir`` prints and whose reranked figure is the one the searcher's own rerank gives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from citesearch.settings import Settings
+from eval.beir import load_beir_dataset, run_beir
+from eval.late_interaction import TokenEncoder
+from eval.late_interaction import main as late_main
+from tests.test_eval import _write_tiny_beir
+
+
+def test_a_missing_index_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = _write_tiny_beir(tmp_path / "ds")
+    assert late_main([str(dataset), "--split", "test", "--index-dir", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"eval.late_interaction: error: no index in {tmp_path / 'none'}; build it with citesearch eval beir\n"
+    with pytest.raises(SystemExit) as refused:
+        late_main([str(dataset), "--weights", "one,two"])
+    assert refused.value.code == 2 and "--weights must be numbers" in capsys.readouterr().err
+
+
+def test_token_vectors_pool_into_the_models_sentence_vector(real_embedder) -> None:
+    """The token vectors are the ones the model mean-pools into a passage's vector, not some other layer."""
+    texts = ["Aspirin lowers the risk of a second heart attack.", "Short text"]
+    tokens = TokenEncoder(real_embedder).encode(texts)
+    pooled = np.stack([t.astype(np.float32).mean(axis=0) for t in tokens])
+    sentence = real_embedder.encode(texts)
+    # Unit-length tokens pool to a slightly different direction than the raw ones; still the same vector
+    cosine = np.sum(pooled * sentence, axis=1) / np.linalg.norm(pooled, axis=1)
+    assert cosine.min() > 0.95
+
+
+def test_a_real_run_reports_the_hybrid_as_eval_beir_does_and_weight_zero_changes_nothing(
+    tmp_path: Path, real_embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = _write_tiny_beir(tmp_path / "tiny")
+    settings = Settings(_env_file=None)
+    hybrid = run_beir(load_beir_dataset(dataset, "test"), real_embedder, settings, index_dir=tmp_path / "idx")
+    monkeypatch.setattr(Settings, "load_embedder", lambda self: real_embedder)
+    argv = [str(dataset), "--split", "test", "--index-dir", str(tmp_path / "idx"), "--depth", "3", "--weights", "0,2"]
+    assert late_main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["hybrid"]["ndcg@10"] == pytest.approx(hybrid.report.metrics["ndcg@10"])
+    unchanged, weighted = report["late_interaction"]
+    assert unchanged["weight"] == 0.0 and unchanged["ndcg@10"] == pytest.approx(report["hybrid"]["ndcg@10"])
+    assert weighted["weight"] == 2.0 and 0.0 <= weighted["ndcg@10"] <= 1.0
+    assert report["depth"] == 3 and report["passages_encoded"] > 0
+
+
+def test_the_searchers_own_rerank_scores_what_the_offline_measure_says(
+    tmp_path: Path, real_embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``CITESEARCH_FUSION_RERANK_DEPTH`` through the real search path (``eval beir``) gives the figure the offline
+    command prints for the same depth and weight: one rerank, two ways of running it."""
+    dataset = _write_tiny_beir(tmp_path / "tiny")
+    settings = Settings(_env_file=None, fusion_rerank_depth=3, fusion_rerank_weight=2.0)
+    served = run_beir(load_beir_dataset(dataset, "test"), real_embedder, settings, index_dir=tmp_path / "idx")
+    assert served.report.settings["fusion"]["rerank_depth"] == 3  # recorded in the report
+    monkeypatch.setattr(Settings, "load_embedder", lambda self: real_embedder)
+    argv = [str(dataset), "--split", "test", "--index-dir", str(tmp_path / "idx"), "--depth", "3", "--weights", "2"]
+    assert late_main(argv) == 0
+    (offline,) = json.loads(capsys.readouterr().out)["late_interaction"]
+    for metric in ("ndcg@10", "recall@100", "mrr@10"):
+        assert served.report.metrics[metric] == pytest.approx(offline[metric], abs=1e-6), metric
