@@ -436,7 +436,9 @@ class Searcher:
             documents = np.array([p.doc_id for p in self.store.passages(union.tolist())], dtype=object)
         selected = top_document_passages(fused, documents, self.fusion.rerank_depth)
         stored = self.store.passages(union[selected].tolist())
-        chunking = ChunkerSettings()  # the title goes in front of the text, as the passages were embedded
+        # The text as the default chunking embeds a passage: its searchable title in front of it. (An index built
+        # with CITESEARCH_TITLE_IN_EMBEDDING off still reranks, on text with a title its vectors never saw.)
+        chunking = ChunkerSettings()
         texts = [embed_text_for(searchable_title(p.title, p.metadata), p.text, chunking) for p in stored]
         query_tokens, *passage_tokens = self.embedder.encode_tokens([query, *texts])
         late = maxsim(query_tokens, passage_tokens)

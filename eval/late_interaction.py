@@ -10,9 +10,10 @@ is the figure ``citesearch eval beir`` prints.
 
     python -m eval.late_interaction DATASET_DIR --split SPLIT [--index-dir DIR] [--depth 30] [--weights 0.5,1,1.5]
 
-The rerank is the one ``Searcher`` runs when ``CITESEARCH_FUSION_RERANK_DEPTH`` is set (``citesearch.late_interaction``);
-this command measures several weights at once and encodes each candidate passage once for all of them. Off by
-default: at query time it costs a model call per reranked passage (docs/retrieval.md, "Late interaction").
+The rerank is the one ``Searcher`` runs when ``CITESEARCH_FUSION_RERANK_DEPTH`` is set
+(``citesearch.late_interaction``); this command measures several weights at once and encodes each candidate passage
+once for all of them. Off by default: at query time it costs a model call per reranked passage (docs/retrieval.md,
+"Late interaction").
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ def top_positive(scores: np.ndarray, depth: int) -> np.ndarray:
 
 
 def replay(scores: QueryScores, settings: FusionSettings, doc_of: np.ndarray) -> list[str]:
-    """The document ranking ``Searcher`` gives in hybrid mode with these settings."""
+    """The document ranking ``Searcher`` gives in hybrid mode with these settings, before any late-interaction
+    rerank (``rerank_depth``; ``eval.late_interaction`` replays that)."""
     union, fused = fused_candidates(scores, settings)
     return doc_ranking(fused, doc_of[union])
 
