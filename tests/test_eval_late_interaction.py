@@ -21,9 +21,10 @@ def test_a_missing_index_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert late_main([str(dataset), "--split", "test", "--index-dir", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err
     assert err == f"eval.late_interaction: error: no index in {tmp_path / 'none'}; build it with citesearch eval beir\n"
-    with pytest.raises(SystemExit) as refused:
-        late_main([str(dataset), "--weights", "one,two"])
-    assert refused.value.code == 2 and "--weights must be numbers" in capsys.readouterr().err
+    for bad, message in ((["--weights", "one,two"], "--weights must be numbers"), (["--folds", "1"], "--folds must")):
+        with pytest.raises(SystemExit) as refused:
+            late_main([str(dataset), *bad])
+        assert refused.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_token_vectors_pool_into_the_models_sentence_vector(real_embedder) -> None:
@@ -45,8 +46,13 @@ def test_a_real_run_reports_the_hybrid_as_eval_beir_does_and_weight_zero_changes
     hybrid = run_beir(load_beir_dataset(dataset, "test"), real_embedder, settings, index_dir=tmp_path / "idx")
     monkeypatch.setattr(Settings, "load_embedder", lambda self: real_embedder)
     argv = [str(dataset), "--split", "test", "--index-dir", str(tmp_path / "idx"), "--depth", "3", "--weights", "0,2"]
-    assert late_main(argv) == 0
-    report = json.loads(capsys.readouterr().out)
+    assert late_main([*argv, "--folds", "2"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    # Choosing between the hybrid and the two weights, cross-validated: every query held out once
+    validated = report["cross_validation"]
+    assert validated["folds"] == 2 and sum(c["held_out_queries"] for c in validated["choices"]) == 5
+    assert "cross-validated over 2 folds" in captured.err
     assert report["hybrid"]["ndcg@10"] == pytest.approx(hybrid.report.metrics["ndcg@10"])
     unchanged, weighted = report["late_interaction"]
     assert unchanged["weight"] == 0.0 and unchanged["ndcg@10"] == pytest.approx(report["hybrid"]["ndcg@10"])
