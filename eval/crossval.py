@@ -31,6 +31,10 @@ class FoldChoice:
     held_out_mean: float
 
 
+# How the summary line names a metric (the keys are ranx's names, as the reports use them).
+METRIC_LABELS = {"ndcg@10": "nDCG@10", "recall@100": "Recall@100", "mrr@10": "MRR@10"}
+
+
 @dataclass(frozen=True, slots=True)
 class CrossValidated:
     """Every query scored by the candidate chosen on the other folds, against the baseline candidate."""
@@ -58,6 +62,19 @@ class CrossValidated:
     def optimism(self) -> float:
         """How much the in-sample best overstates what choosing by measurement gives on unseen queries."""
         return self.in_sample_best_mean - self.mean
+
+    def summary(self, choosing: str, baseline: str, folds: str = "folds") -> str:
+        """One line for people: what ``choosing`` (e.g. "choosing by this grid") gives on held-out queries, how
+        often the folds kept the ``baseline``, and how far the in-sample best overstates it."""
+        interval, against = self.interval, self.against_baseline
+        metric = METRIC_LABELS.get(self.metric, self.metric)
+        return (
+            f"cross-validated over {len(self.folds)} {folds}: {choosing} gives {metric} {self.mean:.4f} "
+            f"(95% {interval.low:.4f} - {interval.high:.4f}) on held-out queries; the folds kept the {baseline} in "
+            f"{self.baseline_kept} of {len(self.folds)}. In sample: the {baseline} {self.baseline_mean:.4f}, the "
+            f"best {self.in_sample_best_mean:.4f} (optimism {self.optimism:+.4f}); held-out minus {baseline} "
+            f"{against.mean_difference:+.4f}, p {against.p_value:.3f}"
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -186,13 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         # is the held-out mean, the hybrid first so that a fold must beat it to leave it.
         validated = cross_validate([baseline.per_query["ndcg@10"], *per_weight], args.folds)
         report["cross_validation"] = validated.to_dict()
-        print(
-            f"cross-validated over {args.folds} folds: choosing between the hybrid and these weights gives nDCG@10 "
-            f"{validated.mean:.4f} on held-out queries (the hybrid kept in {validated.baseline_kept} folds); "
-            f"held-out minus hybrid {validated.against_baseline.mean_difference:+.4f}, "
-            f"p {validated.against_baseline.p_value:.3f}",
-            file=sys.stderr,
-        )
+        print(validated.summary("choosing between the hybrid and these weights", "hybrid"), file=sys.stderr)
     print(json.dumps(report, indent=1))
     return 0
 

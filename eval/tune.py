@@ -268,18 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     output: dict[str, Any] = {"grid_points": len(grid), "best": results}
     if validated is not None:
         output["cross_validation"] = validated.to_dict()
-        interval = validated.interval
         # The default's own figure is in sample too when it was chosen on this set: the held-out mean, not the
         # default's, is what to expect on new queries of the kind.
-        folds = f"{args.folds} folds of query groups" if group_of else f"{args.folds} folds"
-        print(
-            f"cross-validated over {folds}: choosing by this grid gives nDCG@10 {validated.mean:.4f} "
-            f"(95% {interval.low:.4f} - {interval.high:.4f}) on held-out queries; the folds kept the default in "
-            f"{validated.baseline_kept} of {args.folds}. In sample: the default {validated.baseline_mean:.4f}, the "
-            f"grid's best {validated.in_sample_best_mean:.4f} (optimism {validated.optimism:+.4f}); held-out minus "
-            f"default {validated.against_baseline.mean_difference:+.4f}, p {validated.against_baseline.p_value:.3f}",
-            file=sys.stderr,
-        )
+        folds = "folds of query groups" if group_of else "folds"
+        print(validated.summary("choosing by this grid", "default", folds), file=sys.stderr)
     print(json.dumps(output, indent=1))
     return 0
 

@@ -82,6 +82,9 @@ def test_a_setting_better_on_every_query_is_chosen_in_every_fold() -> None:
     assert result.optimism == pytest.approx(0.0)
     assert result.against_baseline.mean_difference == pytest.approx(0.05)
     assert result.against_baseline.significant
+    line = result.summary("choosing by measurement", "default")
+    assert line.startswith(f"cross-validated over 5 folds: choosing by measurement gives nDCG@10 {better.mean():.4f}")
+    assert "the folds kept the default in 0 of 5" in line and "held-out minus default +0.0500" in line
 
 
 def test_a_grid_of_noise_flatters_itself_in_sample_but_not_held_out() -> None:
