@@ -18,6 +18,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from citesearch.fusion import z_score
+from index_store import StoredPassage
+from index_store.shapes import searchable_title
+from indexer.chunker import ChunkerSettings, embed_text_for
 
 
 @runtime_checkable
@@ -25,6 +28,14 @@ class TokenEmbedder(Protocol):
     """An embedder that also gives each text's contextual token vectors (``SentenceTransformerEmbedder``)."""
 
     def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+
+
+def rerank_texts(passages: Sequence[StoredPassage]) -> list[str]:
+    """What the rerank encodes for each stored passage: its text as the default chunking embeds it, with its
+    searchable title in front. (An index built with CITESEARCH_TITLE_IN_EMBEDDING off still reranks, on text with
+    a title its vectors never saw.)"""
+    chunking = ChunkerSettings()
+    return [embed_text_for(searchable_title(p.title, p.metadata), p.text, chunking) for p in passages]
 
 
 def maxsim(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndarray:

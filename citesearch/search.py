@@ -15,12 +15,10 @@ from typing import Literal, get_args
 import numpy as np
 
 from citesearch.fusion import FusionSettings, fuse, passages_per_document, ranks_of, z_score
-from citesearch.late_interaction import TokenEmbedder, maxsim, reranked_order, top_document_passages
+from citesearch.late_interaction import TokenEmbedder, maxsim, rerank_texts, reranked_order, top_document_passages
 from citesearch.part_evidence import PartScores
 from citesearch.store import Candidates, KeywordQuery, LocalStore, SearchFilter, SearchStore, Where, as_store
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
-from index_store.shapes import searchable_title
-from indexer.chunker import ChunkerSettings, embed_text_for
 from indexer.dates import parse_bound
 from indexer.documents import SECTIONS
 from indexer.embedder import Embedder
@@ -435,11 +433,7 @@ class Searcher:
         else:  # no document table (an index without a keyword side): the rows say which document each one is in
             documents = np.array([p.doc_id for p in self.store.passages(union.tolist())], dtype=object)
         selected = top_document_passages(fused, documents, self.fusion.rerank_depth)
-        stored = self.store.passages(union[selected].tolist())
-        # The text as the default chunking embeds a passage: its searchable title in front of it. (An index built
-        # with CITESEARCH_TITLE_IN_EMBEDDING off still reranks, on text with a title its vectors never saw.)
-        chunking = ChunkerSettings()
-        texts = [embed_text_for(searchable_title(p.title, p.metadata), p.text, chunking) for p in stored]
+        texts = rerank_texts(self.store.passages(union[selected].tolist()))
         query_tokens, *passage_tokens = self.embedder.encode_tokens([query, *texts])
         late = maxsim(query_tokens, passage_tokens)
         scores, order = reranked_order(fused, selected, late, self.fusion.rerank_weight)

@@ -28,15 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from citesearch.late_interaction import maxsim, reranked_order, top_document_passages
+from citesearch.late_interaction import maxsim, rerank_texts, reranked_order, top_document_passages
 from citesearch.settings import Settings
 from eval.crossval import cross_validate
 from eval.metrics import evaluate_rankings
 from eval.significance import paired_difference
 from eval.tune import doc_ranking, fused_candidates, load_replay_dataset, query_signals, replay_parser
-from index_store import IndexReader, open_index
-from index_store.shapes import searchable_title
-from indexer.chunker import embed_text_for
+from index_store import open_index
 from indexer.embedder import SentenceTransformerEmbedder
 
 DEFAULT_DEPTH = 30
@@ -82,19 +80,6 @@ class Candidates:
     union: np.ndarray
     fused: np.ndarray
     selected: np.ndarray
-
-
-def embed_texts(reader: IndexReader, passage_ids: Sequence[int]) -> list[str]:
-    """What the model saw for each passage when it was indexed: its document's searchable title and its text."""
-    chunking = Settings().chunker_settings()
-    titles: dict[str, str] = {}
-    texts = []
-    for passage in reader.passages(list(passage_ids)):
-        if passage.doc_id not in titles:
-            document = reader.document(passage.doc_id)
-            titles[passage.doc_id] = "" if document is None else searchable_title(document.title, document.metadata)
-        texts.append(embed_text_for(titles[passage.doc_id], passage.text, chunking))
-    return texts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"encoding {len(positions)} candidate passages token by token", file=sys.stderr)
         started = time.perf_counter()
         encoder = TokenEncoder(embedder)
-        passage_tokens = encoder.encode(embed_texts(reader, ids[positions].tolist()), show_progress=True)
+        passage_tokens = encoder.encode(rerank_texts(reader.passages(ids[positions].tolist())), show_progress=True)
         tokens = dict(zip(positions, passage_tokens, strict=True))
         query_ids = list(per_query)
         query_tokens = encoder.encode([dataset.queries[q] for q in query_ids])
