@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"eval.late_interaction: error: {args.index_dir} has no keyword index", file=sys.stderr)
             return 1
         ids = keyword.passage_ids
-        doc_of = np.array([p.doc_id for p in reader.passages(ids.tolist())], dtype=object)
+        stored = reader.passages(ids.tolist())
+        doc_of = np.array([p.doc_id for p in stored], dtype=object)
         per_query, fusion = query_signals(reader, embedder, settings, dataset.queries)
         candidates: dict[str, Candidates] = {}
         for q, scores in per_query.items():
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"encoding {len(positions)} candidate passages token by token", file=sys.stderr)
         started = time.perf_counter()
         encoder = TokenEncoder(embedder)
-        passage_tokens = encoder.encode(rerank_texts(reader.passages(ids[positions].tolist())), show_progress=True)
+        passage_tokens = encoder.encode(rerank_texts([stored[p] for p in positions]), show_progress=True)
         tokens = dict(zip(positions, passage_tokens, strict=True))
         query_ids = list(per_query)
         query_tokens = encoder.encode([dataset.queries[q] for q in query_ids])
