@@ -5,9 +5,10 @@ all of them the model's contextual token vectors (its output before mean pooling
 matching that neither the pooled cosine nor BM25 sees. all-MiniLM-L6-v2 was trained on pooled vectors only, yet on
 SciFact train the rerank lifts nDCG@10 from 0.7482 to about 0.756 (docs/retrieval.md, "Late interaction").
 
-The candidates' token vectors are encoded per query, so the rerank costs one model call per reranked passage
-(about 6 ms of wall time each on 2 cores, int8): it is off unless ``FusionSettings.rerank_depth`` asks for it.
-Storing the token vectors at index time would make it cheap; that is not built yet.
+The short profile reranks by default, on the token vectors the index keeps (``index_store.token_vectors``: int8
+codes in a 64-dimensional basis, written with the passages): a query then costs one more model call, for its own
+tokens. A passage without stored codes (an index built before they were kept, a Milvus collection, a segment rebuilt
+after damage) is encoded from its text per query, about 6 ms of wall time each on 2 cores (int8).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -195,9 +195,18 @@ class Searcher:
         )
         # An "auto" profile resolves against this index's documents: one rule for the local and the Milvus store.
         # "custom" needs no counts (on Milvus they are two queries), so they are only asked for a profile.
-        self.fusion = (
-            chosen.resolved(passages_per_document(self.store.counts)) if chosen.profile != "custom" else chosen
-        )
+        self.fusion = chosen.resolved(passages_per_document(self.store.counts) if chosen.profile != "custom" else None)
+        if self.fusion.rerank_depth and chosen.rerank_depth is None:
+            # The profile's rerank runs on stored token vectors only: encoding every candidate per query instead
+            # costs 36x the latency (docs/retrieval.md), which only an operator who sets the depth asks for.
+            why = None
+            if not isinstance(embedder, TokenEmbedder):
+                why = f"the embedder {type(embedder).__name__} gives no token vectors"
+            elif self.store.token_vectors([]) is None:
+                why = "the index keeps no token vectors (re-index it to store them)"
+            if why is not None:
+                reason = f"{self.fusion.reason}; " if self.fusion.reason else ""
+                self.fusion = replace(self.fusion, rerank_depth=0, reason=f"{reason}late interaction off: {why}")
         if self.fusion.rerank_depth and not isinstance(embedder, TokenEmbedder):
             raise ValueError(
                 f"fusion rerank_depth {self.fusion.rerank_depth} needs token vectors, which the embedder "
@@ -432,12 +441,27 @@ class Searcher:
             documents: np.ndarray = self.store.passage_documents(union).ordinal
         else:  # no document table (an index without a keyword side): the rows say which document each one is in
             documents = np.array([p.doc_id for p in self.store.passages(union.tolist())], dtype=object)
-        selected = top_document_passages(fused, documents, self.fusion.rerank_depth)
-        texts = rerank_texts(self.store.passages(union[selected].tolist()))
-        query_tokens, *passage_tokens = self.embedder.encode_tokens([query, *texts])
-        late = maxsim(query_tokens, passage_tokens)
-        scores, order = reranked_order(fused, selected, late, self.fusion.rerank_weight)
+        selected = top_document_passages(fused, documents, int(self.fusion.rerank_depth or 0))
+        late = self._maxsim(query, union[selected])
+        scores, order = reranked_order(fused, selected, late, float(self.fusion.rerank_weight or 0.0))
         return scores, order, dict(zip(selected.tolist(), late.tolist(), strict=True))
+
+    def _maxsim(self, query: str, passage_ids: np.ndarray) -> np.ndarray:
+        """MaxSim of each passage against the query: on the token vectors the store keeps, in its basis (query
+        tokens projected onto it), and for a passage it keeps none of, on token vectors encoded from its text now
+        and projected the same way."""
+        assert isinstance(self.embedder, TokenEmbedder)
+        ids = passage_ids.tolist()
+        stored = self.store.token_vectors(ids)
+        missing = list(range(len(ids))) if stored is None else [i for i, row in enumerate(stored.rows) if row is None]
+        texts = rerank_texts(self.store.passages([ids[i] for i in missing])) if missing else []
+        query_tokens, *encoded = self.embedder.encode_tokens([query, *texts])
+        if stored is None:
+            return maxsim(query_tokens, encoded)
+        rows = list(stored.rows)
+        for i, tokens in zip(missing, encoded, strict=True):
+            rows[i] = stored.projection.codes_to_rows(tokens)
+        return maxsim(stored.projection.project(query_tokens), [r for r in rows if r is not None])
 
     def _recency(self, ids: np.ndarray, request: SearchRequest) -> np.ndarray | None:
         """The recency prior of each passage's document: 1 at ``as_of``, halving every ``recency_half_life_days``

@@ -131,15 +131,21 @@ class Settings(BaseSettings):
         7.0, gt=0, description="Recency prior: a document's prior halves for every this many days before as_of"
     )
     fusion_candidates: int = Field(1000, ge=1, le=10000, description="Depth of each ranking before fusing")
-    fusion_rerank_depth: int = Field(
-        0,
+    fusion_rerank_depth: int | None = Field(
+        None,
         ge=0,
         le=200,
         description="Late interaction: rerank the passages of this many top documents by MaxSim over the model's "
-        "token vectors (hybrid mode; 0: off). Costs a model call per reranked passage per query (docs/retrieval.md)",
+        "token vectors (hybrid mode; 0: off). Unset: the profile's (short: 30, where the index keeps token vectors; "
+        "long: off). Passages without stored token vectors are encoded per query, a model call each "
+        "(docs/retrieval.md)",
     )
-    fusion_rerank_weight: float = Field(
-        1.0, ge=0, le=10, description="Late interaction: weight of the MaxSim z-score added to the fused score"
+    fusion_rerank_weight: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Late interaction: weight of the MaxSim z-score added to the fused score. Unset: the "
+        "profile's (short: 1.5)",
     )
 
     # Evaluation (eval/): where benchmark indexes are built (one folder per dataset) and reports are written

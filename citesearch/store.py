@@ -31,6 +31,7 @@ from citesearch.part_evidence import PartLayout, PartScores, PartVectors, part_s
 from index_store import IndexNotFoundError, IndexReader, ModelInfo, StoredPassage
 from index_store.keyword import DocumentTable, KeywordIndex
 from index_store.sqlite_store import StoredDocument
+from index_store.token_vectors import StoredTokens
 
 if TYPE_CHECKING:
     from citesearch.settings import Settings
@@ -172,6 +173,11 @@ class SearchStore(Protocol):
         """Rows of these passages in the order asked (unknown ids are left out)."""
         ...
 
+    def token_vectors(self, passage_ids: Sequence[int]) -> StoredTokens | None:
+        """The token vectors kept for these passages (``index_store.token_vectors``); None when the store keeps
+        none, which ``[]`` asks cheaply."""
+        ...
+
     def resolve(self, where: SearchFilter) -> Where: ...
 
     def dense_top(self, query_vector: np.ndarray, k: int, where: Where) -> Candidates:
@@ -286,6 +292,9 @@ class LocalStore:
 
     def passages(self, passage_ids: Sequence[int]) -> list[StoredPassage]:
         return self.reader.passages(passage_ids)
+
+    def token_vectors(self, passage_ids: Sequence[int]) -> StoredTokens | None:
+        return self.reader.token_vectors(passage_ids)
 
     def resolve(self, where: SearchFilter) -> Where:
         allowed = None

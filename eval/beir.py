@@ -25,6 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from citesearch.fusion import passages_per_document
 from citesearch.search import Searcher, check_model_matches
 from citesearch.settings import Settings
 from citesearch.store import SearchStore, open_store
@@ -188,6 +189,13 @@ def why_rebuild(manifest: Manifest, fingerprint: str, embedder: Embedder, settin
     keyword = _keyword_recorded(manifest)
     if keyword is None or any(keyword.get(name) != value for name, value in wanted.items()):
         return "the BM25 settings changed"
+    fusion = settings.fusion_settings().resolved(passages_per_document(manifest.counts))
+    if (
+        fusion.rerank_depth
+        and "token_vectors" not in manifest.extra
+        and callable(getattr(embedder, "encode_tokens", None))
+    ):
+        return "the fusion reranks by late interaction and the index keeps no token vectors"
     return None
 
 

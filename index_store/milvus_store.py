@@ -1033,6 +1033,11 @@ class MilvusStore:
         found = self._rows(passage_ids, PASSAGE_FIELDS)
         return [_stored_passage(found[int(i)]) for i in passage_ids if int(i) in found]
 
+    def token_vectors(self, passage_ids: Sequence[int]) -> None:
+        """The collections keep no token vectors (yet): a rerank set by an operator encodes the candidates per
+        query, and a profile's rerank is off on Milvus (``citesearch.search.Searcher``)."""
+        return
+
     def resolve(self, where: SearchFilter) -> Where:
         clauses = []
         if where.section is not None:

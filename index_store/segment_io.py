@@ -144,17 +144,24 @@ def build_segment(
     keyword: KeywordSettings | None,
     centroids: Any = None,
     ivf_min_vectors: int | None = None,
+    token_projection: Any = None,
+    tokens: dict[str, Sequence[tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> Segment:
     """Write the segment of ``documents`` — (document, passage ids, passages, vectors, duplicate-cluster key or
     None) — at ``path`` (written aside and renamed into place by ``Segment.build``); with ``centroids``, an IVF
-    index from them when it has at least ``ivf_min_vectors`` vectors (``index_store.centroids``)."""
+    index from them when it has at least ``ivf_min_vectors`` vectors (``index_store.centroids``); with a
+    ``token_projection``, the token codes ``tokens`` gives per doc id (``index_store.token_vectors``)."""
     from index_store.segments import NewDocument, Segment
 
-    items = [NewDocument(doc, ids, passages, vectors, key) for doc, ids, passages, vectors, key in documents]
+    codes = tokens or {}
+    items = [
+        NewDocument(doc, ids, passages, vectors, key, codes.get(doc.doc_id) if token_projection is not None else None)
+        for doc, ids, passages, vectors, key in documents
+    ]
     ivf: dict[str, Any] = {} if centroids is None else {"centroids": centroids}
     if centroids is not None and ivf_min_vectors is not None:
         ivf["ivf_min_vectors"] = ivf_min_vectors
-    segment: Segment = Segment.build(path, items, dim=dim, settings=keyword, **ivf)
+    segment: Segment = Segment.build(path, items, dim=dim, settings=keyword, token_projection=token_projection, **ivf)
     return segment
 
 

@@ -97,6 +97,7 @@ from index_store.segment_io import (
 )
 from index_store.shapes import DocumentLike, PassageLike, UnitLike  # noqa: F401 (re-exported)
 from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
+from index_store.token_vectors import TOKEN_DIMS, StoredTokens, TokenProjection
 from index_store.vectors import VectorHits, VectorIndex
 
 if TYPE_CHECKING:
@@ -322,6 +323,13 @@ class IndexReader:
         found: list[StoredPassage] = self.view.passages(passage_ids)
         return found
 
+    def token_vectors(self, passage_ids: Sequence[int]) -> StoredTokens | None:
+        """The stored token vectors of these passages (``index_store.token_vectors``); None when the version
+        keeps none."""
+        self._check_open()
+        found: StoredTokens | None = self.view.token_vectors(passage_ids)
+        return found
+
     def warm(self) -> None:
         """Load now what the first search would otherwise load. A server calls this before it swaps a version in,
         so no request pays for it."""
@@ -459,6 +467,9 @@ class IndexWriter:
         recorded = IvfSettings.of(base)
         self.ivf = recorded if ivf_min_vectors is None else replace(recorded, min_vectors=ivf_min_vectors)
         self._centroids_info: FileInfo | None = None  # the centroids file this write trained, if it did
+        # The basis this write's token codes are in (index_store.token_vectors): set by whoever encodes them, from
+        # ``base_token_projection()`` or fitted on the first of them
+        self.token_projection: TokenProjection | None = None
 
     @property
     def base_chunker(self) -> dict[str, Any] | None:
@@ -649,14 +660,54 @@ class IndexWriter:
             self.counts[key] = self.counts.get(key, 0) + sign
         self.fingerprint = fingerprint_add(self.fingerprint, doc_id, content_hash, sign)
 
-    def upsert_document(self, doc: DocumentLike, passages: Sequence[PassageLike], vectors: np.ndarray) -> None:
+    def upsert_document(
+        self,
+        doc: DocumentLike,
+        passages: Sequence[PassageLike],
+        vectors: np.ndarray,
+        tokens: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        """Write ``doc`` with its passages and their vectors, replacing the version of it the base holds;
+        ``tokens``: each passage's token codes and scales in ``token_projection`` (kept for the rerank)."""
         if len(passages) != len(vectors):
             raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors for {doc.doc_id!r}")
+        if tokens is not None and len(tokens) != len(passages):
+            raise ValueError(f"{len(passages)} passages but token codes for {len(tokens)} of {doc.doc_id!r}")
         self.delete_document(doc.doc_id)
         ids = list(range(self._next_id, self._next_id + len(passages)))
         self._next_id += len(passages)
-        self._new[doc.doc_id] = _NewDocument(doc, ids, list(passages), np.asarray(vectors, dtype=np.float32))
+        new = _NewDocument(doc, ids, list(passages), np.asarray(vectors, dtype=np.float32), tokens)
+        self._new[doc.doc_id] = new
         self._count(doc.doc_id, doc.content_hash, [p.section for p in passages], 1)
+
+    # -- token vectors -------------------------------------------------------------------------------------------
+    def set_token_codes(self, doc_id: str, tokens: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Keep these token codes (in ``token_projection``) with the passages of ``doc_id``, upserted before."""
+        new = self._new[doc_id]
+        if len(tokens) != len(new.passages):
+            raise ValueError(f"{len(new.passages)} passages but token codes for {len(tokens)} of {doc_id!r}")
+        self._new[doc_id] = replace(new, tokens=list(tokens))
+
+    def wants_token_vectors(self, fusion: object) -> bool:
+        """Whether this write keeps its passages' token vectors: when the ``fusion`` settings it records (a
+        ``FusionSettings.to_dict()``), resolved for the documents the index holds after it, rerank by late
+        interaction (``citesearch.late_interaction``), or when the base keeps them already (one kind of segment)."""
+        from citesearch.fusion import FusionSettings, passages_per_document  # here: citesearch imports index_store
+
+        settings = FusionSettings.from_dict(fusion) if isinstance(fusion, dict) else FusionSettings(profile="auto")
+        resolved = settings.resolved(passages_per_document(self.counts))
+        return bool(resolved.rerank_depth) or "token_vectors" in (self.base.extra if self.base else {})
+
+    def base_token_projection(self) -> TokenProjection | None:
+        """The basis the base's token codes are in (None when it keeps none): later writes reuse it, so the codes
+        of every segment live in one space. The newest segments are looked at first."""
+        if self.base is None or "token_vectors" not in self.base.extra:
+            return None
+        for ref in reversed(self._refs):
+            projection = self._segment(ref.name).token_projection
+            if projection is not None:
+                return cast("TokenProjection", projection)
+        return None
 
     # -- publishing ----------------------------------------------------------------------------------------------
     def publish(self, *, build: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Manifest:
@@ -711,6 +762,8 @@ class IndexWriter:
             "ivf": ivf.to_dict(),
         }
         extra_now.update(_fusion_choice(extra_now.get("fusion"), counts))
+        if self.token_projection is not None and any(new.tokens is not None for new in self._new.values()):
+            extra_now["token_vectors"] = {"basis": self.token_projection.fingerprint, "dims": TOKEN_DIMS}
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             version=name,
@@ -751,6 +804,11 @@ class IndexWriter:
             self.cache,
             self.keyword,
         )
+        with_tokens = {new.tokens is not None for new in self._new.values()}
+        if with_tokens == {True, False}:
+            raise ValueError("some documents of this write bring token codes and others do not; nothing published")
+        if with_tokens == {True} and self.token_projection is None:
+            raise ValueError("token codes given without the token_projection they are in; nothing published")
         segment = build_segment(
             segment_dir(self.index_dir, name),
             [(new.doc, new.ids, new.passages, new.vectors, keys.get(doc_id)) for doc_id, new in self._new.items()],
@@ -758,6 +816,8 @@ class IndexWriter:
             keyword=self.keyword,
             centroids=self._centroids(sum(len(new.ids) for new in self._new.values())),
             ivf_min_vectors=self.ivf.min_vectors,
+            token_projection=self.token_projection if with_tokens == {True} else None,
+            tokens={doc_id: new.tokens for doc_id, new in self._new.items() if new.tokens is not None},
         )
         self.cache.put(self.index_dir, segment)  # built and checked here: the next reader of this process reuses it
         self.written_files.append(f"{SEGMENTS_DIR}/{name}")
@@ -837,6 +897,7 @@ class _NewDocument:
     ids: list[int]
     passages: list[PassageLike]
     vectors: np.ndarray
+    tokens: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def _pool_centroids(index_dir: Path, manifest: Manifest) -> Any:

@@ -8,6 +8,7 @@ until the publish switches the pointer, so an interrupted build changes nothing.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from index_store import EmbeddingCache, IndexWriter, KeywordSettings, ModelInfo, SegmentCache, StoredPassage
+from index_store.token_vectors import FIT_MIN_TOKENS, TokenEncoder, encode_token_codes
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import SECTIONS, Document, Passage
 from indexer.embedder import Embedder, embed_backend_of, recorded_backend
@@ -24,6 +26,7 @@ from indexer.loaders import LoadResult, Skipped, load_documents
 
 # A derived index (BM25, for instance) rebuilt inside the transaction before publish. It receives the writer's
 # folder and every passage the new version will hold, and returns what to record in the manifest's ``extra``.
+log = logging.getLogger(__name__)
 DerivedIndexBuilder = Callable[[Path, Iterable[StoredPassage]], dict[str, object]]
 
 
@@ -89,6 +92,9 @@ class BuildOptions:
     # Segments this process already loaded (index_store.SegmentCache): the service shares its readers' cache with
     # its writer, so a write reads nothing of the segments it does not change. None: a cache for this call.
     segment_cache: SegmentCache | None = None
+    # Token vectors (index_store.token_vectors) are kept from the first write that brings this many tokens, the
+    # least a basis for them is fitted on
+    token_fit_min_tokens: int = FIT_MIN_TOKENS
 
 
 def _embed_with_cache(
@@ -172,9 +178,21 @@ def apply_changes(
         # vector (int8 ones are close to torch ones, cosine > 0.98, but not equal); --add and HTTP updates embed
         # only what they bring, and the manifest then names both backends.
         re_embed_all = replace_all and backend is not None and base_backend not in (None, backend)
+        # A full re-index of an index that keeps no token vectors, where the fusion's rerank wants them: every
+        # document is written again (its vectors from the cache) so that each passage gets its token codes.
+        encode_tokens = getattr(embedder, "encode_tokens", None)
+        add_tokens = (
+            replace_all
+            and callable(encode_tokens)
+            and writer.base is not None
+            and "token_vectors" not in writer.base.extra
+            and writer.wants_token_vectors(options.record.get("fusion"))
+        )
         incoming = {doc.doc_id: doc for doc in upserts}
         report.chrome_chars = sum(doc.chrome_chars for doc in incoming.values())
-        to_write = _documents_to_write(incoming, existing, rewrite_all=rechunk_all or re_embed_all, report=report)
+        to_write = _documents_to_write(
+            incoming, existing, rewrite_all=rechunk_all or re_embed_all or add_tokens, report=report
+        )
         removals = set(deletes) | (set(existing) - set(incoming) if replace_all else set())
         if rechunk_all and not replace_all:
             raise ValueError(
@@ -205,6 +223,10 @@ def apply_changes(
             passages = passages_by_doc[doc.doc_id]
             writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
             offset += len(passages)
+        if to_write and callable(encode_tokens) and writer.wants_token_vectors(options.record.get("fusion")):
+            t1 = time.perf_counter()
+            _store_token_codes(writer, encode_tokens, passages_by_doc, options)
+            report.seconds["tokens"] = time.perf_counter() - t1
         documents_now = writer.counts.get("documents", 0)
         extra: dict[str, object] = dict(options.record)
         if backend is not None:  # torch, onnx or onnx-int8: the same vector space, recorded for audits
@@ -222,6 +244,48 @@ def apply_changes(
         report.version = manifest.version
     report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+def _store_token_codes(
+    writer: IndexWriter,
+    encode_tokens: TokenEncoder,
+    passages_by_doc: dict[str, list[Passage]],
+    options: BuildOptions,
+) -> None:
+    """Encode the token vectors of the passages this write brings (of what their vectors were made from) and
+    keep them, as int8 codes in the index's basis (fitted now on the first of them for an index that has none),
+    for the late-interaction rerank."""
+    new = list(passages_by_doc.items())
+    texts = [p.embed_text for _, passages in new for p in passages]
+    bar = tqdm(total=len(texts), desc="token vectors", unit="passage", disable=not options.show_progress)
+
+    def advance(done: int) -> None:
+        bar.update(done - bar.n)
+        if options.progress is not None:
+            options.progress("token vectors", done, len(texts))
+
+    try:
+        projection, codes = encode_token_codes(
+            encode_tokens,
+            texts,
+            writer.base_token_projection(),
+            fit_min_tokens=options.token_fit_min_tokens,
+            progress=advance,
+        )
+    finally:
+        bar.close()
+    if projection is None:
+        log.info(
+            "token vectors not kept yet: the index has no basis for them and this write brings fewer than %d tokens "
+            "to fit one on; its passages are reranked from their text",
+            options.token_fit_min_tokens,
+        )
+        return
+    writer.token_projection = projection
+    offset = 0
+    for doc_id, passages in new:
+        writer.set_token_codes(doc_id, codes[offset : offset + len(passages)])
+        offset += len(passages)
 
 
 def _documents_to_write(

@@ -62,10 +62,11 @@ def test_auto_takes_the_profile_the_document_length_calls_for(per_document: floa
 def test_a_named_profile_ignores_the_length_and_custom_keeps_its_weights() -> None:
     assert _weights(FusionSettings(profile="long").resolved(1.0)) == _profile("long")
     custom = FusionSettings(dense_weight=0.7, bm25_weight=0.3, context_weight=0.0)
-    assert custom.profile == "custom" and custom.resolved(50.0) is custom
+    assert custom.profile == "custom" and _weights(custom.resolved(50.0)) == _weights(custom)
+    assert custom.resolved(50.0).rerank_depth == 0  # custom: no rerank unless set
     # A record written before profiles existed keeps the weights it recorded.
     old = {"method": "convex", "dense_weight": 0.5, "bm25_weight": 0.2, "context_weight": 0.3}
-    assert FusionSettings.from_dict(old).resolved(50.0) == FusionSettings.from_dict(old)
+    assert _weights(FusionSettings.from_dict(old).resolved(50.0)) == _weights(FusionSettings.from_dict(old))
     with pytest.raises(ValueError, match="fusion profile must be one of"):
         FusionSettings(profile="medium")  # type: ignore[arg-type]
 

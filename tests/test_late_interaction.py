@@ -81,8 +81,13 @@ def test_the_searcher_reranks_its_top_documents_by_maxsim_when_asked(token_index
     assert all(hit.explain and hit.explain.late_interaction_score is None for hit in plain.hits)  # off: no rerank
     assert [hit.citation.doc_id for hit in reranked.hits] == ["zebra-river", "zebra-only", "penguins"]
     scores = {hit.citation.doc_id: hit.explain.late_interaction_score for hit in reranked.hits if hit.explain}
-    # MaxSim here is the share of the query's words a passage holds: three of four, and two of four
-    assert scores == {"zebra-river": pytest.approx(0.75), "zebra-only": pytest.approx(0.5), "penguins": None}
+    # MaxSim here is the share of the query's words a passage holds: three of four, and two of four (through the
+    # stored int8 codes, exact to their rounding: these few words span fewer dimensions than the basis keeps)
+    assert scores == {
+        "zebra-river": pytest.approx(0.75, abs=1e-3),
+        "zebra-only": pytest.approx(0.5, abs=1e-3),
+        "penguins": None,
+    }
     # The window's scores moved by weight x z(MaxSim) (+1 and -1 for two passages); the third was not rescored
     before = {hit.citation.doc_id: hit.score for hit in plain.hits}
     after = {hit.citation.doc_id: hit.score for hit in reranked.hits}

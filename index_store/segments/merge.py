@@ -2,9 +2,10 @@
 
 Nothing is recomputed from text: the store rows are copied by SQLite itself (``INSERT ... SELECT`` from the
 attached source stores), the postings are concatenated with a union vocabulary (``postings.merge_postings``), the
-per-part mean vectors, leads and document rows are copied and renumbered, and the vectors of the kept rows are
-written again — an IVF segment gets the centroids passed in (the ones its sources used), never re-trained. So a
-merged segment scores exactly as its sources did (tests/test_segments.py), and merging is I/O-bound.
+per-part mean vectors, leads, document rows and token codes (all in the index's one basis) are copied and
+renumbered, and the vectors of the kept rows are written again — an IVF segment gets the centroids passed in (the
+ones its sources used), never re-trained. So a merged segment scores exactly as its sources did
+(tests/test_segments.py), and merging is I/O-bound.
 
 Only *adjacent* segments (in id order) may be merged, so the view's concatenated ids stay sorted; ``merge_segments``
 checks it. Which runs to merge is ``policy.plan_merges``'s decision; scheduling and publishing is the store's.
@@ -32,6 +33,17 @@ from index_store.segments.vectors import IVF_MIN_VECTORS, Centroids, SegmentVect
 from index_store.segments.view import SegmentState
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 from index_store.sqlite_store import SCHEMA
+from index_store.token_vectors import TokenCodes, TokenProjection
+
+
+def shared_token_projection(segments: Sequence[Segment]) -> TokenProjection | None:
+    """The basis a merge of ``segments`` keeps token codes in (every write of an index reuses one; None: no source
+    holds codes). The passages of a source without codes in it get none in the merged segment either, and the
+    rerank encodes them from their text (``citesearch.search``)."""
+    for segment in reversed(segments):  # the newest basis, as views take it
+        if segment.token_projection is not None:
+            return segment.token_projection
+    return None
 
 
 def merge_segments(
@@ -83,6 +95,15 @@ def merge_segments(
             if keyword.context:
                 parts = [(s.segment.part_postings, k) for s, k in zip(states, keep_parts, strict=True)]
                 merge_postings([(p, k) for p, k in parts if p is not None]).save(folder / PART_POSTINGS)
+        projection = shared_token_projection([s.segment for s in states if len(s.segment)])
+        if projection is not None:
+            kept = [
+                s.segment.tokens.kept(k)
+                if s.segment.tokens is not None and s.segment.token_basis == projection.fingerprint
+                else TokenCodes.missing(int(k.sum()), projection.dims)
+                for s, k in zip(states, keep, strict=True)
+            ]
+            TokenCodes.concatenated(kept, projection.dims).save(folder, projection)
         write_meta(folder, arrays, dim=dim, settings=keyword, vector_kind=kind)
 
     write_folder_atomically(path, fill)

@@ -21,6 +21,8 @@ parts and documents are numbered by local ordinals: in a written segment documen
     cluster_key.npy       int64 duplicate-cluster key of each document (segments.clusters)
     minhash.npy           (documents, 64) MinHash hash values (datasketch's dtype) of the article text
     has_signature.npy     bool: the article text is long enough to compare
+    tokens/*              optional: the passages' token vectors as int8 codes in the index's fixed basis, and the
+                          basis itself (index_store.token_vectors), for the late-interaction rerank
 
 ``Segment.build`` writes into a temporary sibling folder, fsyncs every file and the folder, and renames it into place,
 so a segment folder either does not exist or is complete. ``Segment.load(path, verify=True)`` checks every file
@@ -53,6 +55,7 @@ from index_store.segments.vectors import IVF_MIN_VECTORS, Centroids, SegmentVect
 from index_store.shapes import DocumentLike, PassageLike, UnitLike
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
+from index_store.token_vectors import TokenCodes, TokenProjection, load_tokens
 
 META_FILE = "segment.json"
 SEGMENT_FORMAT = 1
@@ -85,6 +88,8 @@ class NewDocument:
     passages: Sequence[PassageLike]
     vectors: np.ndarray  # (len(passages), dim) float32, L2-normalised
     cluster_key: int | None = None  # from segments.clusters.ClusterIndex.assign; None: found within this segment
+    # Each passage's token codes and scales in the index's basis (index_store.token_vectors); None: not kept
+    tokens: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def unit_row(unit: UnitLike) -> tuple[Any, ...]:
@@ -199,6 +204,11 @@ class Segment:
         self.postings = Postings.load(path / PASSAGE_POSTINGS) if (path / PASSAGE_POSTINGS).is_dir() else None
         self.part_postings = Postings.load(path / PART_POSTINGS) if (path / PART_POSTINGS).is_dir() else None
         self.vectors = SegmentVectors.load(path, self.dim)
+        tokens = load_tokens(path, len(self.ids))
+        # The basis its token codes live in, and the codes by position; both None for a segment without them
+        self.token_projection: TokenProjection | None = None if tokens is None else tokens[0]
+        self.tokens: TokenCodes | None = None if tokens is None else tokens[1]
+        self.token_basis = None if tokens is None else tokens[0].fingerprint  # computed once: views compare it
         self._connection = connect(path / STORE_FILE, read_only=True)
         self._store = PassageStore(self._connection)
         self._lock = threading.Lock()  # one sqlite connection, many request threads
@@ -235,10 +245,15 @@ class Segment:
         settings: KeywordSettings | None,
         centroids: Centroids | None = None,
         ivf_min_vectors: int = IVF_MIN_VECTORS,
+        token_projection: TokenProjection | None = None,
     ) -> Segment:
-        """Write a new segment at ``path`` (which must not exist) holding ``documents``, and load it."""
+        """Write a new segment at ``path`` (which must not exist) holding ``documents``, and load it. With a
+        ``token_projection`` every document brings its passages' token codes in that basis, and the segment keeps
+        them."""
         seen: set[str] = set()
         for item in documents:
+            if token_projection is not None and (item.tokens is None or len(item.tokens) != len(item.passages)):
+                raise ValueError(f"{item.doc.doc_id!r}: token codes are missing for some of its passages")
             if item.doc.doc_id in seen:
                 raise ValueError(f"document {item.doc.doc_id!r} appears twice in one segment")
             seen.add(item.doc.doc_id)
@@ -285,8 +300,16 @@ class Segment:
                     for pid, row in zip(item.passage_ids, np.asarray(item.vectors, np.float32), strict=True)
                 }
                 keys = {item.doc.doc_id: item.cluster_key for item in documents}
+                tokens = None
+                if token_projection is not None:
+                    codes_by_id = {
+                        int(pid): codes
+                        for item in documents
+                        for pid, codes in zip(item.passage_ids, item.tokens or (), strict=True)
+                    }
+                    tokens = (token_projection, codes_by_id.__getitem__)
                 _write_derived(
-                    folder, store, dim, settings, centroids, vectors_by_id.__getitem__, keys, ivf_min_vectors
+                    folder, store, dim, settings, centroids, vectors_by_id.__getitem__, keys, ivf_min_vectors, tokens
                 )
             finally:
                 connection.close()
@@ -384,8 +407,10 @@ def _write_derived(
     vector_of: Any,
     cluster_keys: dict[str, int | None],
     ivf_min_vectors: int,
+    tokens: tuple[TokenProjection, Any] | None = None,
 ) -> None:
-    """Everything of a segment beside its store, derived from the store (as a version's keyword index is)."""
+    """Everything of a segment beside its store, derived from the store (as a version's keyword index is); with
+    ``tokens`` (the basis, and passage id -> (codes, scales)) the token codes too."""
     passages = list(store.iter_passages())
     ids = np.fromiter((p.passage_id for p in passages), dtype=np.int64, count=len(passages))
     position = {int(pid): i for i, pid in enumerate(ids.tolist())}
@@ -462,6 +487,9 @@ def _write_derived(
         )
         if settings.context:
             Postings.build(part_texts, settings.for_context()).save(folder / PART_POSTINGS)
+    if tokens is not None:
+        projection, codes_of = tokens
+        TokenCodes.of([codes_of(pid) for pid in ids.tolist()], projection.dims).save(folder, projection)
     write_meta(folder, arrays, dim=dim, settings=settings, vector_kind=vector_kind)
 
 

@@ -29,6 +29,7 @@ from index_store.segments.postings import CollectionStats, Postings, QueryAnalyz
 from index_store.segments.segment import Segment
 from index_store.segments.vectors import Centroids, SegmentVectors
 from index_store.sqlite_store import StoredDocument, StoredPassage
+from index_store.token_vectors import StoredTokens, TokenProjection
 from index_store.vectors.base import VectorHits
 
 
@@ -331,6 +332,31 @@ class SegmentedView:
         for s, ids in self._grouped(passage_ids).items():
             found.update((p.passage_id, p) for p in self.segments[s].passages(ids))
         return [found[int(i)] for i in passage_ids if int(i) in found]
+
+    @cached_property
+    def token_projection(self) -> TokenProjection | None:
+        """The basis of the token codes: the newest segment's that holds codes (every write and merge of an index
+        reuses the first one, so they agree unless a segment was rebuilt without its codes and written again)."""
+        for segment in reversed(self.segments):
+            if segment.token_projection is not None:
+                return segment.token_projection
+        return None
+
+    def token_vectors(self, passage_ids: Sequence[int]) -> StoredTokens | None:
+        """The projected token rows of these passages (None rows for those without codes in the basis), or None
+        when no segment holds token codes."""
+        projection = self.token_projection
+        if projection is None:
+            return None
+        basis = projection.fingerprint
+        which, local = self.locate(np.asarray(list(passage_ids), dtype=np.int64))
+        rows: list[np.ndarray | None] = []
+        for s, position in zip(which.tolist(), local.tolist(), strict=True):
+            segment = self.segments[s] if s >= 0 else None
+            tokens = None if segment is None or segment.token_basis != basis else segment.tokens
+            found = None if tokens is None else tokens.rows(position)
+            rows.append(found if found is not None and len(found) else None)
+        return StoredTokens(projection, rows)
 
     def _document_home(self, doc_id: str) -> tuple[int, int] | None:
         """(segment index, local document ordinal) of the live copy of a document."""
