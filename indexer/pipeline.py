@@ -24,9 +24,10 @@ from indexer.documents import SECTIONS, Document, Passage
 from indexer.embedder import Embedder, embed_backend_of, recorded_backend
 from indexer.loaders import LoadResult, Skipped, load_documents
 
+log = logging.getLogger(__name__)
+
 # A derived index (BM25, for instance) rebuilt inside the transaction before publish. It receives the writer's
 # folder and every passage the new version will hold, and returns what to record in the manifest's ``extra``.
-log = logging.getLogger(__name__)
 DerivedIndexBuilder = Callable[[Path, Iterable[StoredPassage]], dict[str, object]]
 
 
