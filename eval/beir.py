@@ -34,6 +34,7 @@ from eval.metrics import BEIR_METRICS, evaluate_rankings
 from eval.ranking import BEST_PASSAGE_RULE, search_documents
 from eval.report import EvalReport, IndexInfo, LatencySummary
 from index_store import IndexCorruptError, IndexNotFoundError, Manifest, open_index
+from index_store.token_vectors import TOKENS_WAITING
 from indexer.embedder import Embedder, embed_backend_of, recorded_backend
 
 CORPUS_FILE = "corpus.jsonl"
@@ -190,11 +191,9 @@ def why_rebuild(manifest: Manifest, fingerprint: str, embedder: Embedder, settin
     if keyword is None or any(keyword.get(name) != value for name, value in wanted.items()):
         return "the BM25 settings changed"
     fusion = settings.fusion_settings().resolved(passages_per_document(manifest.counts))
-    if (
-        fusion.rerank_depth
-        and "token_vectors" not in manifest.extra
-        and callable(getattr(embedder, "encode_tokens", None))
-    ):
+    # TOKENS_WAITING: the last build wanted codes but brought too few tokens to fit a basis on; rebuilding won't help
+    kept_or_waiting = "token_vectors" in manifest.extra or TOKENS_WAITING in manifest.extra
+    if fusion.rerank_depth and not kept_or_waiting and callable(getattr(embedder, "encode_tokens", None)):
         return "the fusion reranks by late interaction and the index keeps no token vectors"
     return None
 

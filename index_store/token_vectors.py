@@ -40,6 +40,8 @@ FIT_SAMPLE = 100_000
 # of what later ones say (fitted on news, MaxSim on SciFact correlates 0.73 with exact MaxSim, against 0.86 fitted on
 # SciFact), so an index keeps no token codes until a write brings this many tokens.
 FIT_MIN_TOKENS = 20_000
+# The manifest's ``extra`` key saying why a write that wanted token codes kept none (too few tokens for a basis)
+TOKENS_WAITING = "token_vectors_waiting"
 
 
 @dataclass(frozen=True, slots=True)

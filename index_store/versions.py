@@ -97,7 +97,7 @@ from index_store.segment_io import (
 )
 from index_store.shapes import DocumentLike, PassageLike, UnitLike  # noqa: F401 (re-exported)
 from index_store.sqlite_store import PassageStore, StoredDocument, StoredPassage, connect
-from index_store.token_vectors import TOKEN_DIMS, StoredTokens, TokenProjection
+from index_store.token_vectors import TOKEN_DIMS, TOKENS_WAITING, StoredTokens, TokenProjection
 from index_store.vectors import VectorHits, VectorIndex
 
 if TYPE_CHECKING:
@@ -764,6 +764,7 @@ class IndexWriter:
         extra_now.update(_fusion_choice(extra_now.get("fusion"), counts))
         if self.token_projection is not None and any(new.tokens is not None for new in self._new.values()):
             extra_now["token_vectors"] = {"basis": self.token_projection.fingerprint, "dims": TOKEN_DIMS}
+            extra_now.pop(TOKENS_WAITING, None)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             version=name,

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from index_store import EmbeddingCache, IndexWriter, KeywordSettings, ModelInfo, SegmentCache, StoredPassage
-from index_store.token_vectors import FIT_MIN_TOKENS, TokenEncoder, encode_token_codes
+from index_store.token_vectors import FIT_MIN_TOKENS, TOKENS_WAITING, TokenEncoder, encode_token_codes
 from indexer.chunker import Chunker, ChunkerSettings
 from indexer.documents import SECTIONS, Document, Passage
 from indexer.embedder import Embedder, embed_backend_of, recorded_backend
@@ -187,6 +187,7 @@ def apply_changes(
             and callable(encode_tokens)
             and writer.base is not None
             and "token_vectors" not in writer.base.extra
+            and TOKENS_WAITING not in writer.base.extra  # it tried, with too few tokens: only new ones may fit a basis
             and writer.wants_token_vectors(options.record.get("fusion"))
         )
         incoming = {doc.doc_id: doc for doc in upserts}
@@ -224,12 +225,17 @@ def apply_changes(
             passages = passages_by_doc[doc.doc_id]
             writer.upsert_document(doc, passages, vectors[offset : offset + len(passages)])
             offset += len(passages)
+        waiting: str | None = None
         if to_write and callable(encode_tokens) and writer.wants_token_vectors(options.record.get("fusion")):
             t1 = time.perf_counter()
-            _store_token_codes(writer, encode_tokens, passages_by_doc, options)
+            kept = _store_token_codes(writer, encode_tokens, passages_by_doc, options)
             report.seconds["tokens"] = time.perf_counter() - t1
+            if not kept:
+                waiting = f"no basis yet: the index has brought fewer than {options.token_fit_min_tokens} tokens"
         documents_now = writer.counts.get("documents", 0)
         extra: dict[str, object] = dict(options.record)
+        if waiting is not None:  # recorded, so that a rebuild is not asked for the codes a basis does not allow
+            extra[TOKENS_WAITING] = waiting
         if backend is not None:  # torch, onnx or onnx-int8: the same vector space, recorded for audits
             # Documents kept from the base keep their vectors, so their backend stays named.
             kept_base = None if re_embed_all or not documents_now else base_backend
@@ -252,10 +258,10 @@ def _store_token_codes(
     encode_tokens: TokenEncoder,
     passages_by_doc: dict[str, list[Passage]],
     options: BuildOptions,
-) -> None:
-    """Encode the token vectors of the passages this write brings (of what their vectors were made from) and
-    keep them, as int8 codes in the index's basis (fitted now on the first of them for an index that has none),
-    for the late-interaction rerank."""
+) -> bool:
+    """Encode the token vectors of the passages this write brings (of what their vectors were made from) and keep
+    them, as int8 codes in the index's basis (fitted now on the first of them for an index that has none), for the
+    late-interaction rerank. False when it kept none: no basis, and too few tokens to fit one on."""
     new = list(passages_by_doc.items())
     texts = [p.embed_text for _, passages in new for p in passages]
     bar = tqdm(total=len(texts), desc="token vectors", unit="passage", disable=not options.show_progress)
@@ -281,12 +287,13 @@ def _store_token_codes(
             "to fit one on; its passages are reranked from their text",
             options.token_fit_min_tokens,
         )
-        return
+        return False
     writer.token_projection = projection
     offset = 0
     for doc_id, passages in new:
         writer.set_token_codes(doc_id, codes[offset : offset + len(passages)])
         offset += len(passages)
+    return True
 
 
 def _documents_to_write(
