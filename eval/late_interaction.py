@@ -10,11 +10,12 @@ is the figure ``citesearch eval beir`` prints.
 
     python -m eval.late_interaction DATASET_DIR --split SPLIT [--index-dir DIR] [--depth 30] [--weights 0.5,1,1.5]
                                     [--folds 5]   # also what choosing the best weight is worth on held-out queries
+                                    [--stored]    # on the token codes the index keeps, as the searcher serves it
 
-The rerank is the one ``Searcher`` runs when ``CITESEARCH_FUSION_RERANK_DEPTH`` is set
-(``citesearch.late_interaction``); this command measures several weights at once and encodes each candidate passage
-once for all of them. Off by default: at query time it costs a model call per reranked passage (docs/retrieval.md,
-"Late interaction").
+The rerank is the one ``Searcher`` runs (``citesearch.late_interaction``): by default in the short profile, on the
+token codes the index keeps (``--stored`` replays exactly that), or per query on exact token vectors where it keeps
+none (the default here: each candidate passage encoded once for all the weights). The baseline is the hybrid
+without the rerank (docs/retrieval.md, "Late interaction").
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         default=5,
         help="cross-validate choosing among the hybrid and each weight over this many folds of the queries (0: off)",
     )
+    parser.add_argument(
+        "--stored",
+        action="store_true",
+        help="score MaxSim on the token codes the index keeps (index_store.token_vectors), as the searcher does",
+    )
     args = parser.parse_args(argv)
     if args.folds == 1 or args.folds < 0:
         parser.error(f"--folds must be 0 (off) or at least 2, got {args.folds}")
@@ -131,13 +137,27 @@ def main(argv: list[str] | None = None) -> int:
             selected = top_document_passages(fused, doc_of[union], args.depth)
             candidates[q] = Candidates(union, fused, selected)
         positions = sorted({int(p) for c in candidates.values() for p in c.union[c.selected]})
-        print(f"encoding {len(positions)} candidate passages token by token", file=sys.stderr)
         started = time.perf_counter()
         encoder = TokenEncoder(embedder)
-        passage_tokens = encoder.encode(rerank_texts([stored[p] for p in positions]), show_progress=True)
-        tokens = dict(zip(positions, passage_tokens, strict=True))
         query_ids = list(per_query)
         query_tokens = encoder.encode([dataset.queries[q] for q in query_ids])
+        kept = reader.token_vectors(ids[positions].tolist()) if args.stored else None
+        if args.stored and kept is None:
+            print(f"eval.late_interaction: error: {args.index_dir} keeps no token vectors (--stored)", file=sys.stderr)
+            return 1
+        missing = positions if kept is None else [p for p, row in zip(positions, kept.rows, strict=True) if row is None]
+        print(f"encoding {len(missing)} candidate passages token by token", file=sys.stderr)
+        texts = rerank_texts([stored[p] for p in missing])
+        encoded = dict(zip(missing, encoder.encode(texts, show_progress=True), strict=True))
+        if kept is None:
+            tokens = encoded
+        else:  # as the searcher scores: both sides in the index's basis (citesearch.search.Searcher._maxsim)
+            basis = kept.projection
+            tokens = {
+                p: row if row is not None else basis.codes_to_rows(encoded[p])
+                for p, row in zip(positions, kept.rows, strict=True)
+            }
+            query_tokens = [basis.project(t.astype(np.float32)) for t in query_tokens]
         encode_seconds = time.perf_counter() - started
     late = {
         q: maxsim(query_tokens[i], [tokens[int(p)] for p in candidates[q].union[candidates[q].selected]])
@@ -162,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
         "fusion": fusion.to_dict(),
         "depth": args.depth,
-        "passages_encoded": len(positions),
+        "passages_encoded": len(missing),
+        "stored": bool(args.stored),
         "encode_seconds": round(encode_seconds, 1),
         "hybrid": baseline.metrics,
         "late_interaction": rows,

@@ -75,3 +75,37 @@ def test_the_searchers_own_rerank_scores_what_the_offline_measure_says(
     (offline,) = json.loads(capsys.readouterr().out)["late_interaction"]
     for metric in ("ndcg@10", "recall@100", "mrr@10"):
         assert served.report.metrics[metric] == pytest.approx(offline[metric], abs=1e-6), metric
+
+
+def test_the_stored_replay_scores_what_the_searcher_serves_on_the_index_s_codes(
+    tmp_path: Path, real_embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--stored`` replays the default rerank on the token codes the index keeps: the figure ``eval beir`` prints
+    for the same index. (The tiny set's 20 documents are too few for a basis at the default floor: built lower.)"""
+    from dataclasses import replace
+
+    from eval.beir import EVAL_MARKER
+    from indexer.loaders import load_documents
+    from indexer.pipeline import apply_changes
+
+    dataset = _write_tiny_beir(tmp_path / "tiny")
+    settings = Settings(_env_file=None)
+    options = replace(settings.build_options(record={EVAL_MARKER: "tiny"}), token_fit_min_tokens=1)
+    apply_changes(
+        tmp_path / "idx", real_embedder, upserts=load_documents([dataset / "corpus.jsonl"]).documents, options=options
+    )
+    served = run_beir(load_beir_dataset(dataset, "test"), real_embedder, settings, index_dir=tmp_path / "idx")
+    assert served.prepared.reused and served.report.settings["fusion"]["rerank_depth"] == 30  # the short profile's
+    monkeypatch.setattr(Settings, "load_embedder", lambda self: real_embedder)
+    argv = [str(dataset), "--split", "test", "--index-dir", str(tmp_path / "idx"), "--weights", "1.5", "--stored"]
+    assert late_main([*argv, "--folds", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (offline,) = report["late_interaction"]
+    assert report["stored"] and report["passages_encoded"] == 0  # every candidate's codes came from the index
+    for metric in ("ndcg@10", "recall@100", "mrr@10"):
+        assert served.report.metrics[metric] == pytest.approx(offline[metric], abs=1e-6), metric
+    # An index without codes: --stored is refused in one line
+    plain = tmp_path / "plain"
+    run_beir(load_beir_dataset(dataset, "test"), real_embedder, settings, index_dir=plain)
+    assert late_main([str(dataset), "--split", "test", "--index-dir", str(plain), "--stored"]) == 1
+    assert "keeps no token vectors (--stored)" in capsys.readouterr().err
