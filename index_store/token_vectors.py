@@ -134,33 +134,11 @@ class TokenCodes:
     def __len__(self) -> int:
         return len(self.starts) - 1
 
-    @classmethod
-    def missing(cls, passages: int, dims: int) -> TokenCodes:
-        """Codes for none of ``passages`` positions (a merged segment's share from a source without codes)."""
-        return cls(np.zeros((0, dims), np.int8), np.zeros(0, np.float32), np.zeros(passages + 1, np.int64))
-
     def rows(self, position: int) -> np.ndarray:
         """One passage's projected token vectors (tokens x dims, float32; no rows: it has no codes)."""
         start, end = int(self.starts[position]), int(self.starts[position + 1])
         rows: np.ndarray = np.asarray(self.codes[start:end], dtype=np.float32) * self.scales[start:end, None]
         return rows
-
-    def kept(self, keep: np.ndarray) -> TokenCodes:
-        """The codes of the positions ``keep`` (bool) marks, renumbered: what a merge copies."""
-        positions = np.flatnonzero(keep)
-        lengths = np.diff(np.asarray(self.starts))[positions]
-        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        # row r of the kept codes is row (its passage's old start + r - its passage's new start) of these
-        rows = np.repeat(np.asarray(self.starts)[positions] - starts[:-1], lengths) + np.arange(starts[-1])
-        return TokenCodes(np.asarray(self.codes)[rows], np.asarray(self.scales)[rows], starts)
-
-    @classmethod
-    def concatenated(cls, parts: Sequence[TokenCodes], dims: int) -> TokenCodes:
-        offsets: list[int] = np.cumsum([0, *(int(p.starts[-1]) for p in parts[:-1])]).tolist() if parts else []
-        starts = [np.zeros(1, np.int64)] + [p.starts[1:] + o for p, o in zip(parts, offsets, strict=True)]
-        codes = [np.asarray(p.codes) for p in parts] or [np.zeros((0, dims), np.int8)]
-        scales = [np.asarray(p.scales) for p in parts] or [np.zeros(0, np.float32)]
-        return cls(np.concatenate(codes), np.concatenate(scales), np.concatenate(starts).astype(np.int64))
 
     def save(self, folder: Path, projection: TokenProjection) -> None:
         target = folder / TOKENS_DIR
@@ -169,6 +147,48 @@ class TokenCodes:
         np.save(target / CODES_FILE, self.codes)
         np.save(target / SCALES_FILE, self.scales)
         np.save(target / STARTS_FILE, self.starts)
+
+
+MERGE_BLOCK = 20_000  # passages whose codes a merge copies at a time: memory stays bounded for big segments
+
+
+def write_merged_codes(
+    folder: Path, projection: TokenProjection, sources: Sequence[tuple[TokenCodes | None, np.ndarray]]
+) -> None:
+    """The token codes of a merged segment: for each source in order, the codes of the positions its ``keep``
+    (bool) marks, renumbered; a source given as None (no codes in ``projection``) contributes passages without
+    codes. Copied block by block into memory-mapped files, so a merge of big segments never holds their codes."""
+    target = folder / TOKENS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    lengths: list[np.ndarray] = [
+        np.diff(np.asarray(codes.starts))[np.flatnonzero(keep)].astype(np.int64)
+        if codes is not None
+        else np.zeros(int(keep.sum()), np.int64)
+        for codes, keep in sources
+    ]
+    starts = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])]).astype(np.int64)
+    total = int(starts[-1])
+    out_codes = np.lib.format.open_memmap(target / CODES_FILE, mode="w+", dtype=np.int8, shape=(total, projection.dims))
+    out_scales = np.lib.format.open_memmap(target / SCALES_FILE, mode="w+", dtype=np.float32, shape=(total,))
+    row = 0
+    for (codes, keep), kept_lengths in zip(sources, lengths, strict=True):
+        if codes is None:
+            continue
+        positions = np.flatnonzero(keep)
+        old_starts = np.asarray(codes.starts)
+        for block in range(0, len(positions), MERGE_BLOCK):
+            chosen, sizes = positions[block : block + MERGE_BLOCK], kept_lengths[block : block + MERGE_BLOCK]
+            # each kept passage's rows, in order: its old start plus 0 .. its length - 1
+            firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            rows = np.repeat(old_starts[chosen] - firsts, sizes) + np.arange(int(sizes.sum()))
+            out_codes[row : row + len(rows)] = np.asarray(codes.codes)[rows]
+            out_scales[row : row + len(rows)] = np.asarray(codes.scales)[rows]
+            row += len(rows)
+    out_codes.flush()
+    out_scales.flush()
+    del out_codes, out_scales
+    np.save(target / STARTS_FILE, starts)
+    np.save(target / PROJECTION_FILE, projection.to_array())
 
 
 def load_tokens(folder: Path, passages: int) -> tuple[TokenProjection, TokenCodes] | None:

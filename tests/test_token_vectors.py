@@ -17,7 +17,7 @@ from citesearch.search import Searcher, SearchRequest
 from index_store import IndexCorruptError, open_index
 from index_store.merging import merge_index
 from index_store.segments import Segment
-from index_store.token_vectors import TokenCodes, TokenProjection, encode_token_codes
+from index_store.token_vectors import TokenCodes, TokenProjection, encode_token_codes, load_tokens, write_merged_codes
 from indexer.documents import Document, Unit
 from indexer.pipeline import BuildOptions, apply_changes
 from tests.fakes import HashingEmbedder, HashingTokenEmbedder
@@ -72,21 +72,25 @@ def test_maxsim_on_codes_matches_exact_maxsim_within_int8_rounding() -> None:
     np.testing.assert_array_equal(projection.codes_to_rows(passages[1]), stored.rows(1))
 
 
-def test_codes_kept_and_concatenated_follow_their_positions() -> None:
+def test_merged_codes_follow_their_positions_block_by_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import index_store.token_vectors as token_vectors
+
+    monkeypatch.setattr(token_vectors, "MERGE_BLOCK", 2)  # several blocks per source, even here
     rng = np.random.default_rng(11)
-    passages = [_unit_rows(rng, n, 16) for n in (2, 5, 1, 4)]
+    passages = [_unit_rows(rng, n, 16) for n in (2, 5, 1, 4, 3)]
     projection = TokenProjection.fit(np.concatenate(passages), dims=8)
     codes = TokenCodes.of([projection.codes(p) for p in passages], 8)
-    kept = codes.kept(np.array([True, False, True, True]))
-    assert len(kept) == 3
-    for new, old in enumerate((0, 2, 3)):
-        np.testing.assert_array_equal(kept.rows(new), codes.rows(old))
-    both = TokenCodes.concatenated([kept, codes.kept(np.array([False, True, False, False]))], 8)
-    assert len(both) == 4 and int(both.starts[-1]) == len(both.codes)
-    np.testing.assert_array_equal(both.rows(3), codes.rows(1))
-    # A passage without codes has no rows (the rerank encodes it from its text)
-    gaps = TokenCodes.concatenated([codes.kept(np.array([True, False, False, False])), TokenCodes.missing(2, 8)], 8)
-    assert len(gaps) == 3 and [len(gaps.rows(i)) for i in range(3)] == [2, 0, 0]
+    keep = np.array([True, False, True, True, True])
+    write_merged_codes(tmp_path, projection, [(codes, keep), (None, np.array([True, False, True])), (codes, ~keep)])
+    loaded = load_tokens(tmp_path, 4 + 2 + 1)
+    assert loaded is not None and loaded[0].fingerprint == projection.fingerprint
+    merged = loaded[1]
+    for new, old in enumerate((0, 2, 3, 4)):
+        np.testing.assert_array_equal(merged.rows(new), codes.rows(old))
+    assert [len(merged.rows(i)) for i in (4, 5)] == [0, 0]  # the source without codes: passages without rows
+    np.testing.assert_array_equal(merged.rows(6), codes.rows(1))
+    with pytest.raises(ValueError, match="do not fit a segment of 9"):
+        load_tokens(tmp_path, 9)
 
 
 def test_encoding_in_slices_fits_the_basis_once_and_reports_progress() -> None:

@@ -33,7 +33,7 @@ from index_store.segments.vectors import IVF_MIN_VECTORS, Centroids, SegmentVect
 from index_store.segments.view import SegmentState
 from index_store.sqlite_store import FILE_NAME as STORE_FILE
 from index_store.sqlite_store import SCHEMA
-from index_store.token_vectors import TokenCodes, TokenProjection
+from index_store.token_vectors import TokenProjection, write_merged_codes
 
 
 def shared_token_projection(segments: Sequence[Segment]) -> TokenProjection | None:
@@ -97,13 +97,11 @@ def merge_segments(
                 merge_postings([(p, k) for p, k in parts if p is not None]).save(folder / PART_POSTINGS)
         projection = shared_token_projection([s.segment for s in states if len(s.segment)])
         if projection is not None:
-            kept = [
-                s.segment.tokens.kept(k)
-                if s.segment.tokens is not None and s.segment.token_basis == projection.fingerprint
-                else TokenCodes.missing(int(k.sum()), projection.dims)
+            sources = [
+                (s.segment.tokens if s.segment.token_basis == projection.fingerprint else None, k)
                 for s, k in zip(states, keep, strict=True)
             ]
-            TokenCodes.concatenated(kept, projection.dims).save(folder, projection)
+            write_merged_codes(folder, projection, sources)
         write_meta(folder, arrays, dim=dim, settings=keyword, vector_kind=kind)
 
     write_folder_atomically(path, fill)
