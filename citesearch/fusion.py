@@ -53,8 +53,8 @@ PROFILE_WEIGHTS: dict[str, ProfileWeights] = {
     "long": ProfileWeights(0.2, 0.5, 0.4, 0.15, 0.1),
 }
 # The late-interaction rerank of each profile: (documents reranked, weight of the MaxSim z-score). "short" reranks
-# the top 30 documents at weight 1.5 (SciFact train 0.7482 -> 0.7557 with stored token vectors; every fold of a
-# 5-fold cross-validation picks weight 1.5); "long" does not rerank, as it gains nothing on news (0.8290-0.8407
+# the top 30 documents at weight 1.5 (SciFact train 0.7482 -> 0.7564 on exact token vectors, every fold of a 5-fold
+# cross-validation picking 1.5; 0.7512 on the stored int8 codes); "long" does not rerank: no gain on news (0.8290-0.8407
 # against 0.8433 for weights 0.2-1; docs/retrieval.md, "Late interaction"). Applied only where the index keeps
 # token vectors (``index_store.token_vectors``): encoding candidates per query costs 36x the latency.
 PROFILE_RERANK: dict[str, tuple[int, float]] = {"short": (30, 1.5), "long": (0, 1.0)}

@@ -231,7 +231,7 @@ def apply_changes(
             kept = _store_token_codes(writer, encode_tokens, passages_by_doc, options)
             report.seconds["tokens"] = time.perf_counter() - t1
             if not kept:
-                waiting = f"no basis yet: the index has brought fewer than {options.token_fit_min_tokens} tokens"
+                waiting = f"no basis yet: the write brought fewer than {options.token_fit_min_tokens} tokens to fit one"
         documents_now = writer.counts.get("documents", 0)
         extra: dict[str, object] = dict(options.record)
         if waiting is not None:  # recorded, so that a rebuild is not asked for the codes a basis does not allow
