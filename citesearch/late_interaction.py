@@ -21,6 +21,7 @@ import numpy as np
 from citesearch.fusion import z_score
 from index_store import StoredPassage
 from index_store.shapes import searchable_title
+from index_store.token_vectors import StoredTokens
 from indexer.chunker import ChunkerSettings, embed_text_for
 
 
@@ -37,6 +38,17 @@ def rerank_texts(passages: Sequence[StoredPassage]) -> list[str]:
     a title its vectors never saw.)"""
     chunking = ChunkerSettings()
     return [embed_text_for(searchable_title(p.title, p.metadata), p.text, chunking) for p in passages]
+
+
+def rows_in_basis(stored: StoredTokens, encoded: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The passages' token rows in the store's basis: the stored ones, and for the passages without codes (in
+    order, one ``encoded`` token matrix each) their token vectors encoded now, put through the same int8 codes, so
+    that both score on one footing against the query projected by ``stored.projection.project``."""
+    rows = list(stored.rows)
+    missing = [i for i, row in enumerate(rows) if row is None]
+    for i, tokens in zip(missing, encoded, strict=True):
+        rows[i] = stored.projection.codes_to_rows(tokens)
+    return [row for row in rows if row is not None]
 
 
 def maxsim(query: np.ndarray, passages: Sequence[np.ndarray]) -> np.ndarray:

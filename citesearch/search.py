@@ -15,7 +15,14 @@ from typing import Literal, get_args
 import numpy as np
 
 from citesearch.fusion import FusionSettings, fuse, passages_per_document, ranks_of, z_score
-from citesearch.late_interaction import TokenEmbedder, maxsim, rerank_texts, reranked_order, top_document_passages
+from citesearch.late_interaction import (
+    TokenEmbedder,
+    maxsim,
+    rerank_texts,
+    reranked_order,
+    rows_in_basis,
+    top_document_passages,
+)
 from citesearch.part_evidence import PartScores
 from citesearch.store import Candidates, KeywordQuery, LocalStore, SearchFilter, SearchStore, Where, as_store
 from index_store import IndexIncompatibleError, IndexReader, StoredPassage
@@ -458,10 +465,7 @@ class Searcher:
         query_tokens, *encoded = self.embedder.encode_tokens([query, *texts])
         if stored is None:
             return maxsim(query_tokens, encoded)
-        rows = list(stored.rows)
-        for i, tokens in zip(missing, encoded, strict=True):
-            rows[i] = stored.projection.codes_to_rows(tokens)
-        return maxsim(stored.projection.project(query_tokens), [r for r in rows if r is not None])
+        return maxsim(stored.projection.project(query_tokens), rows_in_basis(stored, encoded))
 
     def _recency(self, ids: np.ndarray, request: SearchRequest) -> np.ndarray | None:
         """The recency prior of each passage's document: 1 at ``as_of``, halving every ``recency_half_life_days``

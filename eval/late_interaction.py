@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from citesearch.late_interaction import maxsim, rerank_texts, reranked_order, top_document_passages
+from citesearch.late_interaction import maxsim, rerank_texts, reranked_order, rows_in_basis, top_document_passages
 from citesearch.settings import Settings
 from eval.crossval import cross_validate
 from eval.metrics import evaluate_rankings
@@ -152,12 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         if kept is None:
             tokens = encoded
         else:  # as the searcher scores: both sides in the index's basis (citesearch.search.Searcher._maxsim)
-            basis = kept.projection
-            tokens = {
-                p: row if row is not None else basis.codes_to_rows(encoded[p])
-                for p, row in zip(positions, kept.rows, strict=True)
-            }
-            query_tokens = [basis.project(t.astype(np.float32)) for t in query_tokens]
+            in_basis = rows_in_basis(kept, [encoded[p] for p in missing])
+            tokens = dict(zip(positions, in_basis, strict=True))
+            query_tokens = [kept.projection.project(t.astype(np.float32)) for t in query_tokens]
         encode_seconds = time.perf_counter() - started
     late = {
         q: maxsim(query_tokens[i], [tokens[int(p)] for p in candidates[q].union[candidates[q].selected]])

@@ -44,6 +44,12 @@ FIT_MIN_TOKENS = 20_000
 TOKENS_WAITING = "token_vectors_waiting"
 
 
+def dequantized(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Token rows back from their int8 codes and per-token scales (float32)."""
+    rows: np.ndarray = np.asarray(codes, dtype=np.float32) * np.asarray(scales, dtype=np.float32)[:, None]
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class TokenProjection:
     """The fixed PCA basis that token vectors are stored in."""
@@ -108,9 +114,7 @@ class TokenProjection:
     def codes_to_rows(self, tokens: np.ndarray) -> np.ndarray:
         """Token vectors as the store would give them back: projected, through the int8 codes, so that a passage
         encoded at query time scores on the same footing as stored ones."""
-        codes, scales = self.codes(tokens)
-        rows: np.ndarray = np.asarray(codes, dtype=np.float32) * scales[:, None]
-        return rows
+        return dequantized(*self.codes(tokens))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +141,7 @@ class TokenCodes:
     def rows(self, position: int) -> np.ndarray:
         """One passage's projected token vectors (tokens x dims, float32; no rows: it has no codes)."""
         start, end = int(self.starts[position]), int(self.starts[position + 1])
-        rows: np.ndarray = np.asarray(self.codes[start:end], dtype=np.float32) * self.scales[start:end, None]
-        return rows
+        return dequantized(self.codes[start:end], self.scales[start:end])
 
     def save(self, folder: Path, projection: TokenProjection) -> None:
         target = folder / TOKENS_DIR
